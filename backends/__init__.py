@@ -1,0 +1,23 @@
+"""Backends turn an (optimized) graph into an executable for concrete dims.
+
+Each backend module has `build(graph, dims) -> executable`; calling the executable with
+{input node: array} returns the graph's outputs, then its update values, as NumPy arrays.
+An executable also has `.source`, `.kernels` and `.stats` to show what it runs.
+Backends are imported on first use, so triton and torch stay optional.
+"""
+
+import importlib
+
+from graphc.errors import GraphcError
+
+BACKENDS = {
+    "reference": "graphc.backends.reference",
+    "numpy": "graphc.backends.numpy",
+    "triton": "graphc.backends.triton",
+}
+
+
+def load(name: str):
+    if name not in BACKENDS:
+        raise GraphcError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    return importlib.import_module(BACKENDS[name])

@@ -1,0 +1,30 @@
+"""graphc: declare a model as a graph, differentiate it, optimize it, run it, draw it.
+
+    import graphc as gc
+    x = gc.input("x", ("batch", 2)); W = gc.param("W", np.zeros((2, 3)))
+    f = gc.compile(gc.relu(x @ W), backend="numpy"); f(x=X)
+"""
+
+from graphc import nn, optim, testing
+from graphc.autodiff import grad, vjp
+from graphc.compile import Function, compile
+from graphc.dsl import (
+    abs, add, broadcast_to, cast, concat, const, div, eq, exp, expand_dims, ge, getitem, gt,
+    input, le, lift, log, log1p, lt, matmul, max, maximum, mean, minimum, mul, neg, one_hot,
+    param, pow, relu, reshape, sigmoid, sign, size, sqrt, squeeze, step, sub, sum, tanh,
+    transpose, where)
+from graphc.errors import (
+    BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, ParseError, ShapeError)
+from graphc.ir import Graph, Node
+from graphc.types import TensorType
+from graphc.viz import render
+
+__all__ = [
+    "Function", "Graph", "Node", "TensorType", "compile", "grad", "vjp", "render", "nn",
+    "optim", "testing", "abs", "add", "broadcast_to", "cast", "concat", "const", "div", "eq",
+    "exp", "expand_dims", "ge", "getitem", "gt", "input", "le", "lift", "log", "log1p", "lt",
+    "matmul", "max", "maximum", "mean", "minimum", "mul", "neg", "one_hot", "param", "pow",
+    "relu", "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step", "sub", "sum",
+    "tanh", "transpose", "where", "GraphcError", "ShapeError", "DtypeError", "FeedError",
+    "GradError", "ParseError", "BackendUnavailable",
+]

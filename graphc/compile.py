@@ -1,0 +1,143 @@
+"""gc.compile: from output nodes to a callable Function.
+
+The Function checks each call's feeds (names, ranks, dims, dtypes), binds symbolic dims,
+builds an executable once per distinct input-shape signature (optimize, then hand the
+graph to a backend), runs it, and only then applies parameter updates, so that a step
+that raises leaves every parameter as it was.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphc.errors import FeedError
+from graphc.ir import Graph, Node
+from graphc.types import format_shape, numpy_dtype
+
+
+def compile(outputs, inputs=None, updates=None, backend="numpy", opt="O2") -> "Function":
+    """Compile `outputs` (a node or a list) into a Function called with arrays by name.
+
+    inputs:  optional list of input nodes, the order for positional calls.
+    updates: {param: new value node}, applied after each successful call (training).
+    backend: "reference" | "numpy" | "triton".   opt: "O0" | "O1" | "O2".
+    """
+    return Function(outputs, inputs, updates, backend, opt)
+
+
+class Function:
+    def __init__(self, outputs, inputs, updates, backend, opt):
+        from graphc import backends
+        from graphc.passes import optimize
+
+        self._single = isinstance(outputs, Node)
+        self.outputs = [outputs] if self._single else list(outputs)
+        self.updates = dict(updates or {})
+        self.source_graph = Graph(self.outputs, self.updates)
+        self.inputs = list(inputs) if inputs is not None else self.source_graph.inputs
+        _check_unique_names(self.source_graph)
+        self.backend_name = backend
+        self._backend = backends.load(backend)
+        self.graph = optimize(self.source_graph, opt)
+        self._executables = {}
+        self._last = None
+
+    def __call__(self, *args, **feeds):
+        feeds = self._bind_positional(args, feeds)
+        arrays, dims = check_feeds(self.source_graph.inputs, feeds)
+        signature = tuple((node.name, arrays[node].shape) for node in self.source_graph.inputs)
+        executable = self._executables.get(signature)
+        if executable is None:
+            executable = self._backend.build(self.graph, dims)
+            self._executables[signature] = executable
+        self._last = executable
+        results = executable(arrays)
+        outputs, new_values = results[:len(self.outputs)], results[len(self.outputs):]
+        for param, value in zip(self.updates, new_values):
+            np.copyto(param.value, value)  # every result exists: now it is safe to commit
+        return outputs[0] if self._single else tuple(outputs)
+
+    def _bind_positional(self, args, feeds):
+        if len(args) > len(self.inputs):
+            raise FeedError(f"got {len(args)} positional arrays for {len(self.inputs)} inputs "
+                            f"({', '.join(n.name for n in self.inputs)})")
+        for node, value in zip(self.inputs, args):
+            if node.name in feeds:
+                raise FeedError(f"input {node.name!r} is given both by position and by name")
+            feeds[node.name] = value
+        return feeds
+
+    def _executable(self):
+        if self._last is None:
+            raise RuntimeError("call the function once first: graphc builds code per input "
+                               "shape signature")
+        return self._last
+
+    @property
+    def source(self) -> str:
+        """The code the backend generated for the most recent call's shapes."""
+        return self._executable().source
+
+    @property
+    def kernels(self) -> list:
+        return self._executable().kernels
+
+    @property
+    def stats(self) -> dict:
+        return self._executable().stats
+
+
+def _check_unique_names(graph: Graph):
+    seen = {}
+    for node in graph.inputs:
+        other = seen.setdefault(node.name, node)
+        if other is not node:
+            raise FeedError(f"two different inputs are named {node.name!r} "
+                            f"(made at {other.loc} and {node.loc})")
+
+
+def check_feeds(inputs: list, feeds: dict):
+    """Validate feeds against the graph's inputs; return ({node: array}, {dim: size})."""
+    expected = {node.name: node for node in inputs}
+    unknown = sorted(set(feeds) - set(expected))
+    if unknown:
+        raise FeedError(f"unknown input {unknown[0]!r}; the graph's inputs are "
+                        f"{sorted(expected) or 'none'}")
+    missing = [name for name in expected if name not in feeds]
+    if missing:
+        raise FeedError(f"missing input {missing[0]!r} of type {expected[missing[0]].type}")
+    arrays, dims, bound_by = {}, {}, {}
+    for name, node in expected.items():
+        array = _convert(node, feeds[name])
+        _check_shape(node, array, dims, bound_by)
+        arrays[node] = array
+    return arrays, dims
+
+
+def _convert(node: Node, value) -> np.ndarray:
+    array = np.asarray(value)
+    target = numpy_dtype(node.dtype)
+    if array.dtype.kind not in "biuf":
+        raise FeedError(f"input {node.name!r} expects {node.dtype}, got {array.dtype} values")
+    # 'same_kind': float64 -> float32 is fine, float -> int or int -> bool would lose data.
+    if not np.can_cast(array.dtype, target, "same_kind"):
+        raise FeedError(f"input {node.name!r} expects {node.dtype}; casting {array.dtype} "
+                        f"values to it would lose information")
+    return np.ascontiguousarray(array, dtype=target)
+
+
+def _check_shape(node, array, dims, bound_by):
+    shape = node.shape
+    if array.ndim != len(shape):
+        raise FeedError(f"input {node.name!r} expects shape {format_shape(shape)} (rank "
+                        f"{len(shape)}), got an array of shape {array.shape}")
+    for axis, (want, got) in enumerate(zip(shape, array.shape)):
+        if isinstance(want, int):
+            if want != got:
+                raise FeedError(f"input {node.name!r} expects shape {format_shape(shape)}; "
+                                f"dim {axis} must be {want}, got {got} (array {array.shape})")
+        elif dims.setdefault(want, got) != got:
+            raise FeedError(f"symbolic dim {want!r} is {dims[want]} in input "
+                            f"{bound_by[want]!r} but {got} in input {node.name!r}")
+        else:
+            bound_by.setdefault(want, node.name)

@@ -1,0 +1,33 @@
+"""The errors graphc raises for user mistakes.
+
+Each one names the thing at fault (op, input name, shapes) and, where a node is involved,
+the user's source line that created it, so a message points at the model, not at graphc.
+"""
+
+
+class GraphcError(Exception):
+    """Base class of every error graphc raises on purpose."""
+
+
+class ShapeError(GraphcError, ValueError):
+    """Shapes that do not fit an op, found when the graph is built."""
+
+
+class DtypeError(GraphcError, TypeError):
+    """A dtype an op does not accept, or a cast that would lose information."""
+
+
+class FeedError(GraphcError, ValueError):
+    """A call's feeds do not match the graph's inputs (name, rank, dimension, dtype)."""
+
+
+class GradError(GraphcError, ValueError):
+    """A gradient that cannot be taken as asked (non-scalar output, disconnected input)."""
+
+
+class ParseError(GraphcError, ValueError):
+    """Text IR that cannot be read back; names the line."""
+
+
+class BackendUnavailable(GraphcError, RuntimeError):
+    """A backend that needs software or hardware this machine does not have."""

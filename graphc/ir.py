@@ -1,0 +1,379 @@
+"""The IR: one node type, a graph of nodes, and a text form that reads back.
+
+A `Node` is an op applied to input nodes, with attributes and a `TensorType`. Nodes are
+immutable and compare by identity: two nodes are the same value only if they are the
+same object, never because their values happen to be equal. The one mutable thing is a
+parameter's `value`, which training updates.
+
+A `Graph` is the set of nodes reachable from some outputs (and parameter updates), in a
+deterministic topological order. Its text form (`str(graph)`) is one node a line:
+
+    %x = input() : f32[batch,2]
+    %W1 = param() : f32[2,8]
+    %0 = matmul(%x, %W1) : f32[batch,8]  # mlp.py:12
+    %1 = sum(%0, axes=(1,), keepdims=False) : f32[batch]  # [grad] mlp.py:14
+    return %1
+    update %W1 = %7
+
+and `parse(text)` reads it back, so passes can be tested as text in, text out.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import os
+import re
+import sys
+from functools import cached_property
+
+import numpy as np
+
+from graphc.errors import ParseError
+from graphc.types import SHORT_TO_DTYPE, TensorType, canonical_shape, numpy_dtype
+
+_ids = itertools.count()
+
+SOURCE_OPS = ("input", "param", "const")
+
+
+class Node:
+    """An op applied to inputs. Build nodes with the DSL (graphc.dsl), not by hand."""
+
+    __slots__ = ("op", "inputs", "attrs", "type", "name", "loc", "tags", "value", "id",
+                 "__weakref__")
+
+    def __init__(self, op: str, inputs=(), attrs=None, type: TensorType = None, name=None,
+                 loc=None, tags=frozenset(), value=None):
+        self.op = op
+        self.inputs = tuple(inputs)
+        self.attrs = dict(attrs or {})
+        self.type = type
+        self.name = name
+        self.loc = loc if loc is not None else user_location()
+        self.tags = frozenset(tags)
+        self.value = value  # const: embedded array; param: current value; else None
+        self.id = next(_ids)
+
+    @property
+    def shape(self) -> tuple:
+        return self.type.shape
+
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.type.ndim
+
+    def attrs_key(self) -> tuple:
+        """The attributes as a hashable, order-independent tuple (for CSE and lookups)."""
+        return tuple(sorted(self.attrs.items()))
+
+    def __repr__(self) -> str:
+        label = f" {self.name!r}" if self.name else ""
+        return f"<Node {self.op}{label} : {self.type}>"
+
+    def __bool__(self):
+        raise TypeError(
+            f"a graphc node ({self.op}{' ' + self.name if self.name else ''}) has no truth "
+            "value at build time; use gc.where(cond, a, b) for data-dependent choices")
+
+    # Operators and methods (x + y, x @ W, x.sum(...)) are attached by graphc.dsl, which
+    # holds the op functions they stand for.
+
+
+# --- where the user created a node --------------------------------------------------
+
+# graphc's own code: the package, and passes/ and backends/ beside it in a source checkout
+# (installed, they live inside the package directory).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_OWN_DIRS = tuple(os.path.normpath(os.path.join(_HERE, d)) + os.sep
+                  for d in (".", "../passes", "../backends"))
+
+
+def _is_own_file(filename: str) -> bool:
+    return os.path.abspath(filename).startswith(_OWN_DIRS)
+
+
+def user_location() -> str | None:
+    """file:line of the innermost frame outside graphc: the model line that made a node."""
+    frame = sys._getframe(1)
+    while frame is not None and _is_own_file(frame.f_code.co_filename):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+# --- graphs ----------------------------------------------------------------------------
+
+def topological_order(roots) -> list:
+    """Nodes reachable from roots, inputs before users; iterative, deterministic."""
+    order, seen = [], set()
+    for root in roots:
+        if id(root) in seen:
+            continue
+        stack = [(root, 0)]
+        seen.add(id(root))
+        while stack:
+            node, i = stack.pop()
+            if i < len(node.inputs):
+                stack.append((node, i + 1))
+                child = node.inputs[i]
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append((child, 0))
+            else:
+                order.append(node)
+    return order
+
+
+class Graph:
+    """The nodes reachable from `outputs` and from the new values of `updates`.
+
+    `order` (optional) fixes the order of `nodes`, as a schedule does; it must list exactly
+    the reachable nodes, each after its inputs (checked by `lint`)."""
+
+    def __init__(self, outputs, updates=None, order=None):
+        if isinstance(outputs, Node):
+            outputs = [outputs]
+        self.outputs = tuple(outputs)
+        self.updates = dict(updates or {})
+        for target in self.updates:
+            if target.op != "param":
+                raise TypeError(f"updates must map params to new values; got {target!r}")
+        roots = list(self.outputs) + [n for kv in self.updates.items() for n in kv]
+        self.nodes = topological_order(roots)
+        if order is not None:
+            if len(order) != len(self.nodes) or set(order) != set(self.nodes):
+                raise ValueError("order must list exactly the nodes reachable from the outputs")
+            self.nodes = list(order)
+
+    @cached_property
+    def users(self) -> dict:
+        """node -> list of nodes that take it as an input (each user once, in order)."""
+        users = {node: [] for node in self.nodes}
+        for node in self.nodes:
+            for inp in dict.fromkeys(node.inputs):
+                users[inp].append(node)
+        return users
+
+    @property
+    def inputs(self) -> list:
+        return [n for n in self.nodes if n.op == "input"]
+
+    @property
+    def params(self) -> list:
+        return [n for n in self.nodes if n.op == "param"]
+
+    def to_networkx(self):
+        import networkx as nx
+
+        g = nx.DiGraph()
+        g.add_nodes_from(self.nodes)
+        g.add_edges_from((inp, node) for node in self.nodes for inp in node.inputs)
+        return g
+
+    def lint(self) -> None:
+        """Check the invariants every pass must keep; raise AssertionError naming a node."""
+        from graphc import ops
+
+        position = {node: i for i, node in enumerate(self.nodes)}
+        names = {}
+        for node in self.nodes:
+            for inp in node.inputs:
+                if position.get(inp, len(self.nodes)) >= position[node]:
+                    raise AssertionError(f"{node!r} uses {inp!r} before it is defined")
+            if node.op in ("input", "param"):
+                other = names.setdefault((node.op, node.name), node)
+                if other is not node:
+                    raise AssertionError(f"two {node.op}s are named {node.name!r}")
+                continue
+            if node.op == "const":
+                continue
+            expected = ops.infer_type(node.op, [i.type for i in node.inputs], node.attrs)
+            if expected != node.type:
+                raise AssertionError(f"{node!r}: recorded type {node.type}, inferred {expected}")
+
+    def __str__(self) -> str:
+        return format_graph(self)
+
+    def __repr__(self) -> str:
+        return f"<Graph {len(self.nodes)} nodes, {len(self.outputs)} outputs>"
+
+
+# --- text form -------------------------------------------------------------------------
+
+def _format_value(value):
+    if isinstance(value, float):
+        return repr(value) if np.isfinite(value) else ("nan" if np.isnan(value) else
+                                                       ("inf" if value > 0 else "-inf"))
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_format_value(v) for v in value)
+        if isinstance(value, tuple):
+            return "(" + inner + ("," if len(value) == 1 else "") + ")"
+        return "[" + inner + "]"
+    if isinstance(value, Graph):
+        raise TypeError("nested graphs print through their own op's formatter")
+    return repr(value)
+
+
+def format_const(value: np.ndarray) -> str:
+    flat = value.ravel()
+    if flat.size and (flat == flat[0]).all():
+        return f"fill={_format_value(flat[0].item())}"
+    return f"value={_format_value(value.tolist())}"
+
+
+def node_names(nodes) -> dict:
+    """A unique printed name for each node: its own name where it has one, else a number."""
+    names, taken, counter = {}, set(), itertools.count()
+    for node in nodes:
+        base = node.name if node.name and re.fullmatch(r"\w+", node.name) else None
+        name = base
+        if name is None or name in taken:
+            name = f"{base}_{next(counter)}" if base else str(next(counter))
+            while name in taken:
+                name = f"{base or ''}_{next(counter)}"
+        taken.add(name)
+        names[node] = name
+    return names
+
+
+def format_node(node: Node, names: dict) -> str:
+    args = [f"%{names[i]}" for i in node.inputs]
+    args += [f"{k}={_format_value(v)}" for k, v in sorted(node.attrs.items())]
+    if node.op == "const":
+        args.append(format_const(node.value))
+    line = f"%{names[node]} = {node.op}({', '.join(args)}) : {node.type}"
+    notes = ([f"[{','.join(sorted(node.tags))}]"] if node.tags else []) + (
+        [node.loc] if node.loc else [])
+    return line + (f"  # {' '.join(notes)}" if notes else "")
+
+
+def format_graph(graph: Graph) -> str:
+    names = node_names(graph.nodes)
+    lines = [format_node(node, names) for node in graph.nodes]
+    lines.append("return " + ", ".join(f"%{names[o]}" for o in graph.outputs))
+    lines += [f"update %{names[p]} = %{names[v]}" for p, v in graph.updates.items()]
+    return "\n".join(lines)
+
+
+_NODE_LINE = re.compile(
+    r"^%(?P<name>\w+)\s*=\s*(?P<op>\w+)\((?P<args>.*)\)\s*:\s*(?P<type>\w+\[[^\]]*\])"
+    r"\s*(?:#\s*(?:\[(?P<tags>[\w,]*)\])?\s*(?P<loc>\S+)?)?\s*$")
+_TYPE = re.compile(r"^(\w+)\[([^\]]*)\]$")
+_SPECIAL_FLOATS = {"inf": float("inf"), "nan": float("nan")}
+
+
+def parse_type(text: str) -> TensorType:
+    m = _TYPE.match(text.strip())
+    if not m or m.group(1) not in SHORT_TO_DTYPE:
+        raise ParseError(f"bad type {text!r}; expected e.g. f32[batch,2]")
+    dims = [d.strip() for d in m.group(2).split(",") if d.strip()]
+    shape = canonical_shape(tuple(int(d) if d.lstrip("-").isdigit() else d for d in dims))
+    return TensorType(shape, SHORT_TO_DTYPE[m.group(1)])
+
+
+class _Literals(ast.NodeTransformer):
+    def visit_Name(self, node):
+        if node.id in _SPECIAL_FLOATS:
+            return ast.copy_location(ast.Constant(_SPECIAL_FLOATS[node.id]), node)
+        raise ValueError(f"unknown name {node.id!r}")
+
+
+def _literal(tree):
+    return ast.literal_eval(_Literals().visit(tree))
+
+
+def _parse_call(args_text: str, env: dict, lineno: int):
+    """`%a, %b, axes=(1,)` -> ([nodes], {attrs}); names are looked up in env."""
+    code = re.sub(r"%(\w+)", r"__v_\1", f"f({args_text})")
+    try:
+        call = ast.parse(code, mode="eval").body
+        inputs = []
+        for arg in call.args:
+            if not (isinstance(arg, ast.Name) and arg.id.startswith("__v_")):
+                raise ValueError(f"positional arguments must be %names, got {ast.unparse(arg)}")
+            name = arg.id[4:]
+            if name not in env:
+                raise ValueError(f"%{name} is used before it is defined")
+            inputs.append(env[name])
+        attrs = {kw.arg: _literal(kw.value) for kw in call.keywords}
+    except (SyntaxError, ValueError) as e:
+        raise ParseError(f"line {lineno}: {e}") from None
+    return inputs, attrs
+
+
+def _tuplify(value):
+    """Attributes are hashable: lists read from text become tuples."""
+    if isinstance(value, list):
+        return tuple(_tuplify(v) for v in value)
+    return value
+
+
+def _make_source(op, name, attrs, type, loc, tags):
+    if op == "input":
+        return Node("input", (), {}, type, name=name, loc=loc, tags=tags)
+    if op == "param":
+        value = np.zeros(type.concrete_shape(), numpy_dtype(type.dtype))
+        return Node("param", (), {}, type, name=name, loc=loc, tags=tags, value=value)
+    value = attrs.pop("value", None)
+    fill = attrs.pop("fill", None)
+    data = np.full(type.concrete_shape(), fill) if value is None else np.array(value)
+    data = data.astype(numpy_dtype(type.dtype)).reshape(type.concrete_shape())
+    data.flags.writeable = False
+    return Node("const", (), {}, type, loc=loc, tags=tags, value=data)
+
+
+def parse(text: str) -> Graph:
+    """Read the text form back into a Graph. Params get zero values (text holds no data)."""
+    env, outputs, updates = {}, None, {}
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("return"):
+            outputs = [_lookup(env, n, lineno) for n in re.findall(r"%(\w+)", line)]
+            continue
+        if line.startswith("update"):
+            m = re.fullmatch(r"update\s+%(\w+)\s*=\s*%(\w+)", line)
+            if not m:
+                raise ParseError(f"line {lineno}: expected 'update %param = %value'")
+            updates[_lookup(env, m.group(1), lineno)] = _lookup(env, m.group(2), lineno)
+            continue
+        env_name, node = _parse_node_line(line, env, lineno)
+        env[env_name] = node
+    if outputs is None:
+        raise ParseError("no 'return' line")
+    return Graph(outputs, updates)
+
+
+def _lookup(env, name, lineno):
+    if name not in env:
+        raise ParseError(f"line {lineno}: %{name} is not defined")
+    return env[name]
+
+
+def _parse_node_line(line: str, env: dict, lineno: int):
+    from graphc import ops
+
+    m = _NODE_LINE.match(line)
+    if not m:
+        raise ParseError(f"line {lineno}: cannot read {line!r}")
+    name, op = m.group("name"), m.group("op")
+    type = parse_type(m.group("type"))
+    tags = frozenset(t for t in (m.group("tags") or "").split(",") if t)
+    loc = m.group("loc")
+    inputs, attrs = _parse_call(m.group("args"), env, lineno)
+    attrs = {k: _tuplify(v) for k, v in attrs.items()}
+    if op in SOURCE_OPS:
+        node_name = None if name.isdigit() or op == "const" else name
+        return name, _make_source(op, node_name, attrs, type, loc, tags)
+    if op not in ops.OPS:
+        raise ParseError(f"line {lineno}: unknown op {op!r}")
+    attrs = ops.canonical_attrs(op, attrs)
+    user_name = None if re.fullmatch(r"\d+", name) else name
+    return name, Node(op, inputs, attrs, type, name=user_name, loc=loc, tags=tags)

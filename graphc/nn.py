@@ -1,0 +1,103 @@
+"""Composites and losses, built from primitives (so autodiff and fusion see through them).
+
+Losses take the mean over the batch (the leading axis) and return a scalar.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphc import dsl
+from graphc.dsl import exp, log, log1p, maximum, where
+from graphc.ir import Node
+
+
+def softplus(x):
+    """log(1 + e^x) in the stable form max(x, 0) + log1p(e^-|x|): no overflow for any x."""
+    return dsl.relu(x) + log1p(exp(-dsl.abs(x)))
+
+
+def leaky_relu(x, alpha=0.01):
+    return where(x > 0, x, x * alpha)
+
+
+def prelu(x, alpha: Node):
+    """Leaky ReLU whose slope `alpha` is a node (usually a param), so it is learned."""
+    return where(x > 0, x, x * alpha)
+
+
+def maxout(x, pieces: int, axis=-1):
+    """Max over groups of `pieces` consecutive units along the last axis."""
+    units = x.shape[-1]
+    if not isinstance(units, int) or units % pieces:
+        raise ValueError(f"maxout: last dim {units} is not a multiple of {pieces}")
+    grouped = dsl.reshape(x, x.shape[:-1] + (units // pieces, pieces))
+    return dsl.max(grouped, axis=-1)
+
+
+def logsumexp(x, axis=-1, keepdims=False):
+    """log(sum(exp(x))) shifted by the max, so large inputs do not overflow."""
+    shift = dsl.max(x, axis=axis, keepdims=True)
+    total = dsl.sum(exp(x - shift), axis=axis, keepdims=True)
+    out = log(total) + shift
+    return out if keepdims else dsl.squeeze(out, axis)
+
+
+def log_softmax(x, axis=-1):
+    return x - logsumexp(x, axis=axis, keepdims=True)
+
+
+def softmax(x, axis=-1):
+    shifted = exp(x - dsl.max(x, axis=axis, keepdims=True))
+    return shifted / dsl.sum(shifted, axis=axis, keepdims=True)
+
+
+def mse(prediction, target):
+    return dsl.mean((prediction - target) ** 2)
+
+
+def binary_cross_entropy_with_logits(logits, target):
+    """-[y log s(z) + (1-y) log(1-s(z))] written as softplus(z) - y z (seed 001's form)."""
+    target = dsl.lift(target, logits)
+    if target.dtype != logits.dtype:
+        target = dsl.cast(target, logits.dtype)
+    return dsl.mean(softplus(logits) - target * logits)
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean over the batch of -log softmax(logits)[label]. `labels` are int class indices,
+    or float probabilities of the same shape as `logits`."""
+    labels = dsl.lift(labels)
+    if labels.dtype in ("int32", "int64"):
+        labels = dsl.one_hot(labels, logits.shape[-1], logits.dtype)
+    per_example = logsumexp(logits, axis=-1) - dsl.sum(logits * labels, axis=-1)
+    return dsl.mean(per_example)
+
+
+def dense(x, W, b=None, activation=None):
+    """activation(x @ W + b)."""
+    out = x @ W
+    if b is not None:
+        out = out + b
+    return activation(out) if activation else out
+
+
+def init_dense(name: str, n_in: int, n_out: int, rng: np.random.Generator):
+    """He-initialised weight and zero bias params named {name}_W and {name}_b."""
+    W = dsl.param(f"{name}_W", rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in))
+    b = dsl.param(f"{name}_b", np.zeros(n_out))
+    return W, b
+
+
+def mlp(x, sizes, activation=dsl.relu, rng=None, name="layer"):
+    """A multilayer perceptron with layer sizes [n_in, hidden..., n_out]; linear output.
+
+    Returns (output node, list of params) with params named layer1_W, layer1_b, ..."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    params, out = [], x
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), 1):
+        W, b = init_dense(f"{name}{i}", n_in, n_out, rng)
+        params += [W, b]
+        last = i == len(sizes) - 1
+        out = dense(out, W, b, None if last else activation)
+    return out, params

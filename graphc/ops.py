@@ -1,0 +1,324 @@
+"""The primitive ops: one table, one row an op.
+
+Each row gives the op's kind (which passes and backends group ops by), its attributes,
+a type rule (input types and attrs -> output type, raising ShapeError / DtypeError
+that name the op and the shapes), and its NumPy reference semantics. Everything else in
+graphc (the DSL, autodiff, passes, backends) looks ops up here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from graphc.errors import DtypeError, GraphcError, ShapeError
+from graphc.types import (
+    TensorType, broadcast_shapes, canonical_dtype, format_shape, is_float, numpy_dtype,
+    promote)
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    kind: str            # unary | binary | compare | where | reduce | layout | matmul | other
+    arity: int | None    # number of inputs; None for any number (concat)
+    attrs: tuple         # the attribute names it takes
+    infer: Callable      # (types: list[TensorType], attrs: dict) -> TensorType
+    impl: Callable       # (args: list[ndarray], attrs: dict, shape: tuple) -> ndarray
+
+
+ELEMENTWISE_KINDS = ("unary", "binary", "compare", "where")
+
+
+# --- type rules ------------------------------------------------------------------------
+
+def _shapes(types) -> str:
+    return " and ".join(format_shape(t.shape) for t in types)
+
+
+def _broadcast(op, types) -> tuple:
+    shape = broadcast_shapes(*(t.shape for t in types))
+    if shape is None:
+        raise ShapeError(f"{op}: shapes {_shapes(types)} do not broadcast")
+    return shape
+
+
+def _no_bool(op, types):
+    for t in types:
+        if t.dtype == "bool":
+            raise DtypeError(f"{op}: does not take bool operands; cast to a number first")
+
+
+def _unary_any(op):
+    def infer(types, attrs):
+        _no_bool(op, types)
+        return types[0]
+    return infer
+
+
+def _unary_float(op):
+    def infer(types, attrs):
+        if not is_float(types[0].dtype):
+            raise DtypeError(f"{op}: needs a float operand, got {types[0].dtype}; "
+                             "cast it first (gc.cast(x, 'float32'))")
+        return types[0]
+    return infer
+
+
+def _binary(op, need_float=False):
+    def infer(types, attrs):
+        _no_bool(op, types)
+        dtype = promote(*(t.dtype for t in types))
+        if need_float and not is_float(dtype):
+            raise DtypeError(f"{op}: needs a float operand, got {_dtypes(types)}; cast first")
+        return TensorType(_broadcast(op, types), dtype)
+    return infer
+
+
+def _dtypes(types) -> str:
+    return " and ".join(t.dtype for t in types)
+
+
+def _compare(op):
+    def infer(types, attrs):
+        return TensorType(_broadcast(op, types), "bool")
+    return infer
+
+
+def _infer_where(types, attrs):
+    if types[0].dtype != "bool":
+        raise DtypeError(f"where: condition must be bool, got {types[0].dtype}")
+    return TensorType(_broadcast("where", types), promote(types[1].dtype, types[2].dtype))
+
+
+def _infer_cast(types, attrs):
+    return TensorType(types[0].shape, canonical_dtype(attrs["dtype"]))
+
+
+def _check_axes(op, axes, ndim, shape):
+    if len(set(axes)) != len(axes) or any(not 0 <= a < ndim for a in axes):
+        raise ShapeError(f"{op}: axes {axes} are not distinct axes of shape {format_shape(shape)}")
+
+
+def _reduce(op):
+    def infer(types, attrs):
+        (t,) = types
+        axes, keep = attrs["axes"], attrs["keepdims"]
+        _check_axes(op, axes, t.ndim, t.shape)
+        shape = tuple(1 if i in axes else d for i, d in enumerate(t.shape) if keep or i not in axes)
+        dtype = "int64" if (op == "sum" and t.dtype == "bool") else t.dtype
+        return TensorType(shape, dtype)
+    return infer
+
+
+def _infer_size(types, attrs):
+    _check_axes("size", attrs["axes"], types[0].ndim, types[0].shape)
+    return TensorType((), canonical_dtype(attrs["dtype"]))
+
+
+def _split_size(shape):
+    """(product of the fixed dims, sorted symbolic dims): equal for equal element counts."""
+    fixed = int(np.prod([d for d in shape if isinstance(d, int)], dtype=np.int64))
+    return fixed, sorted(d for d in shape if isinstance(d, str))
+
+
+def _infer_reshape(types, attrs):
+    (t,), shape = types, attrs["shape"]
+    if _split_size(t.shape) != _split_size(shape):
+        raise ShapeError(f"reshape: cannot reshape {format_shape(t.shape)} to "
+                         f"{format_shape(shape)}: element counts differ")
+    return TensorType(shape, t.dtype)
+
+
+def _infer_transpose(types, attrs):
+    (t,), perm = types, attrs["perm"]
+    if sorted(perm) != list(range(t.ndim)):
+        raise ShapeError(f"transpose: perm {perm} is not a permutation of the axes of "
+                         f"{format_shape(t.shape)}")
+    return TensorType(tuple(t.shape[p] for p in perm), t.dtype)
+
+
+def _infer_broadcast_to(types, attrs):
+    (t,), shape = types, attrs["shape"]
+    if len(shape) < t.ndim or broadcast_shapes(t.shape, shape) != tuple(shape):
+        raise ShapeError(f"broadcast_to: cannot broadcast {format_shape(t.shape)} to "
+                         f"{format_shape(shape)}")
+    return TensorType(shape, t.dtype)
+
+
+def _infer_expand_dims(types, attrs):
+    (t,), axis = types, attrs["axis"]
+    if not 0 <= axis <= t.ndim:
+        raise ShapeError(f"expand_dims: axis {axis} out of range for {format_shape(t.shape)}")
+    return TensorType(t.shape[:axis] + (1,) + t.shape[axis:], t.dtype)
+
+
+def _infer_squeeze(types, attrs):
+    (t,), axes = types, attrs["axes"]
+    _check_axes("squeeze", axes, t.ndim, t.shape)
+    if any(t.shape[a] != 1 for a in axes):
+        raise ShapeError(f"squeeze: axes {axes} of {format_shape(t.shape)} are not all 1")
+    return TensorType(tuple(d for i, d in enumerate(t.shape) if i not in axes), t.dtype)
+
+
+def _slice_dim(dim, start, stop, step):
+    if (start, stop, step) == (0, None, 1):
+        return dim
+    if not isinstance(dim, int):
+        raise ShapeError(f"slice: cannot slice symbolic dim {dim!r} (only a full slice)")
+    if step < 1:
+        raise ShapeError(f"slice: step must be positive, got {step}")
+    return len(range(*slice(start, stop, step).indices(dim)))
+
+
+def _infer_slice(types, attrs):
+    (t,), index = types, attrs["index"]
+    if len(index) != t.ndim:
+        raise ShapeError(f"slice: {len(index)} ranges for shape {format_shape(t.shape)}")
+    return TensorType(tuple(_slice_dim(d, *r) for d, r in zip(t.shape, index)), t.dtype)
+
+
+def _infer_concat(types, attrs):
+    axis, first = attrs["axis"], types[0]
+    if not 0 <= axis < first.ndim:
+        raise ShapeError(f"concat: axis {axis} out of range for {format_shape(first.shape)}")
+    for t in types[1:]:
+        if t.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape))
+                                       if i != axis):
+            raise ShapeError(f"concat: shapes {_shapes(types)} differ off axis {axis}")
+    parts = [t.shape[axis] for t in types]
+    if len(parts) > 1 and not all(isinstance(p, int) for p in parts):
+        raise ShapeError(f"concat: axis {axis} must have fixed sizes, got {parts}")
+    size = sum(parts) if len(parts) > 1 else parts[0]
+    return TensorType(first.shape[:axis] + (size,) + first.shape[axis + 1:],
+                      promote(*(t.dtype for t in types)))
+
+
+def _infer_matmul(types, attrs):
+    a, b = types
+    _no_bool("matmul", types)
+    if a.ndim < 2 or b.ndim < 2:
+        raise ShapeError(f"matmul: operands need 2 or more dims, got {_shapes(types)}")
+    if a.shape[-1] != b.shape[-2]:
+        raise ShapeError(f"matmul: shapes {_shapes(types)} do not fit: inner dims "
+                         f"{a.shape[-1]} and {b.shape[-2]} differ")
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    if batch is None:
+        raise ShapeError(f"matmul: batch dims of {_shapes(types)} do not broadcast")
+    return TensorType(batch + (a.shape[-2], b.shape[-1]), promote(a.dtype, b.dtype))
+
+
+def _infer_one_hot(types, attrs):
+    (t,) = types
+    if t.dtype not in ("int32", "int64"):
+        raise DtypeError(f"one_hot: labels must be int32 or int64, got {t.dtype}")
+    return TensorType(t.shape + (attrs["depth"],), canonical_dtype(attrs["dtype"]))
+
+
+# --- reference semantics ---------------------------------------------------------------
+
+def _sigmoid(x):
+    return np.exp(-np.logaddexp(0, -x))  # no overflow for large |x|
+
+
+def _one_hot(labels, depth, dtype):
+    bad = (labels < 0) | (labels >= depth)
+    if bad.any():
+        raise GraphcError(f"one_hot: label {labels[bad].flat[0]} is outside [0, {depth})")
+    return (labels[..., None] == np.arange(depth)).astype(numpy_dtype(dtype))
+
+
+def _unary_impl(f):
+    return lambda args, attrs, shape: f(args[0])
+
+
+def _binary_impl(f):
+    return lambda args, attrs, shape: f(args[0], args[1])
+
+
+def _slice_impl(args, attrs, shape):
+    return args[0][tuple(slice(*r) for r in attrs["index"])]
+
+
+# --- the table -------------------------------------------------------------------------
+
+def _row(name, kind, arity, attrs, infer, impl):
+    return name, OpDef(name, kind, arity, attrs, infer, impl)
+
+
+_UNARY_ANY = {"neg": np.negative, "abs": np.abs, "sign": np.sign,
+              "relu": lambda x: np.maximum(x, 0), "step": lambda x: (x > 0).astype(x.dtype)}
+_UNARY_FLOAT = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "sqrt": np.sqrt,
+                "tanh": np.tanh, "sigmoid": _sigmoid}
+_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply,
+           "maximum": np.maximum, "minimum": np.minimum}
+_BINARY_FLOAT = {"div": np.divide, "pow": np.power}
+_COMPARE = {"gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal,
+            "eq": np.equal}
+
+OPS: dict[str, OpDef] = dict(
+    [_row(n, "unary", 1, (), _unary_any(n), _unary_impl(f)) for n, f in _UNARY_ANY.items()]
+    + [_row(n, "unary", 1, (), _unary_float(n), _unary_impl(f)) for n, f in _UNARY_FLOAT.items()]
+    + [_row(n, "binary", 2, (), _binary(n), _binary_impl(f)) for n, f in _BINARY.items()]
+    + [_row(n, "binary", 2, (), _binary(n, True), _binary_impl(f))
+       for n, f in _BINARY_FLOAT.items()]
+    + [_row(n, "compare", 2, (), _compare(n), _binary_impl(f)) for n, f in _COMPARE.items()]
+    + [
+        _row("cast", "unary", 1, ("dtype",), _infer_cast, lambda a, at, s: a[0]),
+        _row("where", "where", 3, (), _infer_where, lambda a, at, s: np.where(*a)),
+        _row("sum", "reduce", 1, ("axes", "keepdims"), _reduce("sum"),
+             lambda a, at, s: np.sum(a[0], axis=at["axes"], keepdims=at["keepdims"])),
+        _row("max", "reduce", 1, ("axes", "keepdims"), _reduce("max"),
+             lambda a, at, s: np.max(a[0], axis=at["axes"], keepdims=at["keepdims"])),
+        _row("size", "other", 1, ("axes", "dtype"), _infer_size,
+             lambda a, at, s: np.prod([a[0].shape[i] for i in at["axes"]])),
+        _row("reshape", "layout", 1, ("shape",), _infer_reshape,
+             lambda a, at, s: a[0].reshape(s)),
+        _row("transpose", "layout", 1, ("perm",), _infer_transpose,
+             lambda a, at, s: np.transpose(a[0], at["perm"])),
+        _row("broadcast_to", "layout", 1, ("shape",), _infer_broadcast_to,
+             lambda a, at, s: np.broadcast_to(a[0], s)),
+        _row("expand_dims", "layout", 1, ("axis",), _infer_expand_dims,
+             lambda a, at, s: np.expand_dims(a[0], at["axis"])),
+        _row("squeeze", "layout", 1, ("axes",), _infer_squeeze,
+             lambda a, at, s: np.squeeze(a[0], at["axes"])),
+        _row("slice", "layout", 1, ("index",), _infer_slice, _slice_impl),
+        _row("concat", "layout", None, ("axis",), _infer_concat,
+             lambda a, at, s: np.concatenate(a, axis=at["axis"])),
+        _row("matmul", "matmul", 2, (), _infer_matmul, lambda a, at, s: np.matmul(*a)),
+        _row("one_hot", "other", 1, ("depth", "dtype"), _infer_one_hot,
+             lambda a, at, s: _one_hot(a[0], at["depth"], at["dtype"])),
+    ])
+
+
+def canonical_attrs(op: str, attrs: dict) -> dict:
+    """Check that an op gets exactly its attributes; return them unchanged."""
+    expected = set(OPS[op].attrs)
+    if set(attrs) != expected:
+        raise ShapeError(f"{op}: takes attributes {sorted(expected)}, got {sorted(attrs)}")
+    return attrs
+
+
+def infer_type(op: str, types: list, attrs: dict) -> TensorType:
+    opdef = OPS[op]
+    if opdef.arity is not None and len(types) != opdef.arity:
+        raise ShapeError(f"{op}: takes {opdef.arity} inputs, got {len(types)}")
+    if opdef.arity is None and not types:
+        raise ShapeError(f"{op}: needs at least one input")
+    return opdef.infer(types, attrs)
+
+
+def evaluate(op: str, args: list, attrs: dict, type: TensorType, dims: dict) -> np.ndarray:
+    """Run one op on NumPy arrays, with the result in exactly the declared type."""
+    dtype = numpy_dtype(type.dtype)
+    kind = OPS[op].kind
+    if kind in ("binary", "where", "matmul") or op == "concat":
+        args = [a if i == 0 and kind == "where" else a.astype(dtype, copy=False)
+                for i, a in enumerate(args)]
+    elif kind == "compare":
+        common = numpy_dtype(promote(*(a.dtype.name for a in args)))
+        args = [a.astype(common, copy=False) for a in args]
+    result = OPS[op].impl(args, attrs, type.concrete_shape(dims))
+    return np.asarray(result).astype(dtype, copy=False)

@@ -1,0 +1,1 @@
+"""Gradient checking helpers (in progress: see issue 3)."""

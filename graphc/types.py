@@ -1,0 +1,154 @@
+"""Tensor types: a shape of ints and symbolic dims, and a dtype.
+
+A symbolic dim is a name such as "batch". Two symbolic dims are the same dim exactly
+when their names are equal; a size is bound to each name when a compiled function is
+called. Broadcasting follows NumPy, with one rule added for symbols: a symbol meets
+only itself or 1, since a symbol beside a different fixed size is almost always a bug.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+
+from graphc.errors import DtypeError, ShapeError
+
+Dim = Union[int, str]
+
+# name -> (short text form, numpy dtype). The short form is what the text IR prints.
+DTYPES = {
+    "float32": ("f32", np.dtype(np.float32)),
+    "float64": ("f64", np.dtype(np.float64)),
+    "int32": ("i32", np.dtype(np.int32)),
+    "int64": ("i64", np.dtype(np.int64)),
+    "bool": ("bool", np.dtype(np.bool_)),
+}
+SHORT_TO_DTYPE = {short: name for name, (short, _) in DTYPES.items()}
+FLOAT_DTYPES = ("float32", "float64")
+INT_DTYPES = ("int32", "int64")
+# Promotion order for mixed operands, lowest first (NumPy's for these five).
+_RANK = {"bool": 0, "int32": 1, "int64": 2, "float32": 3, "float64": 4}
+
+_fresh_dims = itertools.count()
+
+
+def canonical_dtype(dtype) -> str:
+    """Accept "float32", "f32", np.float32, np.dtype(...) and return the graphc name."""
+    if isinstance(dtype, str) and dtype in SHORT_TO_DTYPE:
+        return SHORT_TO_DTYPE[dtype]
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        raise DtypeError(f"unknown dtype {dtype!r}; graphc has {', '.join(DTYPES)}") from None
+    if name not in DTYPES:
+        raise DtypeError(f"dtype {name} is not supported; graphc has {', '.join(DTYPES)}")
+    return name
+
+
+def numpy_dtype(dtype: str) -> np.dtype:
+    return DTYPES[dtype][1]
+
+
+def is_float(dtype: str) -> bool:
+    return dtype in FLOAT_DTYPES
+
+
+def promote(*dtypes: str) -> str:
+    """The dtype of a result computed from operands of these dtypes."""
+    # Unlike NumPy, a float operand keeps its precision beside integers (float32 * int64
+    # labels stays float32), as in PyTorch: ints here are labels and counts, not data.
+    floats = [d for d in dtypes if is_float(d)]
+    return max(floats or dtypes, key=_RANK.__getitem__)
+
+
+def fresh_dim() -> str:
+    """A new symbolic dim that equals no other (what `None` in a shape means)."""
+    return f"_d{next(_fresh_dims)}"
+
+
+def canonical_shape(shape) -> tuple:
+    if isinstance(shape, (int, str)) or shape is None:
+        shape = (shape,)
+    dims = []
+    for d in shape:
+        if d is None:
+            dims.append(fresh_dim())
+        elif isinstance(d, str):
+            if not d.isidentifier():
+                raise ShapeError(f"symbolic dim {d!r} must be an identifier")
+            dims.append(d)
+        elif isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0:
+            dims.append(int(d))
+        else:
+            raise ShapeError(f"bad dim {d!r} in shape {shape!r}: use ints >= 0, names or None")
+    return tuple(dims)
+
+
+@dataclass(frozen=True)
+class TensorType:
+    shape: tuple
+    dtype: str = "float32"
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_static(self) -> bool:
+        return all(isinstance(d, int) for d in self.shape)
+
+    def size(self, dims: dict | None = None) -> int:
+        """Number of elements, with symbolic dims looked up in `dims`."""
+        return int(np.prod([resolve_dim(d, dims) for d in self.shape], dtype=np.int64))
+
+    def concrete_shape(self, dims: dict | None = None) -> tuple:
+        return tuple(resolve_dim(d, dims) for d in self.shape)
+
+    def nbytes(self, dims: dict | None = None) -> int:
+        return self.size(dims) * numpy_dtype(self.dtype).itemsize
+
+    def __str__(self) -> str:
+        return f"{DTYPES[self.dtype][0]}[{','.join(str(d) for d in self.shape)}]"
+
+
+def resolve_dim(d: Dim, dims: dict | None) -> int:
+    if isinstance(d, int):
+        return d
+    if dims is None or d not in dims:
+        raise ShapeError(f"symbolic dim {d!r} has no size bound")
+    return dims[d]
+
+
+def broadcast_dims(a: Dim, b: Dim) -> Dim | None:
+    """The broadcast of two dims, or None when they do not broadcast."""
+    if a == b:
+        return a
+    if a == 1:
+        return b
+    if b == 1:
+        return a
+    return None
+
+
+def broadcast_shapes(*shapes: tuple) -> tuple | None:
+    """NumPy broadcasting with symbolic dims; None when the shapes do not broadcast."""
+    ndim = max((len(s) for s in shapes), default=0)
+    result = []
+    for axis in range(ndim):
+        dim: Dim = 1
+        for s in shapes:
+            k = axis - (ndim - len(s))
+            if k < 0:
+                continue
+            dim = broadcast_dims(dim, s[k])
+            if dim is None:
+                return None
+        result.append(dim)
+    return tuple(result)
+
+
+def format_shape(shape: tuple) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
