@@ -7,8 +7,12 @@ import argparse
 import importlib
 import sys
 
+from graphc.errors import GraphcError
+
 # name -> (module, one-line help). A table, read when the command starts.
 SUBCOMMANDS = {
+    "render": ("graphc.cli.render", "draw a model script's graph (SVG, PNG, PDF or DOT)"),
+    "run": ("graphc.cli.run", "run a model script's main() on a chosen backend"),
 }
 
 
@@ -29,7 +33,11 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
-    return module.run(args)
+    try:
+        return module.run(args)
+    except GraphcError as e:  # a user mistake: the message, not a traceback
+        print(f"graphc {args.command}: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
