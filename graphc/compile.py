@@ -123,7 +123,7 @@ def _convert(node: Node, value) -> np.ndarray:
     if not np.can_cast(array.dtype, target, "same_kind"):
         raise FeedError(f"input {node.name!r} expects {node.dtype}; casting {array.dtype} "
                         f"values to it would lose information")
-    return np.ascontiguousarray(array, dtype=target)
+    return np.asarray(array, dtype=target, order="C")  # (ascontiguousarray makes 0-d 1-d)
 
 
 def _check_shape(node, array, dims, bound_by):
