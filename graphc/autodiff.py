@@ -1,11 +1,377 @@
-"""Symbolic reverse-mode differentiation (in progress: see issue 3)."""
+"""Symbolic reverse-mode differentiation: gradients built as ordinary IR nodes.
 
-from graphc.errors import GradError
+`grad(y, wrt)` walks the nodes between `wrt` and `y` once, in reverse topological order
+(seed 003's backprop algorithm): each node's cotangent ("error signal", v-bar) is the sum
+over its users of the user's cotangent times the user's local derivative (the
+multivariate chain rule), reduced back over the axes that broadcasting added. The
+derivative rules live in one table, RULES, one entry per primitive. Every node built here
+carries the tag "grad" so a renderer can draw the backward graph apart, and every node is
+an ordinary differentiable op, so a gradient can be differentiated again (Hessian-vector
+products).
+
+Which inputs get a gradient: only float nodes on a path from some `wrt` to `y` ("active"
+nodes). Integer and bool values stop the gradient (labels, masks, comparisons), and
+branches of the graph that `y` needs but that do not depend on `wrt` are never visited.
+
+Choices where the derivative is not defined:
+- relu, step, abs, sign at 0: the derivative at 0 is taken as 0 (as in PyTorch).
+- max (reduction) ties: the cotangent is split equally among the tied maxima, as
+  torch.amax does. maximum/minimum ties: each operand gets half, as torch.maximum does.
+- step, sign, comparisons, one_hot and size have zero gradient.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphc import dsl
+from graphc.errors import GradError, ShapeError
+from graphc.ir import Node, topological_order
+from graphc.types import TensorType, broadcast_shapes, format_shape, is_float, numpy_dtype
+
+GRAD_TAGS = frozenset({"grad"})
 
 
-def grad(y, wrt, seed=None, allow_disconnected=False):
-    raise GradError("gc.grad is not built yet")
+# --- public entry points ---------------------------------------------------------------
+
+def grad(y: Node, wrt, seed=None, allow_disconnected=False):
+    """d y / d wrt as new graph nodes: one node if `wrt` is a node, a list if a list.
+
+    y must be a scalar unless `seed` (the cotangent of y: a node or array that
+    broadcasts to y's shape) is given; then the result is the vector-Jacobian product.
+    A `wrt` that y does not depend on raises GradError unless allow_disconnected=True,
+    which gives zeros instead.
+    """
+    single = isinstance(wrt, Node)
+    targets = [wrt] if single else list(wrt)
+    for node in targets:
+        _check_wrt(node)
+    seed_node = _default_seed(y) if seed is None else _seed(y, seed)
+    grads = _backprop(y, seed_node, targets, allow_disconnected)
+    return grads[0] if single else grads
 
 
-def vjp(y, wrt, seed, allow_disconnected=False):
-    raise GradError("gc.vjp is not built yet")
+def vjp(y: Node, wrt, seed, allow_disconnected=False):
+    """The vector-Jacobian product seed^T (d y / d wrt); `seed` has y's shape."""
+    return grad(y, wrt, seed=seed, allow_disconnected=allow_disconnected)
+
+
+def _describe(node: Node) -> str:
+    label = f"{node.op} {node.name!r}" if node.name else node.op
+    return f"{label} : {node.type}" + (f" (made at {node.loc})" if node.loc else "")
+
+
+def _check_wrt(node):
+    if not isinstance(node, Node):
+        raise GradError(f"gc.grad: wrt must be graph nodes, got {type(node).__name__}")
+    if not is_float(node.dtype):
+        raise GradError(f"gc.grad: cannot differentiate with respect to {_describe(node)}: "
+                        "only float values have gradients")
+
+
+def _default_seed(y: Node) -> Node:
+    if y.shape != ():
+        raise GradError(f"gc.grad: y must be a scalar, got {_describe(y)}; reduce it "
+                        "(e.g. .sum() or .mean()) or give a cotangent with seed=")
+    if not is_float(y.dtype):
+        raise GradError(f"gc.grad: y must be a float value, got {_describe(y)}")
+    return _const(1.0, y.dtype)
+
+
+def _seed(y: Node, seed) -> Node:
+    node = seed if isinstance(seed, Node) else _const(seed, y.dtype)
+    if broadcast_shapes(node.shape, y.shape) != y.shape:
+        raise GradError(f"gc.grad: seed of shape {format_shape(node.shape)} does not match "
+                        f"y, {_describe(y)}")
+    if node.shape != y.shape:
+        node = _op("broadcast_to", node, shape=y.shape)
+    return node if node.dtype == y.dtype else _op("cast", node, dtype=y.dtype)
+
+
+# --- the sweep -------------------------------------------------------------------------
+
+def _backprop(y: Node, seed: Node, targets: list, allow_disconnected: bool) -> list:
+    order = topological_order([y])
+    wanted = set(targets)
+    # Active: a float node that depends on some target. Only these receive cotangents.
+    active = set()
+    for node in order:
+        if is_float(node.dtype) and (node in wanted or any(i in active for i in node.inputs)):
+            active.add(node)
+
+    pending = {y: [seed]} if y in active else {}  # node -> cotangent contributions
+    found = {}
+    for node in reversed(order):
+        contributions = pending.pop(node, None)
+        if contributions is None:
+            continue
+        cotangent = _sum_all(contributions)
+        if node in wanted:
+            found[node] = cotangent
+        for i, inp in enumerate(node.inputs):
+            if inp in active:
+                local = _rule(node)(node, cotangent, i)
+                if local is not None:
+                    pending.setdefault(inp, []).append(_fit(local, inp))
+
+    reachable = set(order)
+    return [_result(node, found, reachable, allow_disconnected, y) for node in targets]
+
+
+def _result(node, found, reachable, allow_disconnected, y):
+    if node in found:
+        return found[node]
+    if node not in reachable and not allow_disconnected:
+        raise GradError(f"gc.grad: y ({_describe(y)}) does not depend on {_describe(node)}; "
+                        "pass allow_disconnected=True to get a zero gradient")
+    # Disconnected, or connected only through ops with zero gradient (step, comparisons).
+    return _zeros(node.type)
+
+
+def _rule(node: Node):
+    rule = RULES.get(node.op)
+    if rule is None:
+        raise GradError(f"gc.grad: no derivative rule for op {node.op!r} ({_describe(node)}); "
+                        "differentiate the graph before passes rewrite it")
+    return rule
+
+
+def _sum_all(nodes: list) -> Node:
+    """Fan-out: the contributions are summed once, when the node's users are all done."""
+    total = nodes[0]
+    for node in nodes[1:]:
+        total = _op("add", total, node)
+    return total
+
+
+def _fit(g: Node, like: Node) -> Node:
+    """Bring a contribution to `like`'s shape (undo broadcasting) and dtype."""
+    if g.shape != like.shape:
+        g = _unbroadcast(g, like.shape)
+    return g if g.dtype == like.dtype else _op("cast", g, dtype=like.dtype)
+
+
+def _unbroadcast(g: Node, shape: tuple) -> Node:
+    """Sum g over the axes broadcasting added to `shape`: the leading extra axes, and the
+    axes where `shape` has 1 and g does not. Equal dims, symbolic ones included, stay."""
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + k for k, d in enumerate(shape) if d == 1 and g.shape[lead + k] != 1)
+    if axes:
+        g = _op("sum", g, axes=axes, keepdims=True)
+    if lead:
+        g = _op("squeeze", g, axes=tuple(range(lead)))
+    if g.shape != shape:
+        raise ShapeError(f"gc.grad: cannot reduce a gradient of shape {format_shape(g.shape)} "
+                         f"to {format_shape(shape)}")
+    return g
+
+
+# --- node builders (every gradient node is tagged) -------------------------------------
+
+def _op(op: str, *inputs: Node, **attrs) -> Node:
+    return dsl.apply(op, *inputs, tags=GRAD_TAGS, **attrs)
+
+
+def _const(value, dtype: str) -> Node:
+    array = np.array(value, dtype=numpy_dtype(dtype))
+    array.flags.writeable = False
+    return Node("const", (), {}, TensorType(array.shape, dtype), tags=GRAD_TAGS, value=array)
+
+
+def _zeros(type: TensorType) -> Node:
+    zero = _const(0.0, type.dtype)
+    return _op("broadcast_to", zero, shape=type.shape) if type.shape else zero
+
+
+def _scalar(value, like: Node) -> Node:
+    return _const(value, like.dtype)
+
+
+def _mul(a, b):
+    return _op("mul", a, b)
+
+
+def _div(a, b):
+    return _op("div", a, b)
+
+
+def _one_minus(x):
+    return _op("sub", _scalar(1.0, x), x)
+
+
+def _float_mask(cond: Node, like: Node) -> Node:
+    return _op("cast", cond, dtype=like.dtype)
+
+
+def _broadcast_back(g: Node, node: Node) -> Node:
+    """A reduction's cotangent spread back over the reduced input's shape."""
+    x = node.inputs[0]
+    if not node.attrs["keepdims"]:
+        for axis in node.attrs["axes"]:  # ascending, so each lands where it was reduced
+            g = _op("expand_dims", g, axis=axis)
+    return _op("broadcast_to", g, shape=x.shape)
+
+
+def _swap_last(x: Node) -> Node:
+    perm = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return _op("transpose", x, perm=perm)
+
+
+# --- derivative rules: (node, cotangent of node, input index) -> cotangent of input -----
+# A rule may return a value of the node's (broadcast) shape; _fit reduces it.
+
+def _unary(f):
+    """A rule for a one-input op from f(node, x, g)."""
+    return lambda node, g, i: f(node, node.inputs[0], g)
+
+
+def _zero(node, g, i):
+    return None
+
+
+def _identity(node, g, i):
+    return g
+
+
+def _sub(node, g, i):
+    return g if i == 0 else _op("neg", g)
+
+
+def _mul_rule(node, g, i):
+    return _mul(g, node.inputs[1 - i])
+
+
+def _div_rule(node, g, i):
+    a, b = node.inputs
+    return _div(g, b) if i == 0 else _op("neg", _div(_mul(g, node), b))
+
+
+def _pow(node, g, i):
+    a, b = node.inputs
+    if i == 0:  # b * a^(b-1)
+        return _mul(g, _mul(b, _op("pow", a, _op("sub", b, _scalar(1.0, b)))))
+    return _mul(g, _mul(node, _op("log", a)))  # a^b log a
+
+
+def _extremum(win_op):
+    """maximum/minimum: the winning operand gets the cotangent; a tie splits it in half."""
+    def rule(node, g, i):
+        mine, other = node.inputs[i], node.inputs[1 - i]
+        half, zero, one = (_scalar(v, g) for v in (0.5, 0.0, 1.0))
+        tie = _op("where", _op("eq", mine, other), half, zero)
+        share = _op("where", _op(win_op, mine, other), one, tie)
+        return _mul(g, share)
+    return rule
+
+
+def _where(node, g, i):
+    if i == 0:
+        return None
+    zero = _scalar(0.0, g)
+    cond = node.inputs[0]
+    return _op("where", cond, g, zero) if i == 1 else _op("where", cond, zero, g)
+
+
+def _max_reduce(node, g, i):
+    x = node.inputs[0]
+    winners = _float_mask(_op("eq", x, _broadcast_back(node, node)), x)
+    count = _op("sum", winners, axes=node.attrs["axes"], keepdims=True)
+    return _mul(_broadcast_back(g, node), _div(winners, count))
+
+
+def _transpose(node, g, i):
+    inverse = tuple(int(k) for k in np.argsort(node.attrs["perm"]))
+    return _op("transpose", g, perm=inverse)
+
+
+def _slice(node, g, i):
+    """Scatter g back into zeros of the input's shape, one sliced axis at a time."""
+    x = node.inputs[0]
+    for axis, (start, stop, step) in enumerate(node.attrs["index"]):
+        if (start, stop, step) != (0, None, 1):
+            g = _unslice_axis(g, axis, x.shape[axis], range(*slice(start, stop, step)
+                                                             .indices(x.shape[axis])))
+    return g
+
+
+def _unslice_axis(g: Node, axis: int, n: int, picked: range) -> Node:
+    """g holds the entries `picked` of an axis of length n; put them back, zeros elsewhere.
+
+    Built from concat and reshape only (no scatter op, and no 0 * g products, so an inf
+    in g cannot leak into the zeros): interleave step-1 zero rows after each entry,
+    reshape, then pad with zeros before and after."""
+    if len(picked) == 0:
+        return _zeros(TensorType(g.shape[:axis] + (n,) + g.shape[axis + 1:], g.dtype))
+    step = picked.step
+    if step > 1:
+        m = len(picked)
+        rows = _op("expand_dims", g, axis=axis + 1)
+        gap = _zeros(TensorType(rows.shape[:axis + 1] + (step - 1,) + rows.shape[axis + 2:],
+                                g.dtype))
+        spread = _op("concat", rows, gap, axis=axis + 1)
+        flat = _op("reshape", spread, shape=g.shape[:axis] + (m * step,) + g.shape[axis + 1:])
+        g = _take(flat, axis, 0, (m - 1) * step + 1)
+    before, after = picked[0], n - (picked[-1] + 1)
+    parts = [_pad(g, axis, before)] if before else []
+    parts.append(g)
+    parts += [_pad(g, axis, after)] if after else []
+    return _op("concat", *parts, axis=axis) if len(parts) > 1 else g
+
+
+def _pad(g: Node, axis: int, size: int) -> Node:
+    return _zeros(TensorType(g.shape[:axis] + (size,) + g.shape[axis + 1:], g.dtype))
+
+
+def _take(g: Node, axis: int, start: int, stop: int) -> Node:
+    index = tuple((start, stop, 1) if k == axis else (0, None, 1) for k in range(g.ndim))
+    return _op("slice", g, index=index)
+
+
+def _concat(node, g, i):
+    if len(node.inputs) == 1:
+        return g
+    axis = node.attrs["axis"]
+    start = sum(inp.shape[axis] for inp in node.inputs[:i])
+    return _take(g, axis, start, start + node.inputs[i].shape[axis])
+
+
+def _matmul(node, g, i):
+    a, b = node.inputs
+    return _op("matmul", g, _swap_last(b)) if i == 0 else _op("matmul", _swap_last(a), g)
+
+
+RULES = {
+    # elementwise unary
+    "neg": _unary(lambda n, x, g: _op("neg", g)),
+    "exp": _unary(lambda n, x, g: _mul(g, n)),
+    "log": _unary(lambda n, x, g: _div(g, x)),
+    "log1p": _unary(lambda n, x, g: _div(g, _op("add", _scalar(1.0, x), x))),
+    "sqrt": _unary(lambda n, x, g: _div(g, _mul(_scalar(2.0, n), n))),
+    "abs": _unary(lambda n, x, g: _mul(g, _op("sign", x))),
+    "tanh": _unary(lambda n, x, g: _mul(g, _one_minus(_mul(n, n)))),
+    "sigmoid": _unary(lambda n, x, g: _mul(g, _mul(n, _one_minus(n)))),
+    "relu": _unary(lambda n, x, g: _mul(g, _op("step", x))),
+    "cast": _identity,  # _fit casts back to the input's (float) dtype
+    "step": _zero, "sign": _zero,
+    # elementwise binary
+    "add": _identity, "sub": _sub, "mul": _mul_rule, "div": _div_rule, "pow": _pow,
+    "maximum": _extremum("gt"), "minimum": _extremum("lt"),
+    "gt": _zero, "ge": _zero, "lt": _zero, "le": _zero, "eq": _zero,
+    "where": _where,
+    # reductions
+    "sum": lambda n, g, i: _broadcast_back(g, n),
+    "max": _max_reduce,
+    "size": _zero,
+    # layout
+    "reshape": lambda n, g, i: _op("reshape", g, shape=n.inputs[0].shape),
+    "transpose": _transpose,
+    "broadcast_to": _identity,  # _fit sums over the broadcast axes
+    "expand_dims": lambda n, g, i: _op("squeeze", g, axes=(n.attrs["axis"],)),
+    "squeeze": lambda n, g, i: _op("reshape", g, shape=n.inputs[0].shape),
+    "slice": _slice,
+    "concat": _concat,
+    # matmul (batch dims broadcast; _fit sums a broadcast operand's batch axes)
+    "matmul": _matmul,
+    "one_hot": _zero,
+}
