@@ -153,6 +153,8 @@ def size(x, axis=None, dtype="float32") -> Node:
 
 def mean(x, axis=None, keepdims=False) -> Node:
     x = lift(x)
+    if not is_float(x.dtype):  # the mean of flags or counts is a fraction (accuracy)
+        x = cast(x, "float32")
     return sum(x, axis, keepdims) / size(x, axis, x.dtype)
 
 
@@ -218,6 +220,9 @@ def getitem(x: Node, index) -> Node:
         if isinstance(item, (int, np.integer)):
             dim = x.shape[axis]
             i = int(item) + dim if item < 0 and isinstance(dim, int) else int(item)
+            if isinstance(dim, int) and not 0 <= i < dim:
+                raise ShapeError(f"index {item} is out of range for axis {axis} of shape "
+                                 f"{format_shape(x.shape)}\n  at {user_location()}")
             ranges.append((i, i + 1, 1))
             drop.append(axis)
         elif isinstance(item, slice):
@@ -240,8 +245,8 @@ def getitem(x: Node, index) -> Node:
 def matmul(a, b) -> Node:
     """a @ b with NumPy's rules: batched over leading dims; 1-D operands are vectors."""
     a, b = _operands(a, b)
-    if a.ndim == 1 and b.ndim == 1:
-        return sum(a * b)
+    if a.ndim == 1 and b.ndim == 1:  # through matmul, so a length mismatch names matmul
+        return squeeze(matmul(expand_dims(a, 0), expand_dims(b, -1)), (-2, -1))
     if a.ndim == 1:
         return squeeze(matmul(expand_dims(a, 0), b), -2)
     if b.ndim == 1:

@@ -307,7 +307,7 @@ def infer_type(op: str, types: list, attrs: dict) -> TensorType:
         raise ShapeError(f"{op}: takes {opdef.arity} inputs, got {len(types)}")
     if opdef.arity is None and not types:
         raise ShapeError(f"{op}: needs at least one input")
-    return opdef.infer(types, attrs)
+    return opdef.infer(types, canonical_attrs(op, attrs))
 
 
 def evaluate(op: str, args: list, attrs: dict, type: TensorType, dims: dict) -> np.ndarray:
