@@ -26,15 +26,17 @@ import os
 import re
 import sys
 from functools import cached_property
+from types import MappingProxyType
 
 import numpy as np
 
-from graphc.errors import ParseError
+from graphc.errors import ParseError, ShapeError
 from graphc.types import SHORT_TO_DTYPE, TensorType, canonical_shape, numpy_dtype
 
 _ids = itertools.count()
 
 SOURCE_OPS = ("input", "param", "const")
+_FROZEN = ("op", "inputs", "attrs", "type", "id")
 
 
 class Node:
@@ -47,13 +49,21 @@ class Node:
                  loc=None, tags=frozenset(), value=None):
         self.op = op
         self.inputs = tuple(inputs)
-        self.attrs = dict(attrs or {})
+        self.attrs = MappingProxyType(dict(attrs or {}))  # read-only: nodes are shared
         self.type = type
         self.name = name
         self.loc = loc if loc is not None else user_location()
         self.tags = frozenset(tags)
         self.value = value  # const: embedded array; param: current value; else None
         self.id = next(_ids)
+
+    def __setattr__(self, field, value):
+        # What a node computes (op, inputs, attrs, type) never changes once made, so
+        # graphs and passes can share nodes; name, loc, tags and a param's value may.
+        if field in _FROZEN and hasattr(self, "id"):
+            raise AttributeError(f"a graphc node is immutable: cannot set {field!r} of "
+                                 f"{self!r}; build a new node instead")
+        object.__setattr__(self, field, value)
 
     @property
     def shape(self) -> tuple:
@@ -273,7 +283,10 @@ def parse_type(text: str) -> TensorType:
     if not m or m.group(1) not in SHORT_TO_DTYPE:
         raise ParseError(f"bad type {text!r}; expected e.g. f32[batch,2]")
     dims = [d.strip() for d in m.group(2).split(",") if d.strip()]
-    shape = canonical_shape(tuple(int(d) if d.lstrip("-").isdigit() else d for d in dims))
+    try:
+        shape = canonical_shape(tuple(int(d) if d.lstrip("-").isdigit() else d for d in dims))
+    except ShapeError as e:
+        raise ParseError(f"bad type {text!r}: {e}") from None
     return TensorType(shape, SHORT_TO_DTYPE[m.group(1)])
 
 
@@ -374,6 +387,9 @@ def _parse_node_line(line: str, env: dict, lineno: int):
         return name, _make_source(op, node_name, attrs, type, loc, tags)
     if op not in ops.OPS:
         raise ParseError(f"line {lineno}: unknown op {op!r}")
-    attrs = ops.canonical_attrs(op, attrs)
+    try:
+        attrs = ops.canonical_attrs(op, attrs)
+    except ShapeError as e:
+        raise ParseError(f"line {lineno}: {e}") from None
     user_name = None if re.fullmatch(r"\d+", name) else name
     return name, Node(op, inputs, attrs, type, name=user_name, loc=loc, tags=tags)
