@@ -253,14 +253,21 @@ def node_names(nodes) -> dict:
 
 
 def format_node(node: Node, names: dict) -> str:
+    body = node.attrs.get("body")  # a fused kernel's graph: printed as an indented block
+    body = body if isinstance(body, Graph) else None
     args = [f"%{names[i]}" for i in node.inputs]
-    args += [f"{k}={_format_value(v)}" for k, v in sorted(node.attrs.items())]
+    args += [f"{k}={_format_value(v)}" for k, v in sorted(node.attrs.items())
+             if body is None or k != "body"]
     if node.op == "const":
         args.append(format_const(node.value))
     line = f"%{names[node]} = {node.op}({', '.join(args)}) : {node.type}"
+    line += " {" if body is not None else ""
     notes = ([f"[{','.join(sorted(node.tags))}]"] if node.tags else []) + (
         [node.loc] if node.loc else [])
-    return line + (f"  # {' '.join(notes)}" if notes else "")
+    line += f"  # {' '.join(notes)}" if notes else ""
+    if body is not None:
+        line += "".join("\n    " + inner for inner in format_graph(body).splitlines()) + "\n}"
+    return line
 
 
 def format_graph(graph: Graph) -> str:
@@ -273,7 +280,7 @@ def format_graph(graph: Graph) -> str:
 
 _NODE_LINE = re.compile(
     r"^%(?P<name>\w+)\s*=\s*(?P<op>\w+)\((?P<args>.*)\)\s*:\s*(?P<type>\w+\[[^\]]*\])"
-    r"\s*(?:#\s*(?:\[(?P<tags>[\w,]*)\])?\s*(?P<loc>\S+)?)?\s*$")
+    r"\s*(?P<block>\{)?\s*(?:#\s*(?:\[(?P<tags>[\w,]*)\])?\s*(?P<loc>\S+)?)?\s*$")
 _TYPE = re.compile(r"^(\w+)\[([^\]]*)\]$")
 _SPECIAL_FLOATS = {"inf": float("inf"), "nan": float("nan")}
 
@@ -344,7 +351,8 @@ def _make_source(op, name, attrs, type, loc, tags):
 def parse(text: str) -> Graph:
     """Read the text form back into a Graph. Params get zero values (text holds no data)."""
     env, outputs, updates = {}, None, {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    lines = enumerate(text.splitlines(), 1)
+    for lineno, raw in lines:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -357,7 +365,7 @@ def parse(text: str) -> Graph:
                 raise ParseError(f"line {lineno}: expected 'update %param = %value'")
             updates[_lookup(env, m.group(1), lineno)] = _lookup(env, m.group(2), lineno)
             continue
-        env_name, node = _parse_node_line(line, env, lineno)
+        env_name, node = _parse_node_line(line, env, lineno, lines)
         env[env_name] = node
     if outputs is None:
         raise ParseError("no 'return' line")
@@ -370,7 +378,21 @@ def _lookup(env, name, lineno):
     return env[name]
 
 
-def _parse_node_line(line: str, env: dict, lineno: int):
+def _read_block(lines, lineno: int) -> Graph:
+    """The lines up to the `}` that closes a block opened at `lineno`, parsed as a graph
+    (a fused kernel's body). Bodies hold no blocks, so the first lone `}` closes it."""
+    block = []
+    for _, raw in lines:
+        if raw.strip() == "}":
+            try:
+                return parse("\n".join(block))
+            except ParseError as e:
+                raise ParseError(f"in the block opened at line {lineno}: {e}") from None
+        block.append(raw)
+    raise ParseError(f"line {lineno}: the block opened here is not closed by '}}'")
+
+
+def _parse_node_line(line: str, env: dict, lineno: int, lines=iter(())):
     from graphc import ops
 
     m = _NODE_LINE.match(line)
@@ -382,6 +404,8 @@ def _parse_node_line(line: str, env: dict, lineno: int):
     loc = m.group("loc")
     inputs, attrs = _parse_call(m.group("args"), env, lineno)
     attrs = {k: _tuplify(v) for k, v in attrs.items()}
+    if m.group("block"):
+        attrs["body"] = _read_block(lines, lineno)
     if op in SOURCE_OPS:
         node_name = None if name.isdigit() or op == "const" else name
         return name, _make_source(op, node_name, attrs, type, loc, tags)

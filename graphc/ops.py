@@ -8,6 +8,7 @@ graphc (the DSL, autodiff, passes, backends) looks ops up here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,6 +24,7 @@ from graphc.types import (
 class OpDef:
     name: str
     kind: str            # unary | binary | compare | where | reduce | layout | matmul | other
+                         # | fused (a kernel: passes/fusion.py)
     arity: int | None    # number of inputs; None for any number (concat)
     attrs: tuple         # the attribute names it takes
     infer: Callable      # (types: list[TensorType], attrs: dict) -> TensorType
@@ -210,6 +212,35 @@ def _infer_matmul(types, attrs):
     return TensorType(batch + (a.shape[-2], b.shape[-1]), promote(a.dtype, b.dtype))
 
 
+def _infer_fused(types, attrs):
+    """A kernel's type is its body's output type; the body's inputs in0, in1, ... stand
+    for the operands by index and must have their types (see passes/fusion.py)."""
+    body = attrs["body"]
+    if len(body.outputs) != 1:
+        raise ShapeError(f"fused: the body must have one output, has {len(body.outputs)}")
+    for node in body.inputs:
+        k = int(node.name[2:]) if re.fullmatch(r"in\d+", node.name or "") else None
+        if k is None or k >= len(types):
+            raise ShapeError(f"fused: body input {node.name!r} is not one of in0..in{len(types) - 1}")
+        if node.type != types[k]:
+            raise ShapeError(f"fused: body input {node.name} is {node.type}, operand {k} is {types[k]}")
+    return body.outputs[0].type
+
+
+def _fused_impl(args, attrs, shape):
+    """Run the body with the reference interpreter, so every backend agrees by construction."""
+    from graphc.backends.reference import run_graph  # backends import ops: import late
+
+    body = attrs["body"]
+    feeds = {node: args[int(node.name[2:])] for node in body.inputs}
+    # Symbolic dims in the body are bound by the operands' and the result's actual sizes.
+    dims = {}
+    bound = [(n.type.shape, a.shape) for n, a in feeds.items()]
+    for symbolic, actual in bound + [(body.outputs[0].type.shape, shape)]:
+        dims.update((d, size) for d, size in zip(symbolic, actual) if isinstance(d, str))
+    return run_graph(body, feeds, dims)[body.outputs[0]]
+
+
 def _infer_one_hot(types, attrs):
     (t,) = types
     if t.dtype not in ("int32", "int64"):
@@ -290,6 +321,7 @@ OPS: dict[str, OpDef] = dict(
         _row("matmul", "matmul", 2, (), _infer_matmul, lambda a, at, s: np.matmul(*a)),
         _row("one_hot", "other", 1, ("depth", "dtype"), _infer_one_hot,
              lambda a, at, s: _one_hot(a[0], at["depth"], at["dtype"])),
+        _row("fused", "fused", None, ("kind", "body"), _infer_fused, _fused_impl),
     ])
 
 
