@@ -1,0 +1,222 @@
+"""schedule: a memory-aware execution order, liveness, and a buffer plan.
+
+`schedule(graph)` returns the same nodes in an order chosen to keep live memory low. It
+is a greedy list scheduler over a heap: among the ready nodes it first runs one whose
+running frees more bytes (inputs it is the last user of) than it allocates, the biggest
+saving first; when none does, it follows the plain depth-first order, which keeps a
+chain of ops together. Both candidate orders (greedy and depth-first) are then costed by
+`plan_buffers` and the cheaper one is kept, so the schedule is never worse than the
+depth-first order. Symbolic dims are costed at SYMBOLIC_DIM_ESTIMATE each.
+
+`plan_buffers(graph, dims, alias_of)` walks the graph's order and gives every value that
+needs storage a buffer: a byte arena reused by any later value once the value it holds
+is dead (best fit; a too-small free buffer grows rather than a new one being made). An
+elementwise op whose input of the same shape and dtype dies at that op writes into the
+input's buffer (`in_place`). Values that are outputs or update values live to the end of
+the call. An alias (a view of its input, as the backend reports through `alias_of`)
+takes no buffer and keeps its base's buffer alive while it lives. Buffers, once made,
+stay for the whole call (they are preallocated arenas), so the plan's peak is the total
+of the buffer sizes; the naive plan gives every non-source value its own buffer.
+
+Everything here is a loop over the order with dicts, heaps and a sorted free list:
+O(n log n) in the number of nodes and edges, no recursion.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections import defaultdict
+from dataclasses import dataclass
+
+from graphc import ops
+from graphc.ir import SOURCE_OPS, Graph, Node, node_names
+
+SYMBOLIC_DIM_ESTIMATE = 64
+
+
+# --- the buffer plan -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BufferPlan:
+    order: list       # nodes in execution order (the graph's order)
+    buffer: dict      # node -> buffer index, for every non-source node that needs storage
+    sizes: list       # bytes of each buffer (max over the values it holds)
+    in_place: dict    # node -> the input whose buffer it overwrites
+    last_use: dict    # node -> index in order of its last use (roots: len(order))
+    peak_bytes: int   # live buffer bytes at the peak of this plan (= sum of sizes)
+    naive_bytes: int  # sum of nbytes of every non-source value
+
+
+def _last_uses(graph: Graph) -> dict:
+    end = len(graph.nodes)
+    last_use = {}
+    for i, node in enumerate(graph.nodes):
+        last_use.setdefault(node, i)
+        for inp in node.inputs:
+            last_use[inp] = i
+    for root in list(graph.outputs) + list(graph.updates.values()):
+        last_use[root] = end
+    return last_use
+
+
+def _storage_owners(order, alias_of) -> dict:
+    """node -> the node that owns its storage (itself unless it is a view; follow chains)."""
+    owner = {}
+    for node in order:
+        base = alias_of(node) if node.op not in SOURCE_OPS else None
+        owner[node] = node if base is None else owner[base]
+    return owner
+
+
+def _can_write_in_place(node: Node, inp: Node, dims, owner, live_until, buffer, i) -> bool:
+    return (inp in buffer and owner[inp] is inp and live_until[inp] == i
+            and inp.dtype == node.dtype
+            and inp.type.concrete_shape(dims) == node.type.concrete_shape(dims)
+            # a view of inp read by the same op would see its input overwritten
+            and all(owner[other] is not inp for other in node.inputs if other is not inp))
+
+
+def _is_elementwise(node: Node) -> bool:
+    opdef = ops.OPS.get(node.op)
+    return opdef is not None and opdef.kind in ops.ELEMENTWISE_KINDS
+
+
+class _FreeList:
+    """Free buffers by size: best fit, else the largest one (to be grown)."""
+
+    def __init__(self):
+        self._items = []  # sorted (size, buffer index)
+
+    def add(self, size: int, index: int):
+        bisect.insort(self._items, (size, index))
+
+    def take(self, need: int) -> int | None:
+        if not self._items:
+            return None
+        k = bisect.bisect_left(self._items, (need, -1))
+        return self._items.pop(min(k, len(self._items) - 1))[1]
+
+
+def plan_buffers(graph: Graph, dims: dict, alias_of=lambda node: None) -> BufferPlan:
+    order = list(graph.nodes)
+    last_use = _last_uses(graph)
+    owner = _storage_owners(order, alias_of)
+    live_until = {}  # storage owner -> last step any value on its storage is used
+    for node in order:
+        live_until[owner[node]] = max(live_until.get(owner[node], -1), last_use[node])
+
+    buffer, sizes, in_place, holder = {}, [], {}, {}
+    free, release_at = _FreeList(), defaultdict(list)
+    naive = 0
+    for i, node in enumerate(order):
+        if node.op in SOURCE_OPS:
+            continue
+        nbytes = node.type.nbytes(dims)
+        naive += nbytes
+        if owner[node] is node:
+            reused = next((inp for inp in dict.fromkeys(node.inputs) if _is_elementwise(node)
+                           and _can_write_in_place(node, inp, dims, owner, live_until,
+                                                   buffer, i)), None)
+            if reused is not None:
+                in_place[node], index = reused, buffer[reused]
+            else:
+                index = free.take(nbytes)
+                if index is None:
+                    index = len(sizes)
+                    sizes.append(0)
+            sizes[index] = max(sizes[index], nbytes)
+            buffer[node], holder[index] = index, node
+            release_at[live_until[node]].append((index, node))
+        for index, value in release_at.pop(i, ()):
+            if holder[index] is value:  # not handed on to an in-place user
+                free.add(sizes[index], index)
+    return BufferPlan(order, buffer, sizes, in_place, last_use, sum(sizes), naive)
+
+
+def format_plan(plan: BufferPlan) -> str:
+    """The plan as text: one line a value (buffer, reuse, last use), then peak vs naive."""
+    names = node_names(plan.order)
+    end = len(plan.order)
+    lines = []
+    for i, node in enumerate(plan.order):
+        if node.op in SOURCE_OPS:
+            continue
+        if node in plan.buffer:
+            where = f"buf{plan.buffer[node]}"
+            if node in plan.in_place:
+                where += f" (in place of %{names[plan.in_place[node]]})"
+        else:
+            where = "view"
+        last = "end" if plan.last_use[node] >= end else str(plan.last_use[node])
+        lines.append(f"{i:4d} %{names[node]} = {node.op} : {node.type}  -> {where}, "
+                     f"last use {last}")
+    ratio = plan.peak_bytes / plan.naive_bytes if plan.naive_bytes else 1.0
+    lines.append(f"buffers: {len(plan.sizes)}, peak {plan.peak_bytes} bytes vs naive "
+                 f"{plan.naive_bytes} bytes (ratio {ratio:.3f})")
+    return "\n".join(lines)
+
+
+# --- the order -------------------------------------------------------------------------------
+
+def _estimate_dims(graph: Graph) -> dict:
+    return {d: SYMBOLIC_DIM_ESTIMATE for node in graph.nodes for d in node.shape
+            if isinstance(d, str)}
+
+
+def greedy_order(graph: Graph, dims: dict) -> list:
+    """Sources first; then ready nodes that free more bytes than they allocate (most
+    first), else the ready node earliest in depth-first order."""
+    nodes = graph.nodes
+    position = {node: i for i, node in enumerate(nodes)}
+    users = graph.users
+    roots = set(graph.outputs) | set(graph.updates.values())
+    size = {node: 0 if node.op in SOURCE_OPS else node.type.nbytes(dims) for node in nodes}
+    remaining = {node: len(users[node]) for node in nodes}  # users not yet run
+    waiting = {node: len(set(node.inputs)) for node in nodes}  # inputs not yet run
+    done = set()
+
+    def gain(node):
+        freed = sum(size[i] for i in set(node.inputs) if remaining[i] == 1 and i not in roots)
+        return max(freed - size[node], 0)
+
+    heap = []
+
+    def push(node):
+        heapq.heappush(heap, (-gain(node), position[node], node))
+
+    order = []
+
+    def run(node):
+        order.append(node)
+        done.add(node)
+        for inp in set(node.inputs):
+            remaining[inp] -= 1
+            if remaining[inp] == 1:  # its last user now frees it: re-rank that user
+                last = next(u for u in users[inp] if u not in done)
+                if waiting[last] == 0:
+                    push(last)
+        for user in users[node]:
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                push(user)
+
+    for node in nodes:
+        if node.op in SOURCE_OPS:
+            run(node)
+    for node in nodes:
+        if waiting[node] == 0 and node not in done and node.op not in SOURCE_OPS:
+            push(node)
+    while heap:
+        node = heapq.heappop(heap)[-1]
+        if node not in done:
+            run(node)
+    return order
+
+
+def schedule(graph: Graph) -> Graph:
+    dims = _estimate_dims(graph)
+    depth_first = Graph(graph.outputs, graph.updates)
+    greedy = Graph(graph.outputs, graph.updates, order=greedy_order(depth_first, dims))
+    cost = {g: plan_buffers(g, dims).peak_bytes for g in (greedy, depth_first)}
+    return min((greedy, depth_first), key=cost.__getitem__)
