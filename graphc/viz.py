@@ -41,6 +41,8 @@ NODE_STYLE = {"fontname": "Helvetica", "fontsize": "11"}
 EDGE_STYLE = {"fontname": "Helvetica", "fontsize": "9", "fontcolor": "#555555",
               "color": "#777777"}
 
+# DOT's escape for a line break inside a label: a label stays one line of DOT text.
+NEWLINE = "\\n"
 # Formats whose output is the DOT text itself, written without the `dot` binary.
 SOURCE_FORMATS = ("dot", "gv")
 INSTALL_HINT = ("Graphviz's `dot` program is needed to write {fmt} files; install it "
@@ -62,21 +64,23 @@ def render(outputs, backward=False, fused=False, path=None, format="svg") -> gra
               added. .dot/.gv write the DOT text and need no Graphviz binary.
     """
     outputs = [outputs] if isinstance(outputs, Node) else list(outputs)
-    if backward:
-        outputs = outputs + gradients(outputs)
-    graph = Graph(outputs)
+    grads = gradients(outputs) if backward else {}
+    graph = Graph(outputs + list(grads))
     if fused:
         from graphc.passes import optimize
 
         graph = optimize(graph, "O2")
-    dot = draw(graph)
+    # Passes keep the outputs' order, so a caption follows its output by position.
+    captions = {graph.outputs[len(outputs) + i]: text for i, text in enumerate(grads.values())}
+    dot = draw(graph, captions)
     if path is not None:
         write(dot, path, format)
     return dot
 
 
-def gradients(outputs: list) -> list:
-    """d(output)/d(param) for each scalar float output and each param it depends on."""
+def gradients(outputs: list) -> dict:
+    """{gradient node: caption such as "dL/dW1"} for each scalar float output L and each
+    param it depends on."""
     from graphc.autodiff import grad
 
     losses = [o for o in outputs if o.shape == () and is_float(o.dtype)]
@@ -84,20 +88,24 @@ def gradients(outputs: list) -> list:
         shapes = ", ".join(str(o.type) for o in outputs)
         raise GraphcError(f"render(backward=True) differentiates scalar float outputs (a "
                           f"loss), but the outputs are {shapes}")
-    grads = []
-    for loss in losses:
+    captions = {}
+    for k, loss in enumerate(losses):
         params = Graph([loss]).params
         if not params:
             raise GraphcError(f"render(backward=True): the output {loss!r} depends on no "
                               "param, so it has no gradient to draw")
-        grads += grad(loss, params)
-    return grads
+        name = loss.name or ("L" if len(losses) == 1 else f"L{k}")
+        for param, g in zip(params, grad(loss, params)):
+            captions[g] = f"d{name}/d{param.name}"
+    return captions
 
 
 # --- building the Digraph --------------------------------------------------------------
 
-def draw(graph: Graph) -> graphviz.Digraph:
-    """The Digraph of an IR graph: one DOT node per IR node, fused nodes as clusters."""
+def draw(graph: Graph, captions=None) -> graphviz.Digraph:
+    """The Digraph of an IR graph: one DOT node per IR node, fused nodes as clusters.
+    `captions` ({node: text}) adds a first line to some nodes' labels (gradient names)."""
+    captions = captions or {}
     dot = graphviz.Digraph("graphc", graph_attr=GRAPH_STYLE, node_attr=NODE_STYLE,
                            edge_attr=EDGE_STYLE)
     names = node_names(graph.nodes)
@@ -107,17 +115,19 @@ def draw(graph: Graph) -> graphviz.Digraph:
     kernel = 0
     for node in graph.nodes:
         if node.op == "fused":
-            drawn_as[node] = _draw_kernel(dot, node, f"k{kernel}", drawn_as, outputs)
+            drawn_as[node] = _draw_kernel(dot, node, f"k{kernel}", drawn_as, outputs,
+                                          captions.get(node))
             kernel += 1
             continue
-        dot.node(names[node], node_label(node), **_style(node, node in outputs))
+        dot.node(names[node], _label(node, captions.get(node)), **_style(node, node in outputs))
         drawn_as[node] = names[node]
         for inp in node.inputs:
             dot.edge(drawn_as[inp], names[node], label=shape_label(inp))
     return dot
 
 
-def _draw_kernel(dot, fused: Node, kernel_id: str, drawn_as: dict, outputs: set) -> str:
+def _draw_kernel(dot, fused: Node, kernel_id: str, drawn_as: dict, outputs: set,
+                 caption) -> str:
     """Draw a fused node's body inside a cluster; return the DOT id of its result."""
     body = fused.attrs["body"]
     ops = [n for n in body.nodes if n.op not in ("input", "param", "const")]
@@ -128,13 +138,19 @@ def _draw_kernel(dot, fused: Node, kernel_id: str, drawn_as: dict, outputs: set)
     with dot.subgraph(name=f"cluster_{kernel_id}") as cluster:
         cluster.attr(label=label, **ROLE_STYLES["fused"])
         for node in body.nodes:
-            if node.op == "input":
-                continue
-            is_result = node is body.outputs[0] and fused in outputs
-            cluster.node(names[node], node_label(node), **_style(node, is_result))
-            for inp in node.inputs:
-                dot.edge(outer.get(inp) or names[inp], names[node], label=shape_label(inp))
+            if node.op != "input":
+                is_result = node is body.outputs[0]
+                cluster.node(names[node], _label(node, caption if is_result else None),
+                             **_style(node, is_result and fused in outputs))
+    # Edges after the cluster, so that its nodes are declared inside it first.
+    for node in body.nodes:
+        for inp in node.inputs:
+            dot.edge(outer.get(inp) or names[inp], names[node], label=shape_label(inp))
     return names[body.outputs[0]]
+
+
+def _label(node: Node, caption) -> str:
+    return f"{caption}{NEWLINE}{node_label(node)}" if caption else node_label(node)
 
 
 def role(node: Node) -> str:
@@ -162,7 +178,7 @@ def node_label(node: Node) -> str:
         return f"const {shape_label(node)}"
     head = f"{node.name}: {node.op}" if node.name else node.op
     attrs = ", ".join(_attr_text(k, v) for k, v in sorted(node.attrs.items()) if v is not False)
-    return f"{head}\n{attrs}" if attrs else head
+    return f"{head}{NEWLINE}{attrs}" if attrs else head
 
 
 def _attr_text(key: str, value) -> str:

@@ -1,0 +1,153 @@
+"""An MLP classifier for handwritten digits, trained with mini-batch Adam (or SGD).
+
+The data is scikit-learn's 8x8 digits (1,797 images, shipped with the package: no
+download), split 75/25 into train and test sets; `--mnist DIR` reads the MNIST IDX files
+(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
+t10k-labels-idx1-ubyte, each optionally .gz) from DIR instead. The model is a 3-layer
+ReLU MLP with a softmax cross-entropy loss; each epoch shows a progress bar with the
+loss and the training accuracy, and the script ends with the test accuracy.
+
+    python examples/mlp_digits.py [--backend numpy|reference|triton] [--epochs 30]
+also writes the training graph (forward and gradients) to mlp_digits.svg (--graph).
+"""
+
+import gzip
+import os
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+import graphc as gc
+from common import accuracy, parser, save_graph
+
+DIGITS_INPUTS, CLASSES = 64, 10
+
+# IDX element types (the third byte of the magic number) -> big-endian NumPy dtype.
+IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+MNIST_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels":
+               "train-labels-idx1-ubyte", "test_images": "t10k-images-idx3-ubyte",
+               "test_labels": "t10k-labels-idx1-ubyte"}
+
+
+# --- data ------------------------------------------------------------------------------
+
+def load_digits(seed=0, test_fraction=0.25):
+    """scikit-learn's 8x8 digits scaled to [0, 1]: (X_train, y_train, X_test, y_test)."""
+    from sklearn.datasets import load_digits as sklearn_digits
+    from sklearn.model_selection import train_test_split
+
+    data = sklearn_digits()
+    X = (data.data / 16.0).astype(np.float32)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, data.target, test_size=test_fraction, random_state=seed, stratify=data.target)
+    return X_train, y_train, X_test, y_test
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Read an IDX file (the MNIST format; gzip-compressed when the name ends in .gz):
+    2 zero bytes, a type byte, a rank byte, the dims as big-endian int32, then the data."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:
+        raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4].hex()})")
+    dtype, rank = np.dtype(IDX_DTYPES[data[2]]), data[3]
+    shape = tuple(np.frombuffer(data, ">i4", count=rank, offset=4))
+    expected = 4 + 4 * rank + int(np.prod(shape)) * dtype.itemsize
+    if len(data) != expected:
+        raise ValueError(f"{path}: dims {shape} need {expected} bytes, the file has {len(data)}")
+    return np.frombuffer(data, dtype, offset=4 + 4 * rank).reshape(shape).astype(
+        dtype.newbyteorder("="))
+
+
+def load_mnist(directory: str):
+    """MNIST from IDX files in `directory`, images flattened and scaled to [0, 1]."""
+    arrays = {key: read_idx(_find(directory, stem)) for key, stem in MNIST_FILES.items()}
+    flat = {k: arrays[k].reshape(len(arrays[k]), -1).astype(np.float32) / 255.0
+            for k in ("train_images", "test_images")}
+    return (flat["train_images"], arrays["train_labels"].astype(np.int64),
+            flat["test_images"], arrays["test_labels"].astype(np.int64))
+
+
+def _find(directory: str, stem: str) -> str:
+    # Files are published as train-images-idx3-ubyte and as train-images.idx3-ubyte.
+    for name in (stem, stem.replace("-idx", ".idx")):
+        for suffix in ("", ".gz"):
+            path = os.path.join(directory, name + suffix)
+            if os.path.exists(path):
+                return path
+    raise FileNotFoundError(f"no {stem}[.gz] in {directory}")
+
+
+# --- model and training ----------------------------------------------------------------
+
+def build(n_inputs=DIGITS_INPUTS, hidden=(128, 64), seed=0) -> dict:
+    """The classifier's graph (see the graphc.cli.render module for the convention)."""
+    x = gc.input("x", ("batch", n_inputs))
+    y = gc.input("y", ("batch",), dtype="int64")
+    logits, params = gc.nn.mlp(x, [n_inputs, *hidden, CLASSES],
+                               rng=np.random.default_rng(seed))
+    loss = gc.nn.softmax_cross_entropy(logits, y)
+    return {"outputs": [loss, logits], "loss": loss, "logits": logits, "params": params,
+            "x": x, "y": y}
+
+
+OPTIMIZERS = ("adam", "sgd")  # names in gc.optim
+
+
+def train(model, X, y, epochs, batch_size, optimizer, lr, backend, seed=0):
+    """Mini-batch training; returns [(mean loss, training accuracy)] per epoch."""
+    loss, logits = model["loss"], model["logits"]
+    updates = getattr(gc.optim, optimizer)(loss, model["params"], lr=lr)
+    step = gc.compile([loss, logits], updates=updates, backend=backend)
+    rng = np.random.default_rng(seed)
+    history = []
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(X))
+        batches = [order[i:i + batch_size] for i in range(0, len(X), batch_size)]
+        total_loss = correct = 0.0
+        with tqdm(total=len(batches), desc=f"epoch {epoch}/{epochs}", unit="batch") as bar:
+            for batch in batches:
+                batch_loss, batch_logits = step(x=X[batch], y=y[batch])
+                total_loss += float(batch_loss) * len(batch)
+                correct += accuracy(batch_logits, y[batch]) * len(batch)
+                bar.set_postfix(loss=f"{float(batch_loss):.4f}", refresh=False)
+                bar.update()
+            history.append((total_loss / len(X), correct / len(X)))
+            bar.set_postfix(loss=f"{history[-1][0]:.4f}", accuracy=f"{history[-1][1]:.3f}")
+    return history
+
+
+def main(argv=None) -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=30, help="passes over the data (default: 30)")
+    p.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default: 32)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                   help="optimizer in gc.optim (default: adam)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 0.001 for adam, 0.1 for sgd)")
+    p.add_argument("--hidden", type=int, nargs="+", default=[128, 64],
+                   help="hidden layer sizes (default: 128 64)")
+    p.add_argument("--mnist", metavar="DIR", help="read MNIST IDX files from DIR")
+    p.add_argument("--graph", default="mlp_digits.svg",
+                   help="where to draw the training graph; '' to skip (default: %(default)s)")
+    args = p.parse_args(argv)
+    lr = args.lr if args.lr is not None else {"adam": 1e-3, "sgd": 0.1}[args.optimizer]
+
+    X_train, y_train, X_test, y_test = (load_mnist(args.mnist) if args.mnist
+                                        else load_digits(seed=args.seed))
+    print(f"{len(X_train)} training and {len(X_test)} test examples of {X_train.shape[1]} "
+          f"features; backend {args.backend}")
+    model = build(X_train.shape[1], tuple(args.hidden), seed=args.seed)
+    train(model, X_train, y_train, args.epochs, args.batch_size, args.optimizer, lr,
+          args.backend, seed=args.seed)
+    test_accuracy = accuracy(gc.compile(model["logits"], backend=args.backend)(x=X_test), y_test)
+    print(f"test accuracy {test_accuracy:.2%}")
+    if args.graph:
+        print(f"wrote {save_graph(model['loss'], args.graph, backward=True)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

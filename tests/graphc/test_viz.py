@@ -1,0 +1,217 @@
+"""gc.render: DOT structure (roles, colours, clusters, shape labels) and file output."""
+
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import viz
+from graphc.errors import GraphcError
+from graphc.ir import Graph, Node
+from graphc.types import TensorType
+
+_ATTR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^\s\]]+)')
+
+
+def parse_dot(dot):
+    """(nodes {id: attrs}, edges [(src, dst, attrs)], clusters {name: attrs}) of a Digraph
+    as the graphviz package writes it: one statement a line."""
+    nodes, edges, clusters, cluster = {}, [], {}, None
+    for line in dot.source.splitlines():
+        line = line.strip()
+        if m := re.match(r"subgraph (cluster_\w+) \{", line):
+            cluster = clusters.setdefault(m.group(1), {"members": []})
+        elif line == "}":
+            cluster = None
+        elif cluster is not None and re.match(r"(label|style|fillcolor|color)=", line):
+            cluster.update(_attrs(line))
+        elif m := re.match(r'("[^"]*"|\S+) -> ("[^"]*"|\S+) \[(.*)\]$', line):
+            edges.append((_unquote(m.group(1)), _unquote(m.group(2)), _attrs(m.group(3))))
+        elif m := re.match(r'("[^"]*"|\S+) \[(.*)\]$', line):
+            if m.group(1) in ("graph", "node", "edge"):
+                continue
+            nodes[_unquote(m.group(1))] = _attrs(m.group(2))
+            if cluster is not None:
+                cluster["members"].append(_unquote(m.group(1)))
+    return nodes, edges, clusters
+
+
+def _attrs(text):
+    return {k: _unquote(v) for k, v in _ATTR.findall(text)}
+
+
+def _unquote(text):
+    return text[1:-1].replace('\\"', '"') if text.startswith('"') else text
+
+
+def by_label(nodes, label):
+    found = [n for n, a in nodes.items() if a.get("label") == label]
+    assert len(found) == 1, (label, found)
+    return nodes[found[0]]
+
+
+def mlp3():
+    """A 3-layer MLP with a softmax cross-entropy loss: (x, y, loss, logits, params)."""
+    x = gc.input("x", ("batch", 4))
+    y = gc.input("y", ("batch",), dtype="int64")
+    logits, params = gc.nn.mlp(x, [4, 8, 8, 3])
+    return x, y, gc.nn.softmax_cross_entropy(logits, y), logits, params
+
+
+def fill(role):
+    return viz.ROLE_STYLES[role]["fillcolor"]
+
+
+def test_sources_and_ops_are_styled_by_role():
+    x = gc.input("x", ("batch", 2))
+    W = gc.param("W", np.ones((2, 3)))
+    out = gc.relu(x @ W) * 2.0
+    nodes, _, clusters = parse_dot(gc.render(out))
+    assert clusters == {}
+    assert by_label(nodes, "x")["fillcolor"] == fill("input")
+    assert by_label(nodes, "W")["fillcolor"] == fill("param")
+    assert by_label(nodes, "2")["fillcolor"] == fill("const")
+    relu, mul = by_label(nodes, "relu"), by_label(nodes, "mul")
+    assert relu["fillcolor"] == mul["fillcolor"] == fill("op")
+    # The output gets a double border; other ops do not.
+    assert mul.get("peripheries") == "2" and "peripheries" not in relu
+    assert len({fill(r) for r in ("input", "param", "const", "op", "grad-op")}) == 5
+
+
+def test_edges_carry_shapes_and_non_float_dtypes():
+    x, y, loss, _, _ = mlp3()
+    nodes, edges, _ = parse_dot(gc.render(loss))
+    labels = {(nodes[s]["label"], nodes[d]["label"].split(viz.NEWLINE)[0]): a.get("label")
+              for s, d, a in edges}
+    assert labels[("x", "matmul")] == "batch×4"
+    assert labels[("layer1_W", "matmul")] == "4×8"
+    assert labels[("y", "one_hot")] == "i64 batch"
+    assert "scalar" in {a["label"] for _, _, a in edges}
+    # Every edge is labelled, and joins nodes that exist.
+    assert all("label" in a and s in nodes and d in nodes for s, d, a in edges)
+
+
+def test_forward_graph_has_one_node_per_ir_node_and_no_gradients():
+    _, _, loss, _, _ = mlp3()
+    nodes, edges, _ = parse_dot(gc.render(loss))
+    graph = Graph([loss])
+    assert len(nodes) == len(graph.nodes)
+    assert len(edges) == sum(len(n.inputs) for n in graph.nodes)
+    assert fill("grad-op") not in {a["fillcolor"] for a in nodes.values()}
+
+
+def test_backward_adds_gradient_nodes_coloured_apart_and_named():
+    _, _, loss, _, params = mlp3()
+    forward, _, _ = parse_dot(gc.render(loss))
+    nodes, _, _ = parse_dot(gc.render(loss, backward=True))
+    grad_nodes = {n: a for n, a in nodes.items() if a["fillcolor"] == fill("grad-op")}
+    assert grad_nodes and len(nodes) > len(forward)
+    # Forward nodes keep their forward colour; each param's gradient is a captioned output.
+    assert all(nodes[n]["fillcolor"] == a["fillcolor"] for n, a in forward.items())
+    captions = {a["label"].split(viz.NEWLINE)[0] for a in grad_nodes.values() if "peripheries" in a}
+    assert captions == {f"dL/d{p.name}" for p in params}
+
+
+def test_gradient_tags_decide_the_colour():
+    x = gc.input("x", (3,))
+    tagged = gc.dsl.apply("exp", x, tags={"grad"})
+    nodes, _, _ = parse_dot(gc.render([tagged, gc.exp(x)]))
+    assert sorted(a["fillcolor"] for a in nodes.values() if a["label"] == "exp") == sorted(
+        [fill("grad-op"), fill("op")])
+
+
+def test_backward_needs_a_scalar_loss_with_params():
+    x = gc.input("x", ("batch", 2))
+    W = gc.param("W", np.ones((2, 2)))
+    with pytest.raises(GraphcError, match="scalar float outputs"):
+        gc.render(x @ W, backward=True)
+    with pytest.raises(GraphcError, match="depends on no param"):
+        gc.render(gc.sum(x), backward=True)
+
+
+def test_labels_stay_short_for_a_3_layer_mlp_with_gradients():
+    _, _, loss, _, _ = mlp3()
+    nodes, _, _ = parse_dot(gc.render(loss, backward=True))
+    for attrs in nodes.values():
+        lines = attrs["label"].split(viz.NEWLINE)
+        assert len(lines) <= 3 and max(map(len, lines)) <= 32, attrs["label"]
+
+
+def hand_fused():
+    """relu(x @ W + b) with the add and relu in a hand-built pointwise kernel."""
+    x = gc.input("x", ("batch", 2))
+    W = gc.param("W", np.ones((2, 3)))
+    b = gc.param("b", np.zeros(3))
+    mm = x @ W
+    in0 = gc.input("in0", mm.shape)
+    in1 = gc.input("in1", b.shape)
+    body = Graph([gc.relu(in0 + in1)])
+    fused = Node("fused", (mm, b), {"kind": "pointwise", "body": body}, mm.type)
+    return fused, mm
+
+
+def test_fused_kernel_is_a_labelled_cluster_of_its_body_ops():
+    fused, mm = hand_fused()
+    out = gc.sum(fused)
+    nodes, edges, clusters = parse_dot(viz.draw(Graph([out])))
+    (cluster,) = clusters.values()
+    assert cluster["label"] == "pointwise kernel k0: add, relu"
+    assert cluster["fillcolor"] == viz.ROLE_STYLES["fused"]["fillcolor"]
+    assert sorted(nodes[m]["label"] for m in cluster["members"]) == ["add", "relu"]
+    # The body's inputs are wired to the fused node's inputs; its result feeds the sum.
+    pairs = {(nodes[s]["label"], nodes[d]["label"]) for s, d, _ in edges}
+    assert {("matmul", "add"), ("b", "add"), ("add", "relu"), ("relu", "sum" + viz.NEWLINE + "axes=0,1")} <= pairs
+    assert not any(a["label"].startswith("fused") for a in nodes.values())
+
+
+def test_render_fused_draws_one_cluster_per_kernel_of_the_optimized_graph():
+    from graphc.passes import optimize
+
+    _, _, loss, _, _ = mlp3()
+    graph = optimize(Graph([loss, *viz.gradients([loss])]), "O2")
+    kernels = [n for n in graph.nodes if n.op == "fused"]
+    _, _, clusters = parse_dot(gc.render(loss, backward=True, fused=True))
+    assert len(clusters) == len(kernels)
+
+
+def test_svg_and_png_are_written_with_dot(tmp_path):
+    _, _, loss, _, _ = mlp3()
+    gc.render(loss, backward=True, path=tmp_path / "mlp.svg")
+    root = ET.parse(tmp_path / "mlp.svg").getroot()
+    assert root.tag.endswith("svg")
+    texts = {t.text for t in root.iter() if t.tag.endswith("text")}
+    assert {"layer1_W", "batch×4", "dL/dlayer1_W"} <= texts
+    gc.render(loss, path=tmp_path / "mlp.png")
+    assert (tmp_path / "mlp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_path_suffix_picks_the_format(tmp_path):
+    _, _, loss, _, _ = mlp3()
+    dot = gc.render(loss, path=tmp_path / "plain", format="svg")
+    assert ET.parse(tmp_path / "plain.svg").getroot().tag.endswith("svg")
+    gc.render(loss, path=tmp_path / "mlp.dot")
+    assert (tmp_path / "mlp.dot").read_text() == dot.source
+
+
+def test_missing_dot_binary_gives_an_install_hint(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` on it
+    _, _, loss, _, _ = mlp3()
+    dot = gc.render(loss)  # DOT text needs no binary
+    assert dot.source.startswith("digraph")
+    with pytest.raises(viz.GraphvizMissing, match="apt-get install graphviz") as info:
+        gc.render(loss, path=tmp_path / "mlp.svg")
+    assert isinstance(info.value, GraphcError)
+    assert not (tmp_path / "mlp.svg").exists()
+    gc.render(loss, path=tmp_path / "mlp.dot")  # still fine without the binary
+    assert (tmp_path / "mlp.dot").exists()
+
+
+def test_ten_thousand_node_chain_renders():
+    x = gc.input("x", (2,))
+    out = x
+    for _ in range(10_000):
+        out = gc.tanh(out)
+    nodes, edges, _ = parse_dot(gc.render(out))
+    assert len(nodes) == 10_001 and len(edges) == 10_000
