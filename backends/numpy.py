@@ -1,0 +1,315 @@
+"""The numpy backend: straight-line Python source generated from the scheduled graph.
+
+build(graph, dims) does, once per input-shape signature:
+  1. schedule the graph and plan its buffers (graphc.passes.schedule): each computed value
+     gets a byte arena, shared with values whose lives do not overlap; layout ops
+     (reshape, transpose, ...) are NumPy views and get none;
+  2. view every arena as the (dtype, shape) of each value stored in it, once;
+  3. write one kernel per node: a plain op or a `fused` node (its body, see
+     /tmp/fused_contract.md) becomes a few ufunc calls with `out=` into the node's buffer,
+     intermediates of a body go into that same buffer when they can (an in-place chain)
+     or into small scratch arrays shared by all kernels; a matmul reads its operands
+     through transposed views and its epilogue runs in place on its output;
+  4. exec the source under a readable file name ("<graphc:fn_...>", registered with
+     linecache so tracebacks show the generated line).
+
+The generated function returns fresh copies of the graph's outputs (the caller keeps them
+while the buffers are reused by the next call) and the update values as they are: views
+of buffers, valid until the next call (gc.compile copies them into the params at once).
+"""
+
+from __future__ import annotations
+
+import itertools
+import keyword
+import linecache
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graphc import ops
+from graphc.backends import numpy_ops
+from graphc.ir import SOURCE_OPS, Graph, Node, node_names
+from graphc.passes.schedule import format_plan, plan_buffers, schedule
+from graphc.types import numpy_dtype
+
+_fn_ids = itertools.count()
+
+
+def build(graph: Graph, dims: dict) -> "NumpyExecutable":
+    graph = schedule(graph)
+    plan = plan_buffers(graph, dims, alias_of=alias_of)
+    return NumpyExecutable(*Codegen(graph, dict(dims), plan).generate())
+
+
+def alias_of(node: Node):
+    """The operand whose storage a node views (layout ops are NumPy views), else None."""
+    return node.inputs[0] if node.op in numpy_ops.VIEWS else None
+
+
+# --- storage ---------------------------------------------------------------------------
+
+@dataclass
+class Kernel:
+    """One kernel's code: statements, and where each value lives while it runs."""
+    node: Node
+    out: str                                  # the kernel's output array expression
+    lines: list = field(default_factory=list)
+
+
+class ScratchPool:
+    """Arrays for a fused body's intermediates, shared by all kernels: kernels run one
+    after another, so every scratch array is free again when the next one starts."""
+
+    def __init__(self):
+        self.arrays = {}   # name -> ndarray
+        self.by_kind = {}  # (shape, dtype) -> [names]
+
+    def take(self, shape, dtype, busy) -> str:
+        for name in self.by_kind.get((shape, dtype), ()):
+            if name not in busy:
+                return name
+        name = f"s{len(self.arrays)}"
+        self.arrays[name] = np.empty(shape, dtype)
+        self.by_kind.setdefault((shape, dtype), []).append(name)
+        return name
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays.values())
+
+
+# --- code generation -------------------------------------------------------------------
+
+class Codegen:
+    def __init__(self, graph: Graph, dims: dict, plan):
+        self.graph, self.dims, self.plan = graph, dims, plan
+        self.names = node_names(graph.nodes)
+        self.namespace = dict(numpy_ops.HELPERS)
+        self.expr = {}        # node -> Python expression of its value
+        self.scratch = ScratchPool()
+        self.arenas = [np.empty(size, np.uint8) for size in plan.sizes]
+        self._taken = set(self.namespace) | set(keyword.kwlist)
+
+    # names --------------------------------------------------------------------------
+
+    def _identifier(self, node: Node, prefix: str) -> str:
+        base = self.names[node]
+        name = base if re.fullmatch(r"[A-Za-z_]\w*", base) else f"{prefix}{base}"
+        while name in self._taken or keyword.iskeyword(name):
+            name = f"{prefix}_{name}"
+        self._taken.add(name)
+        return name
+
+    def _bind_array(self, node: Node, array: np.ndarray, prefix: str) -> str:
+        name = self._identifier(node, prefix)
+        self.namespace[name] = array
+        return name
+
+    # the whole function ------------------------------------------------------------
+
+    def generate(self):
+        fn_name = f"fn_{next(_fn_ids)}"
+        params, kernels = [], []
+        for node in self.graph.nodes:
+            if node.op == "input":
+                self.expr[node] = self._identifier(node, "in_")
+            elif node.op == "param":
+                self.expr[node] = self._identifier(node, "p_")
+                params.append(node)
+            elif node.op == "const":
+                self.expr[node] = self._bind_array(node, node.value, "c")
+            elif alias_of(node) is not None:
+                self.expr[node] = numpy_ops.view_expr(node, self.expr[node.inputs[0]], self.dims)
+            else:
+                kernels.append(self._kernel(node))
+        source = self._source(fn_name, params, kernels)
+        filename = f"<graphc:{fn_name}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        exec(compile(source, filename, "exec"), self.namespace)
+        stats = {"kernels": len(kernels), "peak_bytes": self.plan.peak_bytes,
+                 "naive_bytes": self.plan.naive_bytes, "buffers": len(self.plan.sizes),
+                 "scratch_bytes": self.scratch.nbytes}
+        kernel_info = [{"name": self.expr[k.node], "kind": _kind(k.node), "source": k.lines,
+                        "nodes": _source_nodes(k.node, self.names)} for k in kernels]
+        fn = self.namespace[fn_name]
+        inputs = [n for n in self.graph.nodes if n.op == "input"]
+        return fn, inputs, source, kernel_info, stats, format_plan(self.plan)
+
+    def _source(self, fn_name, params, kernels) -> str:
+        inputs = [self.expr[n] for n in self.graph.nodes if n.op == "input"]
+        lines = [f"# graphc numpy backend, dims {self.dims}: {len(kernels)} kernels, "
+                 f"buffers peak {self.plan.peak_bytes} B (naive plan {self.plan.naive_bytes} B)",
+                 f"def {fn_name}({', '.join(inputs)}):"]
+        for i, node in enumerate(params):
+            self.namespace[f"_param{i}"] = node
+            lines.append(f"    {self.expr[node]} = _param{i}.value")
+        for kernel in kernels:
+            lines += ["    " + line for line in kernel.lines]
+        results = [self._result(n, copy=True) for n in self.graph.outputs]
+        results += [self._result(n, copy=False) for n in self.graph.updates.values()]
+        lines.append(f"    return [{', '.join(results)}]")
+        return "\n".join(lines) + "\n"
+
+    def _result(self, node: Node, copy: bool) -> str:
+        # Outputs outlive the call, buffers do not; update values are copied into the
+        # params by the caller before the next call, unless they view a param themselves.
+        if copy or self._storage_root(node).op in SOURCE_OPS:
+            return f"np.array({self.expr[node]})"
+        return self.expr[node]
+
+    # one kernel ----------------------------------------------------------------------
+
+    def _storage_root(self, node: Node) -> Node:
+        while alias_of(node) is not None:
+            node = alias_of(node)
+        return node
+
+    def _buffer_of(self, node: Node):
+        return self.plan.buffer.get(self._storage_root(node))
+
+    def _out_array(self, node: Node) -> str:
+        shape, dtype = node.type.concrete_shape(self.dims), numpy_dtype(node.dtype)
+        index = self.plan.buffer.get(node)
+        if index is None:  # the plan left it out: give it storage of its own
+            array = np.empty(shape, dtype)
+        else:
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            array = self.arenas[index][:nbytes].view(dtype).reshape(shape)
+        return self._bind_array(node, array, "v")
+
+    def _kernel(self, node: Node) -> Kernel:
+        out = self._out_array(node)
+        self.expr[node] = out
+        kernel = Kernel(node, out)
+        if node.op == "fused":
+            body = node.attrs["body"]
+            leaves = {b: node.inputs[int(b.name[2:])] for b in body.nodes if b.op == "input"}
+            kernel.lines.append(f"# {describe(node, self.names)}")
+            steps = [b for b in body.nodes if b.op not in SOURCE_OPS]
+            result = body.outputs[0]
+        else:
+            leaves = {i: i for i in node.inputs}
+            steps, result = [node], node
+        BodyWriter(self, kernel, leaves, node).write(steps, result)
+        return kernel
+
+
+class BodyWriter:
+    """Writes a kernel's steps (a fused body, or one plain node) into statements.
+
+    Each computed step gets a storage slot: the kernel's output array or a scratch array
+    of its shape and dtype. A slot is busy while a value stored in it (or a view of it) is
+    still to be read; an outer operand that lives in the output's buffer (an in-place
+    kernel) keeps the output slot busy until its last read."""
+
+    def __init__(self, gen: Codegen, kernel: Kernel, leaves: dict, outer: Node):
+        self.gen, self.kernel = gen, kernel
+        self.leaves = leaves          # body input/const node -> outer node
+        self.outer = outer
+        self.expr, self.root = {}, {}
+        self.slot = {}                # root value -> slot name
+        for body_node, outer_node in leaves.items():
+            self.expr[body_node] = gen.expr[outer_node]
+            self.root[body_node] = body_node
+            own = gen.plan.buffer.get(outer)
+            if own is not None and gen._buffer_of(outer_node) == own:
+                self.slot[body_node] = kernel.out
+
+    def write(self, steps: list, result: Node):
+        last = self._last_reads(steps, result)
+        for i, node in enumerate(steps):
+            args = [self._operand(inp, node) for inp in node.inputs]
+            if alias_of(node) is not None:
+                self.expr[node] = numpy_ops.view_expr(node, args[0], self.gen.dims)
+                self.root[node] = self.root[node.inputs[0]]
+                continue
+            safe = node.op in numpy_ops.SAFE_IN_PLACE
+            busy = self._busy(last, i, reads_done=safe)
+            target = self._choose_slot(node, node is result, busy)
+            lines = numpy_ops.emit(node, args, target, self.gen.dims)
+            if node is result and target != self.kernel.out:
+                lines.append(f"np.copyto({self.kernel.out}, {target})")
+            self._append(node, lines)
+            self.expr[node], self.root[node], self.slot[node] = target, node, target
+        if result not in self.slot:  # the body is its inputs or a view of them
+            self._append(result, [f"np.copyto({self.kernel.out}, {self._operand(result, None)})"])
+
+    def _operand(self, node: Node, user) -> str:
+        if node.op == "const" and node.ndim == 0 and (user is None or alias_of(user) is None):
+            return numpy_ops.literal(node.value)
+        if node not in self.expr:  # a const inside a fused body
+            self.expr[node] = self.gen._bind_array(node, node.value, "c")
+            self.root[node] = node
+        return self.expr[node]
+
+    def _last_reads(self, steps, result) -> dict:
+        """root value -> index of the last step that reads it or a view of it."""
+        root = dict(self.root)
+        last = {}
+        for i, node in enumerate(steps):
+            root[node] = node if alias_of(node) is None else root.get(node.inputs[0], node.inputs[0])
+            for inp in node.inputs:
+                r = root.get(inp, inp)
+                last[r] = i
+        last[root.get(result, result)] = len(steps)
+        return last
+
+    def _busy(self, last, i, reads_done) -> set:
+        """Slots still needed at step i; a safe op's own operands no longer count."""
+        return {slot for value, slot in self.slot.items()
+                if last.get(value, -1) > i or (last.get(value, -1) == i and not reads_done)}
+
+    def _choose_slot(self, node, is_result, busy) -> str:
+        shape = node.type.concrete_shape(self.gen.dims)
+        dtype = numpy_dtype(node.dtype)
+        out = self.gen.namespace[self.kernel.out]
+        fits_out = out.shape == shape and out.dtype == dtype
+        if fits_out and self.kernel.out not in busy:
+            return self.kernel.out
+        name = self.gen.scratch.take(shape, dtype, busy | {self.kernel.out})
+        self.gen.namespace[name] = self.gen.scratch.arrays[name]
+        return name
+
+    def _append(self, node, lines):
+        if self.outer.op == "fused":
+            note = f"{node.op}" + (f"  {node.loc}" if node.loc else "")
+        else:
+            note = describe(node, self.gen.names)
+        self.kernel.lines.append(f"{lines[0]}  # {note}")
+        self.kernel.lines += lines[1:]
+
+
+def describe(node: Node, names: dict) -> str:
+    """`%3 = matmul(%x, %W1)  [grad] mlp.py:12`: the IR line without its type."""
+    args = [f"%{names[i]}" for i in node.inputs]
+    args += [f"{k}={v!r}" for k, v in sorted(node.attrs.items()) if k != "body"]
+    notes = ([f"[{','.join(sorted(node.tags))}]"] if node.tags else []) + (
+        [node.loc] if node.loc else [])
+    return f"%{names[node]} = {node.op}({', '.join(args)})" + "".join(f"  {n}" for n in notes)
+
+
+def _kind(node: Node) -> str:
+    return node.attrs["kind"] if node.op == "fused" else ops.OPS[node.op].kind
+
+
+def _source_nodes(node: Node, names: dict) -> list:
+    if node.op != "fused":
+        return [names[node]]
+    return [f"{b.op}@{b.loc}" if b.loc else b.op for b in node.attrs["body"].nodes
+            if b.op not in SOURCE_OPS]
+
+
+# --- the executable --------------------------------------------------------------------
+
+class NumpyExecutable:
+    def __init__(self, fn, inputs, source, kernels, stats, plan_text):
+        self.fn, self.inputs = fn, inputs
+        self.source, self.kernels, self.stats = source, kernels, stats
+        self.plan_text = plan_text
+
+    def __call__(self, feeds: dict) -> list:
+        with np.errstate(all="ignore"):  # inf/nan are values here, as in the reference
+            return self.fn(*[feeds[node] for node in self.inputs])
+

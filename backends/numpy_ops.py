@@ -1,0 +1,171 @@
+"""How the numpy backend writes one op as Python source: one table, one row an op.
+
+Each row turns a node, its operands' expressions and the expression of the array its
+result goes into (`out`) into statements, e.g. add -> `np.add(a, b, out=o)`. Layout ops
+write no statement: they are view expressions (`a.T`, `a.reshape(3, 4)`), inlined where
+they are used, so a matmul on a transposed weight reads `np.matmul(g, W.T, out=o)`.
+
+`SAFE_IN_PLACE` names the ops whose statements read their operands only in their first
+statement, as a ufunc call: NumPy ufuncs give the right answer even when `out` overlaps
+an operand, so their result may go into the storage of an operand that dies here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphc import ops
+from graphc.errors import GraphcError
+from graphc.types import promote
+
+# --- layout ops: views -----------------------------------------------------------------
+
+
+def _transpose(node, a, shape):
+    perm = node.attrs["perm"]
+    if perm == (1, 0):
+        return f"{a}.T"
+    if len(perm) > 2 and perm == tuple(range(len(perm) - 2)) + (len(perm) - 1, len(perm) - 2):
+        return f"{a}.swapaxes(-1, -2)"
+    return f"{a}.transpose({perm})"
+
+
+def _slice(node, a, shape):
+    parts = [":" if r == (0, None, 1) else
+             f"{r[0]}:{'' if r[1] is None else r[1]}" + (f":{r[2]}" if r[2] != 1 else "")
+             for r in node.attrs["index"]]
+    return f"{a}[{', '.join(parts)}]"
+
+
+VIEWS = {
+    "reshape": lambda node, a, shape: f"{a}.reshape({shape})",
+    "transpose": _transpose,
+    "broadcast_to": lambda node, a, shape: f"np.broadcast_to({a}, {shape})",
+    "expand_dims": lambda node, a, shape: f"np.expand_dims({a}, {node.attrs['axis']})",
+    "squeeze": lambda node, a, shape: f"{a}.squeeze({node.attrs['axes']})",
+    "slice": _slice,
+}
+
+
+def view_expr(node, operand: str, dims: dict) -> str:
+    return VIEWS[node.op](node, operand, node.type.concrete_shape(dims))
+
+
+# --- computing ops: statements ---------------------------------------------------------
+
+UFUNCS = {
+    "neg": "np.negative", "exp": "np.exp", "log": "np.log", "log1p": "np.log1p",
+    "sqrt": "np.sqrt", "abs": "np.abs", "sign": "np.sign", "tanh": "np.tanh",
+    "add": "np.add", "sub": "np.subtract", "mul": "np.multiply", "div": "np.divide",
+    "pow": "np.power", "maximum": "np.maximum", "minimum": "np.minimum",
+    "gt": "np.greater", "ge": "np.greater_equal", "lt": "np.less", "le": "np.less_equal",
+    "eq": "np.equal",
+}
+
+
+def _loop_dtype(node) -> str:
+    """`, dtype=...` when operands differ from the result dtype, so the arithmetic runs in
+    the result's precision as in the reference (float32 beside int64 labels stays f32)."""
+    if all(i.dtype == node.dtype for i in node.inputs):
+        return ""
+    return f", dtype=np.{node.dtype}"
+
+
+def _compare_dtype(node) -> str:
+    """Mixed operands are compared in their promoted dtype, as the reference does."""
+    dtypes = {i.dtype for i in node.inputs}
+    if len(dtypes) == 1:
+        return ""
+    common = promote(*dtypes)
+    return f", signature=(np.{common}, np.{common}, None)"
+
+
+def _ufunc(name):
+    def emit(node, args, out, dims):
+        extra = _compare_dtype(node) if ops.OPS[node.op].kind == "compare" else _loop_dtype(node)
+        return [f"{name}({', '.join(args)}, out={out}{extra})"]
+    return emit
+
+
+def _sigmoid(node, args, out, dims):
+    # 1 / (1 + e^-x): e^-x overflows to inf for very negative x, giving 0 (the limit),
+    # never nan; four in-place passes that each read only the previous one's result.
+    (a,) = args
+    return [f"np.negative({a}, out={out})", f"np.exp({out}, out={out})",
+            f"np.add({out}, 1, out={out})", f"np.reciprocal({out}, out={out})"]
+
+
+def _where(node, args, out, dims):
+    cond, a, b = args
+    return [f"np.copyto({out}, {b})", f"np.copyto({out}, {a}, where={cond})"]
+
+
+def _reduce(name):
+    def emit(node, args, out, dims):
+        at = node.attrs
+        return [f"{name}({args[0]}, axis={at['axes']}, keepdims={at['keepdims']}, out={out})"]
+    return emit
+
+
+def _size(node, args, out, dims):
+    shape = node.inputs[0].type.concrete_shape(dims)
+    count = int(np.prod([shape[a] for a in node.attrs["axes"]], dtype=np.int64))
+    return [f"{out}.fill({count})"]
+
+
+def _one_hot(node, args, out, dims):
+    return [f"_one_hot({args[0]}, {out}, {node.loc!r})"]
+
+
+EMIT = {
+    **{op: _ufunc(name) for op, name in UFUNCS.items()},
+    "relu": lambda node, args, out, dims: [f"np.maximum({args[0]}, 0, out={out})"],
+    "step": lambda node, args, out, dims: [f"np.greater({args[0]}, 0, out={out})"],
+    "sigmoid": _sigmoid,
+    "cast": lambda node, args, out, dims: [f"np.copyto({out}, {args[0]}, casting='unsafe')"],
+    "where": _where,
+    "sum": _reduce("np.sum"),
+    "max": _reduce("np.max"),
+    "size": _size,
+    "matmul": lambda node, args, out, dims: [
+        f"np.matmul({args[0]}, {args[1]}, out={out}{_loop_dtype(node)})"],
+    "concat": lambda node, args, out, dims: [
+        f"np.concatenate(({', '.join(args)},), axis={node.attrs['axis']}, out={out})"],
+    "one_hot": _one_hot,
+}
+
+SAFE_IN_PLACE = frozenset(UFUNCS) | {"relu", "step", "sigmoid", "cast", "size"}
+
+
+def emit(node, args: list, out: str, dims: dict) -> list:
+    """The statements that compute `node` from operand expressions into `out`."""
+    return EMIT[node.op](node, args, out, dims)
+
+
+# --- runtime helpers the generated code calls ------------------------------------------
+
+def one_hot(labels, out, loc):
+    depth = out.shape[-1]
+    if labels.size and (labels.min() < 0 or labels.max() >= depth):
+        bad = labels[(labels < 0) | (labels >= depth)].flat[0]
+        raise GraphcError(f"one_hot: label {bad} is outside [0, {depth}) (made at {loc})")
+    np.equal(labels[..., None], np.arange(depth), out=out)
+
+
+HELPERS = {"np": np, "_one_hot": one_hot}
+
+
+def literal(value: np.ndarray) -> str:
+    """A 0-d constant as Python source. Python numbers are 'weak' in NumPy 2 ufuncs, so
+    `np.multiply(x, 0.5, out=o)` keeps x's dtype; the repr is the shortest that reads back
+    to the same value in the constant's own dtype."""
+    item = value.item()
+    if isinstance(item, bool):
+        return repr(item)
+    if isinstance(item, float):
+        if np.isnan(item):
+            return "np.nan"
+        if np.isinf(item):
+            return "np.inf" if item > 0 else "-np.inf"
+        return np.format_float_positional(value[()], unique=True, trim="0")
+    return repr(item)

@@ -1,0 +1,176 @@
+"""The numpy backend on its own: generated code forms, fused kernels, buffer reuse.
+
+Every value is checked against the reference backend; the source-text checks pin the
+forms the backend promises (out=, in-place chains, matmuls on transposed views).
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import dsl
+from graphc.backends import numpy as numpy_backend
+from graphc.ir import Graph, Node
+
+RNG = np.random.default_rng(0)
+
+
+def run_both(outputs, feeds, opt="O0"):
+    ref = gc.compile(outputs, backend="reference", opt="O0")(**feeds)
+    fn = gc.compile(outputs, backend="numpy", opt=opt)
+    got = fn(**feeds)
+    for a, b in zip(got, ref):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    return fn, got
+
+
+def fused(kind, operands, make_body):
+    """A fused node per the kernel contract: body inputs in0.. stand for `operands`."""
+    ins = [gc.input(f"in{k}", op.shape, op.dtype) for k, op in enumerate(operands)]
+    body = Graph([make_body(*ins)])
+    return dsl.apply("fused", *operands, kind=kind, body=body)
+
+
+# --- plain ops -------------------------------------------------------------------------
+
+def test_every_plain_op_matches_the_reference():
+    x = gc.input("x", (3, 4))
+    labels = gc.input("labels", (3,), dtype="int64")
+    outs = [gc.neg(x), gc.exp(x), gc.log(gc.abs(x) + 1), gc.log1p(gc.abs(x)),
+            gc.sqrt(gc.abs(x)), gc.abs(x), gc.sign(x), gc.tanh(x), gc.sigmoid(x * 50),
+            gc.relu(x), gc.step(x), gc.cast(x * 3, "int32"), x + 1, x - x.T.T, x * 2,
+            x / 3, gc.abs(x) ** 1.5, gc.maximum(x, 0.1), gc.minimum(x, 0.1), x > 0,
+            x >= 0, x < 0, x <= 0, gc.eq(x, x), gc.where(x > 0, x, -x), x.sum(axis=1),
+            x.max(axis=0, keepdims=True), x.mean(), x.reshape((4, 3)), x.T,
+            gc.broadcast_to(x, (2, 3, 4)), gc.expand_dims(x, 1),
+            gc.squeeze(gc.expand_dims(x, 0), 0), x[1:, ::2], gc.concat([x, x], axis=0),
+            x @ x.T, gc.one_hot(labels, 5), x * gc.cast(labels, "float32").reshape((3, 1))]
+    feeds = {"x": RNG.standard_normal((3, 4)).astype(np.float32), "labels": [0, 4, 2]}
+    run_both(outs, feeds)
+
+
+def test_scalars_and_int_dtypes():
+    a = gc.input("a", ())
+    i = gc.input("i", (4,), dtype="int64")
+    outs = [a * 2 + 1, (i * 3).sum(), gc.cast(i, "float64") / 2, (i > 1).sum(), gc.relu(a)]
+    run_both(outs, {"a": np.float32(1.5), "i": np.arange(4)})
+
+
+def test_one_hot_out_of_range_names_the_op():
+    y = gc.input("y", (2,), dtype="int64")
+    fn = gc.compile(gc.one_hot(y, 3), backend="numpy")
+    with pytest.raises(gc.GraphcError, match="one_hot: label 7"):
+        fn(y=[1, 7])
+
+
+# --- fused kernels ---------------------------------------------------------------------
+
+def _mlp_layer():
+    x = gc.input("x", ("batch", 6))
+    W = gc.param("W", RNG.standard_normal((6, 5)))
+    b = gc.param("b", RNG.standard_normal(5))
+    return x, W, b
+
+
+def test_matmul_kernel_runs_its_epilogue_in_place_on_the_output():
+    x, W, b = _mlp_layer()
+    layer = fused("matmul", [x, W, b], lambda i0, i1, i2: gc.relu(i0 @ i1 + i2))
+    fn, _ = run_both([layer], {"x": RNG.standard_normal((4, 6))})
+    (out,) = re.findall(r"np\.matmul\(x, W, out=(\w+)\)", fn.source)
+    assert f"np.add({out}, b, out={out})" in fn.source
+    assert f"np.maximum({out}, 0, out={out})" in fn.source
+    assert fn.stats["kernels"] == 1 and fn.stats["scratch_bytes"] == 0
+
+
+def test_matmul_kernel_reads_transposed_operands_as_views():
+    g = gc.input("g", ("batch", 5))
+    x, W, _ = _mlp_layer()
+    dx = fused("matmul", [g, W], lambda i0, i1: i0 @ gc.transpose(i1))
+    dW = fused("matmul", [x, g], lambda i0, i1: gc.transpose(i0) @ i1)
+    fn, _ = run_both([dx, dW], {"g": RNG.standard_normal((4, 5)),
+                                "x": RNG.standard_normal((4, 6))})
+    assert "np.matmul(g, W.T, out=" in fn.source
+    assert "np.matmul(x.T, g, out=" in fn.source
+    assert "ascontiguousarray" not in fn.source and ".copy(" not in fn.source
+
+
+def test_softmax_is_one_reduction_kernel():
+    x = gc.input("x", ("batch", 7))
+    sm = fused("reduction", [x], lambda i0: gc.nn.softmax(i0))
+    fn, _ = run_both([sm], {"x": RNG.standard_normal((3, 7)) * 10})
+    assert fn.stats["kernels"] == 1
+    assert "np.max(x, axis=(1,), keepdims=True, out=" in fn.source
+    assert "np.exp(" in fn.source and "np.sum(" in fn.source
+
+
+def test_pointwise_dag_body_reuses_scratch():
+    x = gc.input("x", (1000,))
+    a, b = gc.const(0.5), gc.const(-0.25)
+    expr = fused("pointwise", [x], lambda i0: gc.sigmoid(gc.tanh(i0 * a + b) * gc.exp(-i0 * i0))
+                 + gc.relu(i0))
+    fn, _ = run_both([expr], {"x": RNG.standard_normal(1000) * 3})
+    # Two values of the kernel's shape are alive at once at most: one scratch array.
+    assert fn.stats["scratch_bytes"] == 1000 * 4
+    assert "np.multiply(x, 0.5, out=" in fn.source
+
+
+def test_kernel_whose_operand_shares_its_buffer():
+    # The plan may write a kernel's result over an operand that dies there; the body must
+    # not clobber that operand before its last read.
+    x = gc.input("x", (5,))
+    t = gc.exp(x)
+    k = fused("pointwise", [t], lambda i0: gc.tanh(i0 * 2) * i0 + i0)
+    run_both([k], {"x": RNG.standard_normal(5)})
+
+
+# --- buffers across calls --------------------------------------------------------------
+
+def test_outputs_are_not_aliased_between_calls():
+    x = gc.input("x", ("n",))
+    fn = gc.compile([gc.exp(x) * 2, x + 1], backend="numpy")
+    first = fn(x=np.zeros(3))
+    second = fn(x=np.ones(3))
+    np.testing.assert_allclose(first[0], [2, 2, 2])
+    np.testing.assert_allclose(second[0], 2 * np.e * np.ones(3), rtol=1e-6)
+    third = fn(x=np.ones(5))  # another shape signature: another plan
+    assert third[1].shape == (5,)
+    np.testing.assert_allclose(first[1], [1, 1, 1])
+
+
+def test_no_stale_data_between_calls():
+    x = gc.input("x", (4,))
+    fn = gc.compile([x.max(keepdims=True) + x.sum()], backend="numpy")
+    for value in (np.arange(4.0), -np.arange(4.0), np.zeros(4)):
+        np.testing.assert_allclose(fn(x=value)[0], [value.max() + value.sum()])
+
+
+def test_generated_source_is_readable_and_named():
+    x = gc.input("x", (2, 3))
+    fn = gc.compile(gc.tanh(x) + 1, backend="numpy")
+    fn(x=np.zeros((2, 3)))
+    assert re.search(r"def fn_\d+\(x\):", fn.source)
+    assert "# %" in fn.source and "test_numpy.py:" in fn.source
+    assert [k["kind"] for k in fn.kernels] in (["unary", "binary"], ["pointwise"])
+
+
+def test_traceback_shows_the_generated_line():
+    y = gc.input("y", (2,), dtype="int64")
+    fn = gc.compile(gc.one_hot(y, 3) * 2, backend="numpy")
+    with pytest.raises(gc.GraphcError) as info:
+        fn(y=[0, 9])
+    frames = [f for f in info.traceback if "<graphc:fn_" in str(f.path)]
+    assert frames and "_one_hot(" in str(frames[0].statement)
+
+
+def test_build_can_be_called_on_an_already_scheduled_graph():
+    from graphc.passes.schedule import schedule
+
+    x = gc.input("x", (3,))
+    graph = schedule(Graph([gc.exp(x) + x]))
+    executable = numpy_backend.build(graph, {})
+    (out,) = executable({graph.inputs[0]: np.ones(3, np.float32)})
+    np.testing.assert_allclose(out, np.e + 1, rtol=1e-6)
+    assert isinstance(graph.outputs[0], Node)
