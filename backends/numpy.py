@@ -35,6 +35,7 @@ from graphc.passes.schedule import format_plan, plan_buffers, schedule
 from graphc.types import numpy_dtype
 
 _fn_ids = itertools.count()
+_GENERATED = re.compile(r"[bs]\d+(_\d+)?")  # the names of buffer views and scratch arrays
 
 
 def build(graph: Graph, dims: dict) -> "NumpyExecutable":
@@ -90,13 +91,16 @@ class Codegen:
         self.expr = {}        # node -> Python expression of its value
         self.scratch = ScratchPool()
         self.arenas = [np.empty(size, np.uint8) for size in plan.sizes]
+        self._views = {}      # (buffer index, dtype, shape) -> name of that view
         self._taken = set(self.namespace) | set(keyword.kwlist)
 
     # names --------------------------------------------------------------------------
 
     def _identifier(self, node: Node, prefix: str) -> str:
         base = self.names[node]
-        name = base if re.fullmatch(r"[A-Za-z_]\w*", base) else f"{prefix}{base}"
+        # A user's name is kept unless it could clash with buffer/scratch names (b0, s1_2).
+        usable = re.fullmatch(r"[A-Za-z_]\w*", base) and not _GENERATED.fullmatch(base)
+        name = base if usable else f"{prefix}{base}"
         while name in self._taken or keyword.iskeyword(name):
             name = f"{prefix}_{name}"
         self._taken.add(name)
@@ -173,11 +177,17 @@ class Codegen:
         shape, dtype = node.type.concrete_shape(self.dims), numpy_dtype(node.dtype)
         index = self.plan.buffer.get(node)
         if index is None:  # the plan left it out: give it storage of its own
-            array = np.empty(shape, dtype)
-        else:
+            return self._bind_array(node, np.empty(shape, dtype), "v")
+        # One name per (buffer, dtype, shape), so a value written over another one's
+        # buffer reads as in place: np.add(b0, b1, out=b0).
+        key = (index, dtype, shape)
+        if key not in self._views:
             nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            array = self.arenas[index][:nbytes].view(dtype).reshape(shape)
-        return self._bind_array(node, array, "v")
+            count = sum(k[0] == index for k in self._views)
+            name = f"b{index}" + (f"_{count}" if count else "")
+            self.namespace[name] = self.arenas[index][:nbytes].view(dtype).reshape(shape)
+            self._views[key] = name
+        return self._views[key]
 
     def _kernel(self, node: Node) -> Kernel:
         out = self._out_array(node)

@@ -13,8 +13,11 @@ from graphc.ir import Node
 
 
 def softplus(x):
-    """log(1 + e^x) in the stable form max(x, 0) + log1p(e^-|x|): no overflow for any x."""
-    return dsl.relu(x) + log1p(exp(-dsl.abs(x)))
+    """log(1 + e^x) in the stable form max(x, 0) + log1p(e^-|x|): no overflow for any x.
+
+    maximum, not relu: at x = 0 its derivative is 1/2 (a tie splits), |x|'s is 0, so the
+    gradient there is sigmoid(0) = 1/2 as it should be (relu'(0) = 0 would give 0)."""
+    return maximum(x, 0.0) + log1p(exp(-dsl.abs(x)))
 
 
 def leaky_relu(x, alpha=0.01):
