@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.errors import FeedError
+from graphc.errors import DtypeError, FeedError, ShapeError
 from graphc.ir import Graph, Node
 from graphc.types import format_shape, numpy_dtype
 
@@ -34,6 +34,7 @@ class Function:
         self.outputs = [outputs] if self._single else list(outputs)
         self.updates = dict(updates or {})
         self.source_graph = Graph(self.outputs, self.updates)
+        _check_updates(self.updates)
         self.inputs = list(inputs) if inputs is not None else self.source_graph.inputs
         _check_unique_names(self.source_graph)
         self.backend_name = backend
@@ -96,6 +97,18 @@ def _check_unique_names(graph: Graph):
                             f"(made at {other.loc} and {node.loc})")
 
 
+def _check_updates(updates: dict):
+    # Checked here, not at the first call: a new value that does not fit its param would
+    # otherwise fail in the middle of committing, with some params already written.
+    for param, value in updates.items():
+        fits = value.shape == param.shape and np.can_cast(
+            numpy_dtype(value.dtype), numpy_dtype(param.dtype), "same_kind")
+        if not fits:
+            error = ShapeError if value.shape != param.shape else DtypeError
+            raise error(f"update of param {param.name!r} ({param.type}): the new value is "
+                        f"{value.type} (made at {value.loc}); it must have the param's type")
+
+
 def check_feeds(inputs: list, feeds: dict):
     """Validate feeds against the graph's inputs; return ({node: array}, {dim: size})."""
     expected = {node.name: node for node in inputs}
@@ -115,7 +128,10 @@ def check_feeds(inputs: list, feeds: dict):
 
 
 def _convert(node: Node, value) -> np.ndarray:
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as e:  # ragged nested lists and the like
+        raise FeedError(f"input {node.name!r}: the value fed is not an array: {e}") from None
     target = numpy_dtype(node.dtype)
     if array.dtype.kind not in "biuf":
         raise FeedError(f"input {node.name!r} expects {node.dtype}, got {array.dtype} values")
@@ -123,6 +139,11 @@ def _convert(node: Node, value) -> np.ndarray:
     if not np.can_cast(array.dtype, target, "same_kind"):
         raise FeedError(f"input {node.name!r} expects {node.dtype}; casting {array.dtype} "
                         f"values to it would lose information")
+    if array.dtype.kind in "iu" and target.kind == "i" and array.size:
+        low, high = np.iinfo(target).min, np.iinfo(target).max
+        if array.min() < low or array.max() > high:  # int64 -> int32 is safe only in range
+            raise FeedError(f"input {node.name!r} expects {node.dtype}; values from "
+                            f"{array.min()} to {array.max()} do not fit in it")
     return np.asarray(array, dtype=target, order="C")  # (ascontiguousarray makes 0-d 1-d)
 
 

@@ -71,6 +71,11 @@ def apply(op: str, *inputs: Node, tags=frozenset(), **attrs) -> Node:
     return Node(op, inputs, attrs, type, tags=tags)
 
 
+def _shape_error(message: str) -> ShapeError:
+    """A shape mistake the DSL finds itself (no op's type rule did): add the user's line."""
+    return ShapeError(f"{message}\n  at {user_location()}")
+
+
 def lift(value, like: Node | None = None) -> Node:
     """A node for `value`: nodes pass through; numbers and arrays become consts whose
     dtype follows `like` (a float tensor keeps its precision beside Python numbers)."""
@@ -165,7 +170,7 @@ def reshape(x, shape) -> Node:
     x = lift(x)
     shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
     if shape.count(-1) > 1:
-        raise ShapeError(f"reshape: at most one -1 in {shape}")
+        raise _shape_error(f"reshape: at most one -1 in {shape}")
     if -1 in shape:
         shape = _fill_minus_one(x, shape)
     return apply("reshape", x, shape=canonical_shape(shape))
@@ -179,7 +184,7 @@ def _fill_minus_one(x, shape):
         if s in rest:
             rest.remove(s)
     if known_fixed == 0 or fixed % known_fixed or len(rest) > 1 or (rest and fixed != known_fixed):
-        raise ShapeError(f"reshape: cannot infer -1 reshaping {format_shape(x.shape)} to {shape}")
+        raise _shape_error(f"reshape: cannot infer -1 reshaping {format_shape(x.shape)} to {shape}")
     fill = rest[0] if rest else fixed // known_fixed
     return tuple(fill if d == -1 else d for d in shape)
 
@@ -214,15 +219,15 @@ def getitem(x: Node, index) -> Node:
     """x[i], x[a:b:c], x[:, 1]: ints drop their axis, slices keep it (positive steps)."""
     index = index if isinstance(index, tuple) else (index,)
     if len(index) > x.ndim:
-        raise ShapeError(f"index {index} has more entries than {format_shape(x.shape)} has axes")
+        raise _shape_error(f"index {index} has more entries than {format_shape(x.shape)} has axes")
     ranges, drop = [], []
     for axis, item in enumerate(index + (slice(None),) * (x.ndim - len(index))):
         if isinstance(item, (int, np.integer)):
             dim = x.shape[axis]
             i = int(item) + dim if item < 0 and isinstance(dim, int) else int(item)
             if isinstance(dim, int) and not 0 <= i < dim:
-                raise ShapeError(f"index {item} is out of range for axis {axis} of shape "
-                                 f"{format_shape(x.shape)}\n  at {user_location()}")
+                raise _shape_error(f"index {item} is out of range for axis {axis} of shape "
+                                   f"{format_shape(x.shape)}")
             ranges.append((i, i + 1, 1))
             drop.append(axis)
         elif isinstance(item, slice):
@@ -235,7 +240,7 @@ def getitem(x: Node, index) -> Node:
             else:
                 ranges.append((start, item.stop, step))
         else:
-            raise ShapeError(f"index {item!r}: graphc takes ints and slices")
+            raise _shape_error(f"index {item!r}: graphc takes ints and slices")
     out = apply("slice", x, index=tuple(ranges))
     return apply("squeeze", out, axes=tuple(drop)) if drop else out
 

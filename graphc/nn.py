@@ -10,6 +10,7 @@ import numpy as np
 from graphc import dsl
 from graphc.dsl import exp, log, log1p, maximum, where
 from graphc.ir import Node
+from graphc.types import format_shape
 
 
 def softplus(x):
@@ -30,12 +31,14 @@ def prelu(x, alpha: Node):
 
 
 def maxout(x, pieces: int, axis=-1):
-    """Max over groups of `pieces` consecutive units along the last axis."""
-    units = x.shape[-1]
+    """Max over groups of `pieces` consecutive units along `axis` (the last by default)."""
+    axis = axis + x.ndim if axis < 0 else axis
+    units = x.shape[axis]
     if not isinstance(units, int) or units % pieces:
-        raise ValueError(f"maxout: last dim {units} is not a multiple of {pieces}")
-    grouped = dsl.reshape(x, x.shape[:-1] + (units // pieces, pieces))
-    return dsl.max(grouped, axis=-1)
+        raise dsl._shape_error(f"maxout: dim {axis} of {format_shape(x.shape)} is not a "
+                               f"multiple of {pieces}")
+    grouped = dsl.reshape(x, x.shape[:axis] + (units // pieces, pieces) + x.shape[axis + 1:])
+    return dsl.max(grouped, axis=axis + 1)
 
 
 def logsumexp(x, axis=-1, keepdims=False):

@@ -1,0 +1,212 @@
+"""Errors a user can act on: each names the op or input at fault, the shapes, and the
+user's own file:line, and comes with a short traceback (no NumPy frames from deep inside)."""
+
+import inspect
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.errors import DtypeError, FeedError, GraphcError, ShapeError
+
+
+def line(offset=0) -> str:
+    """`test_errors.py:N` for the caller's line N (plus offset)."""
+    return f"test_errors.py:{inspect.currentframe().f_back.f_lineno + offset}"
+
+
+def assert_short(info):
+    """graphc re-raises with `from None` (or raises fresh): no chained NumPy error, and no
+    frame inside NumPy in the traceback."""
+    e = info.value
+    assert e.__cause__ is None
+    assert e.__suppress_context__ or e.__context__ is None
+    assert not any("numpy" in str(entry.path) for entry in info.traceback)
+
+
+def compile_ref(outputs, **kwargs):
+    return gc.compile(outputs, backend="reference", opt="O0", **kwargs)
+
+
+# --- build time -----------------------------------------------------------------------
+
+def test_broadcast_mismatch_names_op_shapes_and_user_line():
+    a = gc.input("a", (2, 3))
+    b = gc.input("b", (4,))
+    with pytest.raises(ShapeError) as info:
+        a + b
+    where = line(-1)
+    message = str(info.value)
+    assert "add: shapes (2, 3) and (4,) do not broadcast" in message
+    assert f"at {where}" in message
+    assert "operand 0: a : f32[2,3]" in message and "operand 1: b : f32[4]" in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert_short(info)
+
+
+def test_matmul_mismatch():
+    x = gc.input("x", ("batch", 3))
+    W = gc.param("W", np.zeros((4, 2)))
+    with pytest.raises(ShapeError) as info:
+        gc.relu(x @ W + 1)
+    message = str(info.value)
+    assert "matmul" in message and "(batch, 3)" in message and "(4, 2)" in message
+    assert line(-3) in message
+    assert_short(info)
+
+
+def test_two_different_symbolic_dims_do_not_broadcast():
+    a, b = gc.input("a", ("batch", 3)), gc.input("b", ("other", 3))
+    with pytest.raises(ShapeError) as info:
+        gc.maximum(a, b)
+    assert "maximum" in str(info.value) and "(batch, 3) and (other, 3)" in str(info.value)
+    assert line(-2) in str(info.value)
+
+
+def test_error_inside_an_nn_composite_points_at_the_users_line():
+    logits = gc.input("logits", ("n", 3))
+    targets = gc.input("targets", ("n", 4))
+    with pytest.raises(ShapeError) as info:
+        gc.nn.softmax_cross_entropy(logits, targets)
+    message = str(info.value)
+    assert "mul" in message and "(n, 3)" in message and "(n, 4)" in message
+    assert line(-3) in message and "nn.py" not in message.split("at ")[-1]
+    assert_short(info)
+
+
+@pytest.mark.parametrize("build,op", [
+    (lambda x: x.reshape((5, -1)), "reshape"),
+    (lambda x: x.reshape((4, 2)), "reshape"),
+    (lambda x: x[7], "index 7"),
+    (lambda x: x[0, 0, 0], "more entries"),
+    (lambda x: x.sum(axis=2), "sum"),
+    (lambda x: gc.transpose(x, (1, 1)), "transpose"),
+    (lambda x: gc.concat([x, x.T], axis=0), "concat"),
+    (lambda x: gc.squeeze(x, 0), "squeeze"),
+    (lambda x: gc.nn.maxout(x, 4), "maxout"),
+    (lambda x: gc.broadcast_to(x, (3, 2)), "broadcast_to"),
+])
+def test_every_build_time_shape_error_names_the_op_and_user_line(build, op):
+    x = gc.input("x", (2, 3))
+    with pytest.raises(ShapeError) as info:
+        build(x)
+    assert op in str(info.value)
+    assert "test_errors.py:" in str(info.value)  # the lambda's line, in this file
+    assert_short(info)
+
+
+def test_dtype_error_names_op_and_line():
+    labels = gc.input("labels", (3,), "int64")
+    with pytest.raises(DtypeError) as info:
+        gc.exp(labels)
+    assert "exp: needs a float operand, got int64" in str(info.value)
+    assert line(-2) in str(info.value)
+    assert_short(info)
+
+
+# --- call time: feeds -----------------------------------------------------------------
+
+@pytest.fixture
+def model():
+    x = gc.input("x", ("batch", 2))
+    y = gc.input("y", ("batch",), "int64")
+    W = gc.param("W", np.ones((2, 3)))
+    loss = gc.nn.softmax_cross_entropy(x @ W, y)
+    return compile_ref(loss)
+
+
+X, Y = np.zeros((4, 2), np.float32), np.array([0, 1, 2, 1])
+
+
+def test_the_model_runs(model):
+    assert model(x=X, y=Y) == pytest.approx(np.log(3), rel=1e-6)
+
+
+@pytest.mark.parametrize("feeds,words", [
+    (dict(x=X), ["missing input 'y'", "i64[batch]"]),
+    (dict(x=X, y=Y, z=X), ["unknown input 'z'", "'x'", "'y'"]),
+    (dict(x=X[0], y=Y), ["input 'x'", "(batch, 2)", "rank 2", "(2,)"]),
+    (dict(x=np.zeros((4, 3)), y=Y), ["input 'x'", "dim 1 must be 2, got 3"]),
+    (dict(x=X, y=Y.astype(np.float64)), ["input 'y'", "int64", "float64", "lose information"]),
+    (dict(x=X, y=np.array(["a", "b", "c", "d"])), ["input 'y'", "int64", "<U1"]),
+    (dict(x=[[1, 2], [3]], y=Y), ["input 'x'", "not an array"]),
+    (dict(x=X, y=Y[:3]), ["symbolic dim 'batch'", "4 in input 'x'", "3 in input 'y'"]),
+])
+def test_feed_errors_name_the_input(model, feeds, words):
+    with pytest.raises(FeedError) as info:
+        model(**feeds)
+    for word in words:
+        assert word in str(info.value)
+    assert_short(info)
+
+
+def test_positional_feeds():
+    x = gc.input("x", (2,))
+    y = gc.input("y", (2,))
+    f = compile_ref(x - y, inputs=[x, y])
+    np.testing.assert_array_equal(f(np.ones(2), np.zeros(2)), [1, 1])
+    np.testing.assert_array_equal(f(np.ones(2), y=np.full(2, 3.0)), [-2, -2])
+    with pytest.raises(FeedError, match="3 positional arrays for 2 inputs"):
+        f(np.ones(2), np.ones(2), np.ones(2))
+    with pytest.raises(FeedError, match="'x' is given both by position and by name"):
+        f(np.ones(2), x=np.ones(2))
+
+
+@pytest.mark.parametrize("dtype,value,ok", [
+    ("float32", np.ones(2, np.float64), True),     # float64 -> float32: same kind
+    ("float32", np.array([1, 2]), True),           # ints are exact in floats this small
+    ("float32", np.array([True, False]), True),
+    ("int32", np.array([1, 2], np.int64), True),   # in range: nothing is lost
+    ("int32", np.array([1, 2**40]), False),        # out of int32's range
+    ("int64", np.array([1.0, 2.0]), False),        # float -> int
+    ("bool", np.array([0, 1]), False),             # int -> bool
+    ("int64", np.array([1, 2], np.uint8), True),
+])
+def test_feed_dtypes_that_would_lose_information_are_refused(dtype, value, ok):
+    x = gc.input("x", (2,), dtype)
+    f = compile_ref(gc.cast(x, "float64"))
+    if ok:
+        np.testing.assert_array_equal(f(x=value), value.astype(np.float64))
+    else:
+        with pytest.raises(FeedError, match="input 'x' expects " + dtype):
+            f(x=value)
+
+
+def test_one_symbolic_dim_bound_twice_within_one_input():
+    x = gc.input("x", ("n", "n"))
+    f = compile_ref(x.sum())
+    assert f(x=np.ones((3, 3))) == 9
+    with pytest.raises(FeedError, match="symbolic dim 'n' is 2 in input 'x' but 3"):
+        f(x=np.ones((2, 3)))
+
+
+def test_two_inputs_with_the_same_name_are_refused_at_compile():
+    a, b = gc.input("x", (2,)), gc.input("x", (2,))
+    with pytest.raises(FeedError, match="two different inputs are named 'x'"):
+        compile_ref(a + b)
+
+
+# --- call time: run-time errors and updates -----------------------------------------------
+
+def test_run_time_error_names_the_node_and_user_line():
+    labels = gc.input("labels", ("n",), "int64")
+    hot = gc.one_hot(labels, 3)
+    where = line(-1)
+    f = compile_ref(hot.sum())
+    with pytest.raises(GraphcError) as info:
+        f(labels=np.array([0, 5]))
+    assert "label 5 is outside [0, 3)" in str(info.value) and where in str(info.value)
+    assert_short(info)
+
+
+def test_update_of_the_wrong_shape_or_dtype_is_refused_at_compile():
+    x = gc.input("x", ("batch", 2))
+    W = gc.param("W", np.zeros((2, 2)))
+    counter = gc.param("counter", np.zeros((), np.int64))
+    loss = (x @ W).sum()
+    with pytest.raises(ShapeError) as info:
+        compile_ref(loss, updates={W: W.sum(0)})
+    assert "param 'W' (f32[2,2])" in str(info.value) and "f32[2]" in str(info.value)
+    assert line(-2) in str(info.value)
+    with pytest.raises(DtypeError, match="param 'counter'"):
+        compile_ref(loss, updates={counter: counter + 0.5})
