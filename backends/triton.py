@@ -1,0 +1,88 @@
+"""The triton backend: every compute node of the optimized graph runs as a generated
+Triton kernel, launched by a generated host function on torch tensors.
+
+It runs on a CUDA device, or, without one, in Triton's CPU interpreter on CPU tensors
+(`TRITON_INTERPRET=1` must be set before the kernels are defined; the test suite sets it).
+Importing this module checks that one of the two is possible and raises
+BackendUnavailable otherwise, so `gc.compile(..., backend="triton")` fails at once with
+a message saying what to do, never deep inside triton.
+
+Code generation lives in triton_codegen (kernels) and triton_host (the plan and host
+function); ahead-of-time compilation for a GPU that is not here in triton_aot.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from graphc.errors import BackendUnavailable
+from graphc.ir import Graph
+
+
+def _check_available():
+    """(torch, device) when kernels can run here; else BackendUnavailable saying why."""
+    try:
+        import torch
+        import triton
+    except ImportError as e:
+        raise BackendUnavailable(
+            f"the triton backend needs triton and torch ({e}); install them with "
+            "`pip install graphc[triton]`, or use backend='numpy'") from None
+    if torch.cuda.is_available():
+        return torch, "cuda"
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        if not triton.knobs.runtime.interpret:
+            raise BackendUnavailable("TRITON_INTERPRET=1 is set but triton's interpreter is off")
+        return torch, "cpu"
+    raise BackendUnavailable(
+        "the triton backend needs a CUDA device or Triton's CPU interpreter: there is no "
+        "CUDA device here, and TRITON_INTERPRET=1 was not set (set it in the environment "
+        "before starting Python, or before triton is first imported). Use backend='numpy' "
+        "on a CPU; `graphc kernels FILE` still generates and compiles kernels for sm_90.")
+
+
+torch, DEVICE = _check_available()
+
+from graphc.backends import triton_aot, triton_host  # noqa: E402  (after the check)
+
+
+def build(graph: Graph, dims: dict, max_row_block=None) -> "TritonExecutable":
+    """Generate, load and wrap the program for `graph` at `dims`.
+    max_row_block: the largest reduction row held in one block (default 4096); longer
+    rows take the looped multi-block path."""
+    extra = {} if max_row_block is None else {"max_row_block": max_row_block}
+    program = triton_host.generate(graph, dims, device=DEVICE, autotune=DEVICE == "cuda",
+                                   **extra)
+    return TritonExecutable(graph, dims, program)
+
+
+class TritonExecutable:
+    def __init__(self, graph: Graph, dims: dict, program: triton_host.Program):
+        self.graph, self.dims, self.program = graph, dict(dims), program
+        self.module = triton_host.load_module(program.source)
+        self.source = program.source
+        self.kernels = [k.describe() for k in program.kernels]
+        self.stats = {"kernels": len(program.kernels), "views": program.views,
+                      "device": DEVICE, "splits": list(program.notes)}
+        # consts never change: convert them once
+        self._consts = {n: _to_tensor(n.value) for n in program.sources if n.op == "const"}
+
+    def __call__(self, feeds: dict) -> list:
+        tensors = []
+        for node in self.program.sources:
+            if node.op == "const":
+                tensors.append(self._consts[node])
+            else:
+                tensors.append(_to_tensor(feeds[node] if node.op == "input" else node.value))
+        return [np.array(t.cpu().numpy()) for t in self.module.run(tensors)]
+
+    def compile_for(self, arch="sm_90") -> list:
+        """Compile every kernel ahead of time for `arch` (no GPU needed); one dict of
+        stats per kernel: registers, spill bytes, shared memory, PTX/cubin sizes."""
+        return triton_aot.compile_program(self.program, arch)
+
+
+def _to_tensor(array):
+    return torch.from_numpy(np.ascontiguousarray(array)).to(DEVICE)

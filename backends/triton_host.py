@@ -1,0 +1,236 @@
+"""From an optimized graph to a Triton program: one kernel per compute node, and a host
+function that allocates buffers and launches them.
+
+Every node that is not a source becomes a kernel: a `fused` node through its body, a
+plain node (one the fusion pass left alone) as a one-op body of its kind. Reshape,
+expand_dims and squeeze of a whole buffer are torch views in the host function (every
+buffer is contiguous, so they cost nothing). A fused node whose body the generators
+cannot turn into one kernel is split into its ops, each its own kernel, and the kernel
+says why (`note`).
+
+Buffers: one torch tensor per computed value, allocated by the host function when it is
+produced (no reuse across values: torch's caching allocator recycles freed blocks).
+Sources (inputs, params, consts, and non-scalar consts found inside kernel bodies) are
+passed in as tensors, in the order of `Program.sources`.
+
+Nothing here imports triton: the program is text until `load_module` imports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+
+from graphc import ops
+from graphc.backends import triton_codegen as cg
+from graphc.ir import SOURCE_OPS, Graph, Node
+
+VIEW_OPS = ("reshape", "expand_dims", "squeeze")
+KIND_OF_OP = {"reduce": "reduction", "matmul": "matmul"}   # every other op: pointwise
+
+TORCH_DTYPE = {"float32": "torch.float32", "float64": "torch.float64",
+               "int32": "torch.int32", "int64": "torch.int64", "bool": "torch.bool"}
+
+
+@dataclass
+class Program:
+    kernels: list                     # cg.Kernel, in launch order
+    sources: list                     # source nodes, the host function's arguments
+    source: str                       # the whole module: kernels + host function
+    views: int = 0
+    notes: list = field(default_factory=list)
+
+
+def generate(graph: Graph, dims: dict, device="cpu", autotune=False,
+             max_row_block=cg.MAX_ROW_BLOCK) -> Program:
+    """Plan and write the program for `graph` at concrete `dims`."""
+    planner = _Planner(dims, max_row_block)
+    for node in graph.nodes:
+        planner.add(node)
+    results = list(graph.outputs) + list(graph.updates.values())
+    host = _host_source(planner, results, autotune)
+    kernels_src = "\n\n".join(_decorated(k, autotune) for k in planner.kernels)
+    header = ("import torch\nimport triton\nimport triton.language as tl\n\n"
+              f"DEVICE = {device!r}\n")
+    source = header + "\n\n" + kernels_src + "\n\n" + host
+    return Program(planner.kernels, planner.sources, source, planner.views, planner.notes)
+
+
+class _Planner:
+    """Walks the graph in order and records, per node, a source, a view or kernel(s)."""
+
+    def __init__(self, dims, max_row_block):
+        self.dims, self.max_row_block = dims, max_row_block
+        self.kernels, self.sources, self.notes, self.views = [], [], [], 0
+        self.buffer = {}          # node -> host variable name
+        self.steps = []           # host lines, in order
+
+    def add(self, node: Node):
+        if node in self.buffer:
+            return
+        if node.op in SOURCE_OPS:
+            self.buffer[node] = f"s{len(self.sources)}"
+            self.sources.append(node)
+        elif node.op in VIEW_OPS:
+            self.buffer[node] = f"b{len(self.buffer)}"
+            shape = node.type.concrete_shape(self.dims)
+            self.steps.append(f"{self.buffer[node]} = {self.buffer[node.inputs[0]]}.view({shape})")
+            self.views += 1
+        elif node.op == "fused":
+            self._add_fused(node)
+        else:
+            self._add_kernel(node, KIND_OF_OP.get(ops.OPS[node.op].kind, "pointwise"),
+                             _single_op_body(node), list(node.inputs), [node])
+
+    def _add_fused(self, node):
+        body, operands = _consts_as_operands(node.attrs["body"], list(node.inputs))
+        body_ops = [n for n in body.nodes if n.op not in SOURCE_OPS]
+        try:
+            self._add_kernel(node, node.attrs["kind"], body, operands, body_ops)
+        except cg.Unsupported as why:
+            note = f"fused {node.attrs['kind']} kernel split into its ops: {why}"
+            self.notes.append(note)
+            first = len(self.kernels)
+            outer_nodes, output = _expand(node, body, operands)
+            for outer in outer_nodes:
+                self.add(outer)
+            self.buffer[node] = self.buffer[output]
+            for k in self.kernels[first:]:
+                k.note = note
+
+    def _add_kernel(self, node, kind, body, operands, body_ops):
+        for operand in operands:
+            self.add(operand)
+        shapes = [o.type.concrete_shape(self.dims) for o in operands]
+        info = cg.body_info(body, shapes, self.dims)
+        name = f"k{len(self.kernels)}_{kind}_" + "_".join(
+            dict.fromkeys(n.op for n in body_ops if n.op not in VIEW_OPS))[:40].rstrip("_")
+        extra = {"max_row_block": self.max_row_block} if kind == "reduction" else {}
+        parts = cg.GENERATORS[kind](name, info, **extra)
+        kernel = cg.Kernel(operands=operands, output=node, nodes=body_ops,
+                           arg_dtypes=[o.dtype for o in operands] + [node.dtype], **{
+                               k: v for k, v in parts.items() if k != "grid_source"},
+                           grid_source=parts["grid_source"])
+        self.kernels.append(kernel)
+        out = self.buffer[node] = f"b{len(self.buffer)}"
+        shape = node.type.concrete_shape(self.dims)
+        self.steps.append(f"{out} = torch.empty({shape}, dtype={TORCH_DTYPE[node.dtype]}, "
+                          "device=DEVICE)")
+        self.steps.append(("launch", kernel, [self.buffer[o] for o in operands] + [out]))
+
+
+def _expand(fused: Node, body: Graph, operands: list):
+    """The body's ops as outer nodes (body inputs replaced by the fused node's operands);
+    returns (nodes in order, the node standing for the body's output)."""
+    mapping = {n: operands[int(n.name[2:])] for n in body.nodes if n.op == "input"}
+    outer = []
+    for n in body.nodes:
+        if n in mapping:
+            continue
+        if n.op in SOURCE_OPS:
+            mapping[n] = n
+            continue
+        mapping[n] = Node(n.op, [mapping[i] for i in n.inputs], n.attrs, n.type,
+                          name=n.name, loc=fused.loc, tags=n.tags)
+        outer.append(mapping[n])
+    return outer, mapping[body.outputs[0]]
+
+
+def _single_op_body(node: Node) -> Graph:
+    """A plain node as a kernel body: its op applied to inputs in0, in1, ..."""
+    ins = [Node("input", (), {}, i.type, name=f"in{k}", loc=node.loc)
+           for k, i in enumerate(node.inputs)]
+    return Graph([Node(node.op, ins, node.attrs, node.type, loc=node.loc)])
+
+
+def _is_fill(node: Node) -> bool:
+    flat = node.value.ravel()
+    return flat.size > 0 and bool((flat == flat[0]).all())
+
+
+def _consts_as_operands(body: Graph, operands: list):
+    """Body consts holding more than one distinct value become extra kernel operands
+    (a kernel embeds only scalars as literals). Returns (body, operands)."""
+    arrays = [n for n in body.nodes if n.op == "const" and not _is_fill(n)]
+    if not arrays:
+        return body, operands
+    mapping = {c: Node("input", (), {}, c.type, name=f"in{len(operands) + j}", loc=c.loc)
+               for j, c in enumerate(arrays)}
+    for n in body.nodes:
+        if n not in mapping and n.op not in SOURCE_OPS:
+            mapping[n] = Node(n.op, [mapping.get(i, i) for i in n.inputs], n.attrs, n.type,
+                              name=n.name, loc=n.loc, tags=n.tags)
+    return Graph([mapping.get(body.outputs[0], body.outputs[0])]), operands + arrays
+
+
+# --- the host function ------------------------------------------------------------------
+
+def _decorated(kernel: cg.Kernel, autotune: bool) -> str:
+    if not autotune:
+        return kernel.source
+    configs = ", ".join(f"triton.Config({blocks!r}, num_warps={warps})"
+                        for blocks, warps in autotune_configs(kernel))
+    return f"@triton.autotune(configs=[{configs}], key=[])\n" + kernel.source
+
+
+def autotune_configs(kernel: cg.Kernel) -> list:
+    """The heuristic's choice first, then neighbours worth timing on a real GPU.
+    A one-block reduction must cover its row, so only its warp count varies."""
+    base = [(dict(kernel.blocks), kernel.num_warps)]
+    if kernel.kind == "pointwise":
+        b = kernel.blocks["BLOCK"]
+        return base + [({"BLOCK": v}, w) for v, w in ((max(b // 2, 16), 4), (min(b * 2, 4096), 8))
+                       if v != b]
+    if kernel.kind == "reduction":
+        return base + [(dict(kernel.blocks), w) for w in (2, 8) if w != kernel.num_warps]
+    bigger = {k: min(v * 2, 128) for k, v in kernel.blocks.items()}
+    return base + [(bigger, 8)] if bigger != kernel.blocks else base
+
+
+def _host_source(planner: _Planner, results: list, autotune: bool) -> str:
+    lines = ["def run(sources):",
+             '    """Launch every kernel on `sources` (tensors for Program.sources, in order);',
+             '    return the result tensors: graph outputs, then update values."""']
+    if planner.sources:
+        names = ", ".join(f"s{i}" for i in range(len(planner.sources)))
+        lines.append(f"    {names}, = sources")
+    for step in planner.steps:
+        if isinstance(step, str):
+            lines.append("    " + step)
+            continue
+        _, kernel, args = step
+        blocks = "" if autotune else "".join(f", {k}={v}" for k, v in kernel.blocks.items())
+        warps = "" if autotune else f", num_warps={kernel.num_warps}"
+        lines.append(f"    {kernel.name}[{kernel.grid_source}]({', '.join(args)}{blocks}{warps})")
+    lines.append(f"    return [{', '.join(planner.buffer[r] for r in results)}]")
+    return "\n".join(lines) + "\n"
+
+
+def write_module(source: str) -> tuple:
+    """Write the generated source to a file named by its hash (kept if present); return
+    (module name, path). @triton.jit reads a kernel's source from its file."""
+    name = "graphc_triton_" + hashlib.sha1(source.encode()).hexdigest()[:16]
+    folder = os.path.join(tempfile.gettempdir(), "graphc_triton")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name + ".py")
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(source)
+        os.replace(tmp, path)   # atomic: a concurrent reader never sees half a file
+    return name, path
+
+
+def load_module(source: str):
+    """Import the generated source as a module (once per process and source)."""
+    name, path = write_module(source)
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
