@@ -12,21 +12,25 @@ import numpy as np
 
 from graphc.errors import DtypeError, FeedError, ShapeError
 from graphc.ir import Graph, Node
+from graphc.logs import CompileLog
 from graphc.types import format_shape, numpy_dtype
 
 
-def compile(outputs, inputs=None, updates=None, backend="numpy", opt="O2") -> "Function":
+def compile(outputs, inputs=None, updates=None, backend="numpy", opt="O2",
+            debug_dir=None) -> "Function":
     """Compile `outputs` (a node or a list) into a Function called with arrays by name.
 
     inputs:  optional list of input nodes, the order for positional calls.
     updates: {param: new value node}, applied after each successful call (training).
     backend: "reference" | "numpy" | "triton".   opt: "O0" | "O1" | "O2".
+    debug_dir: write the IR after each pass, the buffer plan and the generated code
+               there (graphc.logs; GRAPHC_LOGS=topic,... shows them on stderr).
     """
-    return Function(outputs, inputs, updates, backend, opt)
+    return Function(outputs, inputs, updates, backend, opt, debug_dir)
 
 
 class Function:
-    def __init__(self, outputs, inputs, updates, backend, opt):
+    def __init__(self, outputs, inputs, updates, backend, opt, debug_dir=None):
         from graphc import backends
         from graphc.passes import optimize
 
@@ -39,7 +43,9 @@ class Function:
         _check_unique_names(self.source_graph)
         self.backend_name = backend
         self._backend = backends.load(backend)
-        self.graph = optimize(self.source_graph, opt)
+        self.log = CompileLog.for_function(self.outputs, debug_dir)
+        self.log.pipeline_start(self.source_graph, opt)
+        self.graph = optimize(self.source_graph, opt, dump=self.log.after_pass)
         self._executables = {}
         self._last = None
 
@@ -51,6 +57,7 @@ class Function:
         if executable is None:
             executable = self._backend.build(self.graph, dims)
             self._executables[signature] = executable
+            self.log.built(executable, dims)
         self._last = executable
         results = executable(arrays)
         outputs, new_values = results[:len(self.outputs)], results[len(self.outputs):]
