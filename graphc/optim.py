@@ -16,6 +16,7 @@ import numpy as np
 
 from graphc import dsl
 from graphc.autodiff import grad
+from graphc.types import promote
 
 
 def sgd(loss, params, lr, momentum=0.0) -> dict:
@@ -34,7 +35,7 @@ def adam(loss, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, name="adam") -
     """Adam (Kingma & Ba): bias-corrected first and second moment estimates of g.
 
     The step count is a param `{name}_t`; moments are `{p.name}_m` and `{p.name}_v`."""
-    t = dsl.param(f"{name}_t", np.zeros(()))
+    t = dsl.param(f"{name}_t", np.zeros(()), promote(*(p.dtype for p in params)))
     t_new = t + 1
     correct1 = 1 - beta1 ** t_new
     correct2 = 1 - beta2 ** t_new

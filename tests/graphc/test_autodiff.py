@@ -217,6 +217,27 @@ def test_zero_gradient_ops_give_zeros(backend):
 
 # --- tie-breaking, documented in graphc.autodiff ---------------------------------------
 
+KINKS = {  # derivative at exactly 0, where the choice is a convention: as torch does
+    "relu": (gc.relu, T.relu),
+    "abs": (gc.abs, T.abs),
+    "softplus": (gc.nn.softplus, T.nn.functional.softplus),
+    "leaky_relu": (lambda x: gc.nn.leaky_relu(x, 0.1),
+                   lambda x: T.nn.functional.leaky_relu(x, 0.1)),
+    "bce": (lambda x: gc.nn.binary_cross_entropy_with_logits(x, gc.const([1.0, 0.0], "float64")),
+            lambda x: T.nn.functional.binary_cross_entropy_with_logits(x, T.tensor([1.0, 0.0],
+                                                                       dtype=T.float64))),
+}
+
+
+@pytest.mark.parametrize("case", KINKS)
+def test_derivative_at_zero_matches_torch(case, backend):
+    gc_fn, torch_fn = KINKS[case]
+    x = gc.param("x", np.zeros(2), "float64")
+    got = gc.compile(gc.grad(gc.sum(gc_fn(x)), x), backend=backend)()
+    want = _torch_vjp(lambda t: torch_fn(t).sum(), [np.zeros(2)], np.array(1.0))[1][0]
+    np.testing.assert_array_equal(got, want)
+
+
 def test_max_ties_split_equally_like_torch_amax(backend):
     X = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])
     for axis, torch_fn in [(1, lambda t: T.amax(t, 1)), (None, T.amax)]:
