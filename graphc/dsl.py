@@ -269,13 +269,23 @@ def _swap(f):
     return lambda self, other: f(other, self)
 
 
+def _reshape_method(self, *shape):
+    """x.reshape(2, 3) or x.reshape((2, 3)), as in NumPy."""
+    return reshape(self, shape[0] if len(shape) == 1 else shape)
+
+
+def _transpose_method(self, *perm):
+    """x.transpose(), x.transpose(1, 0) or x.transpose((1, 0)), as in NumPy."""
+    return transpose(self, perm[0] if len(perm) == 1 else (perm or None))
+
+
 _NODE_METHODS = {
     "__add__": add, "__radd__": _swap(add), "__sub__": sub, "__rsub__": _swap(sub),
     "__mul__": mul, "__rmul__": _swap(mul), "__truediv__": div, "__rtruediv__": _swap(div),
     "__pow__": pow, "__rpow__": _swap(pow), "__matmul__": matmul, "__rmatmul__": _swap(matmul),
     "__neg__": neg, "__gt__": gt, "__ge__": ge, "__lt__": lt, "__le__": le,
-    "__getitem__": getitem, "sum": sum, "mean": mean, "max": max, "reshape": reshape,
-    "transpose": transpose, "astype": cast, "T": property(transpose),
+    "__getitem__": getitem, "sum": sum, "mean": mean, "max": max, "reshape": _reshape_method,
+    "transpose": _transpose_method, "astype": cast, "T": property(transpose),
     "__array_ufunc__": None,  # np.float64(2) * node must call node.__rmul__, not NumPy
 }
 for _name, _fn in _NODE_METHODS.items():
