@@ -17,6 +17,7 @@ from graphc.ir import Graph
 from .cse import cse
 from .dce import dce
 from .fold import fold
+from .fusion import fuse
 from .schedule import schedule
 from .simplify import simplify
 from .verify import verify as verify_step
@@ -26,6 +27,7 @@ PASSES = {
     "fold": fold,
     "cse": cse,
     "dce": dce,
+    "fuse": fuse,
     "schedule": schedule,
 }
 
@@ -36,7 +38,7 @@ CLEANUP = ["simplify", "fold", "cse", "simplify", "fold", "cse", "dce"]
 PIPELINES = {
     "O0": [],
     "O1": CLEANUP,
-    "O2": CLEANUP + ["schedule"],
+    "O2": CLEANUP + ["fuse", "schedule"],
 }
 
 

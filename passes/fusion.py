@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from graphc import ops
-from graphc.ir import SOURCE_OPS, Graph, Node
+from graphc.ir import SOURCE_OPS, Graph, Node, node_names
 from graphc.types import format_shape
 
 KINDS = ("pointwise", "reduction", "matmul")
@@ -203,3 +203,254 @@ def make_fused(kind: str, operands, body, loc=None, tags=()) -> Node:
     attrs = {"kind": kind, "body": body}
     type = ops.infer_type("fused", [o.type for o in operands], attrs)
     return Node("fused", operands, attrs, type, loc=loc, tags=tags)
+
+
+# --- the pass: grow kernels consumers first ---------------------------------------------
+
+# Elementwise ops cheap enough to recompute inside each consumer kernel rather than store:
+# no transcendental, so a duplicate costs about what the load it replaces would.
+CHEAP_OPS = frozenset(("neg", "abs", "sign", "relu", "step", "cast", "add", "sub", "mul",
+                       "maximum", "minimum", "gt", "ge", "lt", "le", "eq", "where")
+                      + LAYOUT_OPS)
+MAX_RECOMPUTE_KERNELS = 4   # a cheap value is recomputed in at most this many kernels
+INLINE_CONST_SIZE = 1       # consts this small are copied into bodies, not passed in
+
+
+@dataclass
+class Kernel:
+    root: Node               # the kernel's output
+    state: KernelState
+    members: list            # the nodes it computes, in the order they joined
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A producer and a consumer that touched but were not fused, and the rule why."""
+    producer: Node
+    consumer: Node
+    reason: str
+
+
+@dataclass
+class FusionPlan:
+    graph: Graph
+    kernels: list            # Kernel, by id
+    member_of: dict          # node -> ids of the kernels that compute it ([] : plain op)
+    refusals: list           # Refusal, in the order decided
+
+
+class _Planner:
+    """One consumers-first sweep over a graph, deciding for each op which kernels hold it."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.users = graph.users
+        self.position = {node: i for i, node in enumerate(graph.nodes)}
+        self.needed = set(graph.outputs) | set(graph.updates.values())
+        self.kernels, self.member_of, self.refusals = [], {}, []
+        self.recomputed = set()
+        self._ancestors = None
+        self._names = None
+        self._failed_transitions = {}  # (kernel, new kind and shapes) -> refusal
+
+    def plan(self) -> FusionPlan:
+        for node in reversed(self.graph.nodes):
+            if node.op in SOURCE_OPS:
+                continue
+            if role(node) is None:
+                self.member_of[node] = []
+                for user in self.users[node]:
+                    self.refuse(node, user, f"{node.op} is not fusible")
+                continue
+            self.place(node)
+        return FusionPlan(self.graph, self.kernels, self.member_of, self.refusals)
+
+    # -- deciding one node
+
+    def place(self, node: Node) -> None:
+        outside = [u for u in self.users[node] if not self.member_of[u]]
+        targets = list(dict.fromkeys(k for u in self.users[node] for k in self.member_of[u]))
+        trials = {k: self.try_join(k, node) for k in targets}
+        refused = {k: reason for k, (reason, _) in trials.items() if reason}
+        single = len(targets) == 1 and not outside and node not in self.needed
+        shared = (len(targets) > 1 and not outside and node not in self.needed
+                  and self.why_not_recompute(node, len(targets)) is None)
+        if (single or shared) and not refused:
+            for k, (_, state) in trials.items():
+                self.join(k, node, state)
+            if shared:
+                self.recomputed.add(node)
+            return
+        self.materialize(node)
+        for user in outside:
+            self.refuse(node, user, f"{user.op} is not fusible")
+        for k in targets:
+            reason = refused.get(k) or self.why_not_shared(node, k, outside, len(targets))
+            for user in self.kernel_users(node, k):
+                self.refuse(node, user, reason)
+
+    def why_not_shared(self, node, k, outside, n_kernels) -> str:
+        """The reason a producer that kernel k could hold stays out of it."""
+        root = self.kernels[k].root
+        elsewhere = [u for u in self.users[node] if k not in self.member_of[u]]
+        through = next((u for u in elsewhere if self.reaches(u, root)), None)
+        if through is not None:
+            return f"would create a cycle through {self.name(through)}"
+        if node in self.needed:
+            return f"{self.name(node)} is a graph output, so it is stored anyway"
+        if outside:
+            return (f"{self.name(node)} is also used by {self.name(outside[0])} outside "
+                    "the kernel, so it is stored anyway")
+        return (f"{self.name(node)} is used by {n_kernels} kernels and "
+                f"{self.why_not_recompute(node, n_kernels)}")
+
+    def why_not_recompute(self, node: Node, n_kernels: int) -> str | None:
+        """Recompute only small pointwise work whose own inputs are stored anyway (so it
+        does not pull their producers out of a kernel) and that feeds no recomputed work
+        (so duplication never cascades)."""
+        if node.op not in CHEAP_OPS:
+            return f"{node.op} is not cheap to recompute"
+        if n_kernels > MAX_RECOMPUTE_KERNELS:
+            return f"is recomputed in at most {MAX_RECOMPUTE_KERNELS} kernels"
+        if any(u in self.recomputed for u in self.users[node]):
+            return "feeds recomputed work (recomputation does not cascade)"
+        fusible = next((i for i in node.inputs if i.op not in SOURCE_OPS and role(i)
+                        and i not in self.needed and len(self.users[i]) == 1), None)
+        if fusible is not None:
+            return (f"recomputing it would store {self.name(fusible)}, which now fuses "
+                    "with it")
+        return None
+
+    # -- kernels
+
+    def kernel_users(self, node, k) -> list:
+        return [u for u in self.users[node] if k in self.member_of[u]]
+
+    def try_join(self, k: int, node: Node):
+        """(refusal or None, the kernel's state with node in it)."""
+        kernel = self.kernels[k]
+        if kernel.state.kind == "pointwise" and role(node) in ("reduce", "matmul"):
+            return self.try_transition(k, node)
+        state = KernelState(**{**vars(kernel.state), "operands": set(kernel.state.operands)})
+        return _admit(state, node, self.kernel_users(node, k)), state
+
+    def try_transition(self, k: int, node: Node):
+        """A pointwise kernel becomes a reduction or matmul kernel: every member so far must
+        fit the new kind (once per kernel, so the sweep stays linear)."""
+        state = state_for(node)
+        signature = (k, state.kind, state.full, state.axes, state.matmul is not None)
+        if signature in self._failed_transitions:  # members only grow: it fails again
+            return self._failed_transitions[signature], None
+        for member in self.kernels[k].members:
+            reason = _admit(state, member, self.kernel_users(member, k))
+            if reason:
+                reason = (f"as a {state.kind} kernel, the kernel of {self.name(self.kernels[k].root)}"
+                          f" could not hold {self.name(member)}: {reason}")
+                self._failed_transitions[signature] = reason
+                return reason, None
+        return _admit(state, node, self.kernel_users(node, k)), state
+
+    def join(self, k: int, node: Node, state: KernelState) -> None:
+        self.kernels[k].state = state
+        self.kernels[k].members.append(node)
+        self.member_of.setdefault(node, []).append(k)
+
+    def materialize(self, node: Node) -> None:
+        state = state_for(node) if role(node) in ("reduce", "matmul") else KernelState()
+        self.kernels.append(Kernel(node, state, [node]))
+        self.member_of[node] = [len(self.kernels) - 1]
+
+    # -- reporting and reachability
+
+    def refuse(self, producer, consumer, reason) -> None:
+        self.refusals.append(Refusal(producer, consumer, reason))
+
+    def name(self, node) -> str:
+        if self._names is None:
+            self._names = node_names(self.graph.nodes)
+        return f"%{self._names[node]}"
+
+    def reaches(self, a: Node, b: Node) -> bool:
+        """Whether a path leads from a to b: ancestor sets as bit masks over positions,
+        built once on first use (a topological position rules most pairs out first)."""
+        if self.position[a] >= self.position[b]:
+            return False
+        if self._ancestors is None:
+            self._ancestors = {}
+            for node in self.graph.nodes:
+                mask = 0
+                for i in node.inputs:
+                    mask |= self._ancestors[i] | (1 << self.position[i])
+                self._ancestors[node] = mask
+        return bool(self._ancestors[b] >> self.position[a] & 1)
+
+
+def plan_fusion(graph: Graph) -> FusionPlan:
+    """Which kernels compute each op, and why touching ops were not fused."""
+    return _Planner(graph).plan()
+
+
+# --- building the fused graph ----------------------------------------------------------
+
+def _inline_const(node: Node) -> bool:
+    return node.op == "const" and node.value.size <= INLINE_CONST_SIZE
+
+
+def _build_kernel(plan: FusionPlan, k: int, new: dict) -> Node:
+    """The fused node for kernel k; `new` maps stored old nodes to their new nodes."""
+    kernel = plan.kernels[k]
+    inside, operands = {}, []  # old node -> its body node; the outer operands by index
+    for member in reversed(kernel.members):  # they joined consumers first
+        for i in member.inputs:
+            if i in inside:
+                continue
+            if _inline_const(i):
+                inside[i] = Node("const", (), {}, i.type, loc=i.loc, value=i.value)
+            else:
+                inside[i] = Node("input", (), {}, i.type, name=f"in{len(operands)}", loc=i.loc)
+                operands.append(new[i])
+        inside[member] = Node(member.op, [inside[i] for i in member.inputs], member.attrs,
+                              member.type, name=member.name, loc=member.loc, tags=member.tags)
+    body = Graph([inside[kernel.root]])
+    problem = check_kernel(kernel.state.kind, body)
+    if problem:  # the sweep admits only what check_kernel accepts: this is a bug
+        raise AssertionError(f"fuse built an invalid {kernel.state.kind} kernel: {problem}")
+    root = kernel.root
+    attrs = {"kind": kernel.state.kind, "body": body}
+    return Node("fused", operands, attrs, root.type, name=root.name, loc=root.loc,
+                tags=root.tags)
+
+
+def _rebuild(node: Node, new: dict) -> Node:
+    inputs = [new[i] for i in node.inputs]
+    if all(a is b for a, b in zip(inputs, node.inputs)):
+        return node
+    return Node(node.op, inputs, node.attrs, node.type, name=node.name, loc=node.loc,
+                tags=node.tags)
+
+
+def apply_plan(plan: FusionPlan) -> Graph:
+    graph, new = plan.graph, {}
+    roots = {kernel.root: k for k, kernel in enumerate(plan.kernels)}
+    for node in graph.nodes:
+        if node in roots and len(plan.kernels[roots[node]].members) > 1:
+            new[node] = _build_kernel(plan, roots[node], new)
+        elif node.op in SOURCE_OPS or node in roots or not plan.member_of[node]:
+            new[node] = _rebuild(node, new)
+    return Graph([new[o] for o in graph.outputs],
+                 {p: new[v] for p, v in graph.updates.items()})
+
+
+def fuse(graph: Graph) -> Graph:
+    """Group ops into pointwise, reduction and matmul kernels (`fused` nodes)."""
+    return apply_plan(plan_fusion(graph))
+
+
+def explain_fusion(graph: Graph) -> list:
+    """One line per producer -> consumer pair that touched but did not fuse, with the rule
+    that stopped it, naming nodes as `print(graph)` does."""
+    plan, names = plan_fusion(graph), node_names(graph.nodes)
+    lines = dict.fromkeys(
+        f"%{names[r.producer]} {r.producer.op} -> %{names[r.consumer]} {r.consumer.op}: "
+        f"{r.reason}" for r in plan.refusals)
+    return list(lines)
