@@ -1,12 +1,14 @@
 """schedule: a memory-aware execution order, liveness, and a buffer plan.
 
 `schedule(graph)` returns the same nodes in an order chosen to keep live memory low. It
-is a greedy list scheduler over a heap: among the ready nodes it first runs one whose
+starts from a memory-first depth-first order (at each node, the input subcomputation
+that needs the most memory beyond its result runs first, Sethi-Ullman's rule), then runs
+a greedy list scheduler over a heap: among the ready nodes it first runs one whose
 running frees more bytes (inputs it is the last user of) than it allocates, the biggest
-saving first; when none does, it follows the plain depth-first order, which keeps a
-chain of ops together. Both candidate orders (greedy and depth-first) are then costed by
-`plan_buffers` and the cheaper one is kept, so the schedule is never worse than the
-depth-first order. Symbolic dims are costed at SYMBOLIC_DIM_ESTIMATE each.
+saving first; when none does, it follows the memory-first order. The candidate orders
+(greedy, memory-first, plain depth-first) are costed by `plan_buffers` and the cheapest
+is kept, so the schedule is never worse than the plain depth-first order. Symbolic dims
+are costed at SYMBOLIC_DIM_ESTIMATE each.
 
 `plan_buffers(graph, dims, alias_of)` walks the graph's order and gives every value that
 needs storage a buffer: a byte arena reused by any later value once the value it holds
@@ -164,14 +166,50 @@ def _estimate_dims(graph: Graph) -> dict:
             if isinstance(d, str)}
 
 
+def _sizes(graph: Graph, dims: dict) -> dict:
+    return {node: 0 if node.op in SOURCE_OPS else node.type.nbytes(dims) for node in graph.nodes}
+
+
+def memory_first_order(graph: Graph, dims: dict) -> list:
+    """Depth-first order that visits, at each node, the input needing the most memory
+    beyond its own result first (Sethi-Ullman's rule for trees; on a DAG a heuristic),
+    so that small results wait while big subcomputations run, not the other way round."""
+    size = _sizes(graph, dims)
+    need, children = {}, {}
+    for node in graph.nodes:
+        kids = sorted(dict.fromkeys(node.inputs), key=lambda c: size[c] - need[c])
+        held = peak = 0
+        for kid in kids:
+            peak = max(peak, held + need[kid])
+            held += size[kid]
+        need[node], children[node] = max(peak, held + size[node]), kids
+    order, seen = [], set()
+    for root in list(graph.outputs) + list(graph.updates.values()):
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, 0)]
+        while stack:
+            node, i = stack.pop()
+            if i < len(children[node]):
+                stack.append((node, i + 1))
+                kid = children[node][i]
+                if kid not in seen:
+                    seen.add(kid)
+                    stack.append((kid, 0))
+            else:
+                order.append(node)
+    return order
+
+
 def greedy_order(graph: Graph, dims: dict) -> list:
     """Sources first; then ready nodes that free more bytes than they allocate (most
-    first), else the ready node earliest in depth-first order."""
+    first), else the ready node earliest in the graph's order."""
     nodes = graph.nodes
     position = {node: i for i, node in enumerate(nodes)}
     users = graph.users
     roots = set(graph.outputs) | set(graph.updates.values())
-    size = {node: 0 if node.op in SOURCE_OPS else node.type.nbytes(dims) for node in nodes}
+    size = _sizes(graph, dims)
     remaining = {node: len(users[node]) for node in nodes}  # users not yet run
     waiting = {node: len(set(node.inputs)) for node in nodes}  # inputs not yet run
     done = set()
@@ -215,8 +253,13 @@ def greedy_order(graph: Graph, dims: dict) -> list:
 
 
 def schedule(graph: Graph) -> Graph:
+    """The graph's nodes in the cheapest of three orders (greedy over the memory-first
+    order, the memory-first order, the plain depth-first order), costed by plan_buffers
+    with symbolic dims estimated; ties keep the earlier candidate."""
     dims = _estimate_dims(graph)
     depth_first = Graph(graph.outputs, graph.updates)
-    greedy = Graph(graph.outputs, graph.updates, order=greedy_order(depth_first, dims))
-    cost = {g: plan_buffers(g, dims).peak_bytes for g in (greedy, depth_first)}
-    return min((greedy, depth_first), key=cost.__getitem__)
+    memory_first = Graph(graph.outputs, graph.updates,
+                         order=memory_first_order(depth_first, dims))
+    greedy = Graph(graph.outputs, graph.updates, order=greedy_order(memory_first, dims))
+    candidates = (greedy, memory_first, depth_first)
+    return min(candidates, key=lambda g: plan_buffers(g, dims).peak_bytes)

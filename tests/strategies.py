@@ -215,7 +215,8 @@ def assert_close(actual, expected, dtype="float32", what="value"):
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     tol = TOLERANCE[dtype]
-    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+    finite = np.abs(expected[np.isfinite(expected)])  # inf and nan must match exactly
+    scale = max(1.0, float(np.max(finite, initial=0.0)))
     np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol * scale, err_msg=what)
 
 

@@ -1,0 +1,61 @@
+"""`graphc opt FILE|- [--passes a,b,c | -O0/-O1/-O2] [--print-after-all] [--verify]`.
+
+Reads a graph in the text IR (what `print(graph)` shows), runs passes on it, and prints
+the result in the same form, so passes can be tried and tested one at a time.
+"""
+
+import argparse
+import sys
+
+from graphc.ir import parse
+from graphc.passes import PASSES, PIPELINES, PassManager
+
+EPILOG = f"""\
+passes: {', '.join(PASSES)}
+levels: {', '.join(f'{k} = [{", ".join(v)}]' for k, v in PIPELINES.items())}
+examples:
+  graphc opt model.ir -O2
+  graphc opt model.ir --passes simplify,cse --print-after-all
+  python -c "..." | graphc opt - --passes fold
+"""
+
+
+def add_arguments(parser):
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("file", metavar="FILE", help="text IR file, or - for stdin")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--passes", metavar="A,B,C",
+                       help="comma-separated pass names to run in order")
+    which.add_argument("-O", dest="level", choices=[k[1:] for k in PIPELINES],
+                       help="run a named pipeline: -O0, -O1 or -O2 (the default)")
+    parser.add_argument("--print-after-all", action="store_true",
+                        help="print the input, then the IR after each pass")
+    parser.add_argument("--verify", action="store_true",
+                        help="check the IR after each pass (types, order, sources)")
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    with open(path) as f:
+        return f.read()
+
+
+def run(args) -> int:
+    graph = parse(_read(args.file))
+    if args.passes is not None:
+        names = [name.strip() for name in args.passes.split(",") if name.strip()]
+    else:
+        names = PIPELINES["O" + (args.level or "2")]
+
+    def show(title, g):
+        print(f"# {title}\n{g}\n")
+
+    if args.print_after_all:
+        show("input", graph)
+    dump = (lambda name, g: show(f"after {name}", g)) if args.print_after_all else None
+    result = PassManager(names, verify=args.verify, dump=dump).run(graph)
+    if not args.print_after_all:
+        print(result)
+    return 0
