@@ -6,7 +6,7 @@ each point into the network and reading the last hidden layer's two activations 
 the learned 2-D representation, in which the output layer's decision boundary is a line
 (seed 002, "Learning a New Representation").
 
-    python examples/representation.py [--backend numpy|reference|triton] [--steps 1500]
+    python examples/representation.py [--backend numpy|reference|triton] [--steps 600]
 saves representation.png: the data with the decision boundary, in the input plane and in
 the learned representation.
 """
@@ -93,7 +93,7 @@ def plot(model, X, y, backend, path):
 
 def main(argv=None) -> int:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=1500, help="Adam steps (default: 1500)")
+    p.add_argument("--steps", type=int, default=600, help="Adam steps (default: 600)")
     p.add_argument("--lr", type=float, default=0.01, help="learning rate (default: 0.01)")
     p.add_argument("--points", type=int, default=400, help="data points (default: 400)")
     p.add_argument("--out", default="representation.png", help="figure path (default: %(default)s)")

@@ -14,6 +14,8 @@ Graphviz's `dot`; a path ending in .dot or .gv gets the DOT text itself.
 from __future__ import annotations
 
 import os
+import textwrap
+from collections import Counter
 
 import graphviz
 
@@ -43,6 +45,7 @@ EDGE_STYLE = {"fontname": "Helvetica", "fontsize": "9", "fontcolor": "#555555",
 
 # DOT's escape for a line break inside a label: a label stays one line of DOT text.
 NEWLINE = "\\n"
+LABEL_WIDTH = 48  # characters a line of a cluster label
 # Formats whose output is the DOT text itself, written without the `dot` binary.
 SOURCE_FORMATS = ("dot", "gv")
 INSTALL_HINT = ("Graphviz's `dot` program is needed to write {fmt} files; install it "
@@ -134,7 +137,7 @@ def _draw_kernel(dot, fused: Node, kernel_id: str, drawn_as: dict, outputs: set,
     # Body inputs in0, in1, ... stand for the fused node's inputs, in order.
     outer = {n: drawn_as[fused.inputs[int(n.name[2:])]] for n in body.nodes if n.op == "input"}
     names = {n: f"{kernel_id}_{name}" for n, name in node_names(body.nodes).items()}
-    label = f"{fused.attrs['kind']} kernel {kernel_id}: {', '.join(n.op for n in ops)}"
+    label = kernel_label(fused.attrs["kind"], kernel_id, [n.op for n in ops])
     with dot.subgraph(name=f"cluster_{kernel_id}") as cluster:
         cluster.attr(label=label, **ROLE_STYLES["fused"])
         for node in body.nodes:
@@ -147,6 +150,14 @@ def _draw_kernel(dot, fused: Node, kernel_id: str, drawn_as: dict, outputs: set,
         for inp in node.inputs:
             dot.edge(outer.get(inp) or names[inp], names[node], label=shape_label(inp))
     return names[body.outputs[0]]
+
+
+def kernel_label(kind: str, kernel_id: str, op_names: list) -> str:
+    """"pointwise kernel k3: mul×2, add, exp": each op name once, with its count, wrapped
+    so that a big kernel's label stays about as wide as its cluster."""
+    counts = Counter(op_names)
+    names = ", ".join(op if n == 1 else f"{op}×{n}" for op, n in counts.items())
+    return NEWLINE.join(textwrap.wrap(f"{kind} kernel {kernel_id}: {names}", LABEL_WIDTH))
 
 
 def _label(node: Node, caption) -> str:

@@ -13,7 +13,8 @@ from graphc.errors import GraphcError
 
 EPILOG = """\
 FILE defines main(argv) (see `graphc render --help` for the convention); it is
-called as main(["--backend", NAME, *ARGS]). Examples:
+called as main(["--backend", NAME, *ARGS]); --backend may also come after FILE.
+Examples:
   graphc run examples/xor.py
   graphc run examples/mlp_digits.py --backend reference --epochs 5
 """
@@ -34,5 +35,7 @@ def run(args) -> int:
     main = getattr(module, "main", None)
     if main is None:
         raise GraphcError(f"{args.file} defines no main(argv) function for `graphc run`")
-    status = main(["--backend", args.backend, *args.args])
+    # `graphc run FILE --backend X` leaves --backend among the script's own arguments.
+    given = any(a == "--backend" or a.startswith("--backend=") for a in args.args)
+    status = main(args.args if given else ["--backend", args.backend, *args.args])
     return status or 0

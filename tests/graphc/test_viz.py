@@ -176,6 +176,36 @@ def test_render_fused_draws_one_cluster_per_kernel_of_the_optimized_graph():
     assert len(clusters) == len(kernels)
 
 
+def test_kernels_of_the_fuse_pass_are_clusters_of_their_bodies():
+    from graphc.passes.fusion import fuse
+
+    _, _, loss, _, _ = mlp3()
+    graph = fuse(Graph([loss, *viz.gradients([loss])]))
+    kernels = [n for n in graph.nodes if n.op == "fused"]
+    nodes, edges, clusters = parse_dot(viz.draw(graph))
+    assert kernels and len(clusters) == len(kernels)
+    kinds = {a["label"].split(" kernel")[0] for a in clusters.values()}
+    assert kinds == {k.attrs["kind"] for k in kernels}
+    for kernel, cluster in zip(kernels, clusters.values()):
+        body_ops = [n for n in kernel.attrs["body"].nodes if n.op != "input"]
+        assert len(cluster["members"]) == len(body_ops)
+    # Nothing dangles: every edge joins drawn nodes, and every drawn op has its inputs.
+    assert all(s in nodes and d in nodes for s, d, _ in edges)
+    fan_in = {d: 0 for d in nodes}
+    for _, d, _ in edges:
+        fan_in[d] += 1
+    drawn = [n for n in graph.nodes if n.op != "fused"] + [
+        b for k in kernels for b in k.attrs["body"].nodes if b.op != "input"]
+    assert sum(fan_in.values()) == sum(len(n.inputs) for n in drawn)
+
+
+def test_kernel_labels_count_repeated_ops_and_wrap():
+    label = viz.kernel_label("pointwise", "k5", ["mul", "add", "mul"] + ["exp"] * 30)
+    assert label.split(viz.NEWLINE)[0] == "pointwise kernel k5: mul×2, add, exp×30"
+    long = viz.kernel_label("pointwise", "k1", [f"op{i}" for i in range(30)])
+    assert all(len(line) <= viz.LABEL_WIDTH for line in long.split(viz.NEWLINE))
+
+
 def test_svg_and_png_are_written_with_dot(tmp_path):
     _, _, loss, _, _ = mlp3()
     gc.render(loss, backward=True, path=tmp_path / "mlp.svg")

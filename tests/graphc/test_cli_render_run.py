@@ -1,0 +1,109 @@
+"""`graphc render` and `graphc run`: the example-module convention, output, errors, help."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from graphc import cli, viz
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
+
+MODEL = textwrap.dedent('''
+    import sys
+    import numpy as np
+    import graphc as gc
+
+    def build():
+        x = gc.input("x", ("batch", 3))
+        W = gc.param("W", np.ones((3, 2)))
+        out = gc.relu(x @ W)
+        return {"outputs": [gc.mean(out), out]}
+
+    def main(argv=None):
+        with open(argv[-1], "w") as f:
+            f.write(" ".join(argv))
+        return 3
+
+    if __name__ == "__main__":
+        sys.exit(main())
+''')
+
+
+@pytest.fixture
+def model(tmp_path):
+    path = tmp_path / "model.py"
+    path.write_text(MODEL)
+    return str(path)
+
+
+def test_render_writes_the_picture_named_by_the_suffix(model, tmp_path, capsys):
+    assert cli.main(["render", model, "-o", str(tmp_path / "g.svg")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    root = ET.parse(tmp_path / "g.svg").getroot()
+    assert {"W", "relu"} <= {t.text for t in root.iter() if t.tag.endswith("text")}
+    assert cli.main(["render", model, "-o", str(tmp_path / "g.png")]) == 0
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_render_without_output_prints_dot_text(model, capsys):
+    assert cli.main(["render", model]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("digraph") and viz.ROLE_STYLES["grad-op"]["fillcolor"] not in out
+    assert cli.main(["render", model, "--backward"]) == 0
+    out = capsys.readouterr().out
+    assert viz.ROLE_STYLES["grad-op"]["fillcolor"] in out and "dL/dW" in out
+
+
+def test_render_fused_draws_the_optimized_graph(model, capsys):
+    assert cli.main(["render", model, "--backward", "--fused"]) == 0
+    assert capsys.readouterr().out.startswith("digraph")
+
+
+def test_render_reports_a_module_without_build(tmp_path, capsys):
+    path = tmp_path / "nobuild.py"
+    path.write_text("x = 1\n")
+    assert cli.main(["render", str(path)]) == 1
+    assert "defines no build() function" in capsys.readouterr().err
+    assert cli.main(["render", str(tmp_path / "missing.py")]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_run_calls_main_with_the_backend_and_extra_arguments(model, tmp_path):
+    record = str(tmp_path / "argv.txt")
+    assert cli.main(["run", model, "--backend", "reference", "--epochs", "2", record]) == 3
+    assert open(record).read() == f"--backend reference --epochs 2 {record}"
+    assert cli.main(["run", model, record]) == 3
+    assert open(record).read() == f"--backend numpy {record}"
+
+
+def test_run_and_render_work_on_the_shipped_examples(tmp_path, capsys):
+    xor = os.path.join(EXAMPLES, "xor.py")
+    assert cli.main(["run", xor, "--out", str(tmp_path), "--steps", "1500"]) == 0
+    assert "accuracy 100%" in capsys.readouterr().out
+    for name in ("xor", "mlp_digits", "representation", "seed_worked_examples"):
+        out = tmp_path / f"{name}.svg"
+        assert cli.main(["render", os.path.join(EXAMPLES, f"{name}.py"), "--backward",
+                         "-o", str(out)]) == 0
+        assert ET.parse(out).getroot().tag.endswith("svg")
+
+
+@pytest.mark.parametrize("command", [[], ["render"], ["run"]])
+def test_help_explains_each_command(command, capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(command + ["--help"])
+    assert exit.value.code == 0
+    out = capsys.readouterr().out
+    expected = {(): ["render", "run"], ("render",): ["build()", "--backward", "--fused", "-o"],
+                ("run",): ["main(", "--backend", "reference"]}[tuple(command)]
+    assert all(word in out for word in expected), out
+
+
+def test_the_command_runs_as_a_program(model):
+    result = subprocess.run([sys.executable, "-m", "graphc.cli", "render", model],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("digraph")
