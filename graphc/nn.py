@@ -44,6 +44,9 @@ def maxout(x, pieces: int, axis=-1):
 def logsumexp(x, axis=-1, keepdims=False):
     """log(sum(exp(x))) shifted by the max, so large inputs do not overflow."""
     shift = dsl.max(x, axis=axis, keepdims=True)
+    # An infinite max (a fully masked row of -inf, or a +inf) would make x - shift nan:
+    # shift by 0 there, as torch does. The shift cancels, so no other value changes.
+    shift = where(dsl.abs(shift) < np.inf, shift, 0.0)
     total = dsl.sum(exp(x - shift), axis=axis, keepdims=True)
     out = log(total) + shift
     return out if keepdims else dsl.squeeze(out, axis)
