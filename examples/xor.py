@@ -11,7 +11,8 @@ trained by full-batch gradient descent on the four points. (The notes leave the 
 implicit in W; here they are separate params.)
 
     python examples/xor.py [--backend numpy|reference|triton] [--out DIR]
-writes DIR/xor_forward.svg and DIR/xor_backward.svg (DOT text if Graphviz is missing).
+writes DIR/xor_forward.svg, DIR/xor_backward.svg and DIR/xor_fused.svg (the optimized
+training graph, each fused kernel a cluster); DOT text if Graphviz is missing.
 """
 
 import os
@@ -72,7 +73,9 @@ def main(argv=None) -> int:
     forward = save_graph(model["outputs"], os.path.join(args.out, "xor_forward.svg"))
     backward = save_graph(model["loss"], os.path.join(args.out, "xor_backward.svg"),
                           backward=True)
-    print(f"wrote {forward} and {backward}")
+    fused = save_graph(model["loss"], os.path.join(args.out, "xor_fused.svg"),
+                       backward=True, fused=True)
+    print(f"wrote {forward}, {backward} and {fused}")
     return 0 if acc == 1.0 else 1
 
 

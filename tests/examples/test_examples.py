@@ -27,6 +27,8 @@ def test_xor_trains_to_full_accuracy_and_draws_both_graphs(tmp_path, capsys):
     words = lambda root: {t.text for t in root.iter() if t.tag.endswith("text")}  # noqa: E731
     assert {"W1", "relu", "sigmoid"} <= words(forward)
     assert "dL/dW1" in words(backward) and "dL/dW1" not in words(forward)
+    fused = ET.parse(tmp_path / "xor_fused.svg").getroot()
+    assert any("kernel k0" in (t.text or "") for t in fused.iter())
 
 
 def test_xor_runs_as_a_script_from_another_directory(tmp_path):
