@@ -399,7 +399,7 @@ def _inline_const(node: Node) -> bool:
 def _build_kernel(plan: FusionPlan, k: int, new: dict) -> Node:
     """The fused node for kernel k; `new` maps stored old nodes to their new nodes."""
     kernel = plan.kernels[k]
-    inside, operands = {}, []  # old node -> its body node; the outer operands by index
+    inside, outer = {}, {}  # old node -> its body node; body input -> outer operand
     for member in reversed(kernel.members):  # they joined consumers first
         for i in member.inputs:
             if i in inside:
@@ -407,11 +407,14 @@ def _build_kernel(plan: FusionPlan, k: int, new: dict) -> Node:
             if _inline_const(i):
                 inside[i] = Node("const", (), {}, i.type, loc=i.loc, value=i.value)
             else:
-                inside[i] = Node("input", (), {}, i.type, name=f"in{len(operands)}", loc=i.loc)
-                operands.append(new[i])
+                inside[i] = Node("input", (), {}, i.type, loc=i.loc)
+                outer[inside[i]] = new[i]
         inside[member] = Node(member.op, [inside[i] for i in member.inputs], member.attrs,
                               member.type, name=member.name, loc=member.loc, tags=member.tags)
     body = Graph([inside[kernel.root]])
+    for index, node in enumerate(body.inputs):  # numbered in the order the body reads them
+        node.name = f"in{index}"
+    operands = [outer[node] for node in body.inputs]
     problem = check_kernel(kernel.state.kind, body)
     if problem:  # the sweep admits only what check_kernel accepts: this is a bug
         raise AssertionError(f"fuse built an invalid {kernel.state.kind} kernel: {problem}")
