@@ -116,4 +116,4 @@ class CompileLog:
 def _why_not_fused(graph) -> str:
     from graphc.passes.fusion import explain_fusion
 
-    return explain_fusion(graph)
+    return "\n".join(explain_fusion(graph)) or "(every producer fused with its consumers)"
