@@ -85,4 +85,8 @@ class TritonExecutable:
 
 
 def _to_tensor(array):
-    return torch.from_numpy(np.ascontiguousarray(array)).to(DEVICE)
+    array = np.asarray(array)
+    # torch wants writable memory (consts are read-only); kernels index it row-major
+    if not (array.flags.writeable and array.flags.c_contiguous):
+        array = array.copy()
+    return torch.from_numpy(array).to(DEVICE)

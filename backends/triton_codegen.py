@@ -510,7 +510,7 @@ def reduction_kernel(name: str, info: BodyInfo, max_row_block=MAX_ROW_BLOCK):
     for red in reductions:
         results[red] = _reduce(em, values, red, ctx, row, open_block, single)
     (out,) = info.body.outputs
-    if info.out_shape == full:
+    if info.out_shape == full and row > 1:       # (a row of 1 is stored as a reduced value)
         if not single:
             em.line(f"for r0 in range(0, {row}, BLOCK_R):")
             em.push()
@@ -629,7 +629,8 @@ def matmul_kernel(name: str, info: BodyInfo):
         raise Unsupported(f"epilogue output {info.out_shape} differs from matmul {out_shape}")
     (out,) = info.body.outputs
     value = _cast_to(values.value(out, tile), out.dtype, info.out_dtype)
-    offset = to_flat(em, tile, out_shape)
+    # the store offset is written out in full: dims of size 1 must still give a tile
+    offset = f"pid_b * {m * n} + rm[:, None] * {n} + rn[None, :]"
     em.line(f"tl.store(out_ptr + {offset}, {value}, mask=(rm[:, None] < {m}) & (rn[None, :] < {n}))")
     batches = numel(batch_shape)
     grid = (-(-m // blocks["BLOCK_M"]) * -(-n // blocks["BLOCK_N"]), batches)
