@@ -453,7 +453,9 @@ def explain_fusion(graph: Graph) -> list:
     """One line per producer -> consumer pair that touched but did not fuse, with the rule
     that stopped it, naming nodes as `print(graph)` does."""
     plan, names = plan_fusion(graph), node_names(graph.nodes)
+    position = {node: i for i, node in enumerate(graph.nodes)}
+    refusals = sorted(plan.refusals, key=lambda r: (position[r.producer], position[r.consumer]))
     lines = dict.fromkeys(
         f"%{names[r.producer]} {r.producer.op} -> %{names[r.consumer]} {r.consumer.op}: "
-        f"{r.reason}" for r in plan.refusals)
+        f"{r.reason}" for r in refusals)
     return list(lines)

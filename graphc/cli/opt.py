@@ -1,4 +1,4 @@
-"""`graphc opt FILE|- [--passes a,b,c | -O0/-O1/-O2] [--print-after-all] [--verify]`.
+"""`graphc opt FILE|- [--passes a,b,c | -O0/-O1/-O2] [--print-after-all] [--verify] [--explain]`.
 
 Reads a graph in the text IR (what `print(graph)` shows), runs passes on it, and prints
 the result in the same form, so passes can be tried and tested one at a time.
@@ -9,6 +9,7 @@ import sys
 
 from graphc.ir import parse
 from graphc.passes import PASSES, PIPELINES, PassManager
+from graphc.passes.fusion import explain_fusion
 
 EPILOG = f"""\
 passes: {', '.join(PASSES)}
@@ -17,6 +18,7 @@ examples:
   graphc opt model.ir -O2
   graphc opt model.ir --passes simplify,cse --print-after-all
   python -c "..." | graphc opt - --passes fold
+  graphc opt model.ir --passes fuse --explain
 """
 
 
@@ -33,6 +35,9 @@ def add_arguments(parser):
                         help="print the input, then the IR after each pass")
     parser.add_argument("--verify", action="store_true",
                         help="check the IR after each pass (types, order, sources)")
+    parser.add_argument("--explain", action="store_true",
+                        help="before the result, print why each touching pair of ops was "
+                             "not fused (as '# ' comment lines), at the fuse pass")
 
 
 def _read(path: str) -> str:
@@ -40,6 +45,20 @@ def _read(path: str) -> str:
         return sys.stdin.read()
     with open(path) as f:
         return f.read()
+
+
+def _explaining(graph, dump):
+    """A dump hook that prints the why-not-fused lines for the graph the fuse pass got."""
+    previous = [graph]
+
+    def hook(name, result):
+        if name == "fuse":
+            lines = explain_fusion(previous[0]) or ["every producer fused with its consumers"]
+            print("\n".join(f"# {line}" for line in lines) + "\n")
+        previous[0] = result
+        if dump is not None:
+            dump(name, result)
+    return hook
 
 
 def run(args) -> int:
@@ -55,6 +74,8 @@ def run(args) -> int:
     if args.print_after_all:
         show("input", graph)
     dump = (lambda name, g: show(f"after {name}", g)) if args.print_after_all else None
+    if args.explain:
+        dump = _explaining(graph, dump)
     result = PassManager(names, verify=args.verify, dump=dump).run(graph)
     if not args.print_after_all:
         print(result)
