@@ -10,7 +10,8 @@
 A graph is a random DAG over 1..3 inputs of small static shapes, grown one op at a time
 from a pool of the values built so far: elementwise unary and binary ops (with NumPy
 broadcasting), reductions (sum, max, mean; random axes and keepdims), layout ops
-(reshape, transpose, broadcast_to, expand_dims, squeeze, slice, concat) and matmul.
+(reshape, transpose, broadcast_to, expand_dims, squeeze, slice, concat), matmul, and
+idioms that the simplify pass rewrites (IDIOMS).
 Every op is built so that it type-checks, and the unary ops that have a restricted
 domain get operands in a safe range (log of |x|+1, sqrt of |x|, exp of tanh x), so
 comparing two evaluations of a graph is meaningful: no nan or inf arises.
@@ -161,10 +162,34 @@ def _matmul(draw, pool):
     return gc.matmul(a, b)
 
 
+# Forms the simplify rules rewrite (x + 0, neg neg, log of sigmoid or softmax, chains of
+# layout ops, division by a constant, sum of a broadcast), so that optimized graphs differ.
+IDIOMS = {
+    "add-zero": lambda x: x + 0.0,
+    "mul-one": lambda x: 1.0 * x,
+    "neg-neg": lambda x: -(-x),
+    "div-const": lambda x: x / 4.0,
+    "log-sigmoid": lambda x: gc.log(gc.sigmoid(x)),
+    "log-one-minus-sigmoid": lambda x: gc.log(1.0 - gc.sigmoid(x)),
+    "softplus-naive": lambda x: gc.log1p(gc.exp(gc.tanh(x))),
+    "exp-log": lambda x: gc.exp(gc.log(gc.abs(x) + 1.0)),
+    "log-softmax": lambda x: gc.log(gc.nn.softmax(x, axis=-1)) if x.ndim else x,
+    "transpose-transpose": lambda x: gc.transpose(gc.transpose(x)),
+    "reshape-reshape": lambda x: gc.reshape(gc.reshape(x, (-1,)), x.shape),
+    "sum-of-broadcast": lambda x: gc.sum(gc.broadcast_to(x, (3,) + x.shape), axis=0),
+}
+
+
+def _idiom(draw, pool):
+    x = _pick(draw, pool)
+    return IDIOMS[draw(st.sampled_from(sorted(IDIOMS)))](x)
+
+
 OP_FAMILIES = {
     "unary": _unary, "binary": _binary, "reduce": _reduce, "reshape": _reshape,
     "transpose": _transpose, "broadcast_to": _broadcast_to, "expand_dims": _expand_dims,
     "squeeze": _squeeze, "slice": _slice, "concat": _concat, "matmul": _matmul,
+    "idiom": _idiom,
 }
 
 
@@ -226,5 +251,5 @@ def run_reference(outputs, feeds) -> list:
     return list(results)
 
 
-__all__ = ["graphs", "shapes", "assert_close", "run_reference", "UNARY", "BINARY",
+__all__ = ["graphs", "shapes", "assert_close", "run_reference", "UNARY", "BINARY", "IDIOMS",
            "OP_FAMILIES"]
