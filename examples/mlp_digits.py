@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 import graphc as gc
-from common import accuracy, parser, save_graph
+from example_helpers import accuracy, parser, save_graph
 
 DIGITS_INPUTS, CLASSES = 64, 10
 

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 import graphc as gc
-from common import accuracy, parser
+from example_helpers import accuracy, parser
 
 
 def rings(n: int, seed=0):

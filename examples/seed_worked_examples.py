@@ -26,7 +26,7 @@ import sys
 import numpy as np
 
 import graphc as gc
-from common import parser
+from example_helpers import parser
 
 
 def param(name, value):

@@ -21,7 +21,7 @@ import sys
 import numpy as np
 
 import graphc as gc
-from common import accuracy, parser, save_graph
+from example_helpers import accuracy, parser, save_graph
 
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 Y = np.array([0, 1, 1, 0], dtype=np.float32)

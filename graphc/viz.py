@@ -136,7 +136,8 @@ def _draw_kernel(dot, fused: Node, kernel_id: str, drawn_as: dict, outputs: set,
     ops = [n for n in body.nodes if n.op not in ("input", "param", "const")]
     # Body inputs in0, in1, ... stand for the fused node's inputs, in order.
     outer = {n: drawn_as[fused.inputs[int(n.name[2:])]] for n in body.nodes if n.op == "input"}
-    names = {n: f"{kernel_id}_{name}" for n, name in node_names(body.nodes).items()}
+    # "k0.3": printed names are \w+, so the dot keeps these apart from top-level names.
+    names = {n: f"{kernel_id}.{name}" for n, name in node_names(body.nodes).items()}
     label = kernel_label(fused.attrs["kind"], kernel_id, [n.op for n in ops])
     with dot.subgraph(name=f"cluster_{kernel_id}") as cluster:
         cluster.attr(label=label, **ROLE_STYLES["fused"])
