@@ -30,10 +30,9 @@ def input(name: str, shape, dtype="float32") -> Node:
 def param(name: str, value, dtype=None) -> Node:
     """A persistent value (a weight); float32 unless dtype= says. Training updates .value."""
     _check_name(name)
-    array = np.asarray(value)
-    dtype = canonical_dtype(dtype) if dtype else (
-        "float32" if array.dtype.kind in "fc" else canonical_dtype(array.dtype))
-    array = np.array(array, dtype=numpy_dtype(dtype))  # a private, writable copy
+    # Weights written as ints ([[2, -1], [4, 5]]) are still weights: float32 by default.
+    dtype = canonical_dtype(dtype) if dtype else "float32"
+    array = np.array(value, dtype=numpy_dtype(dtype))  # a private, writable copy
     return Node("param", (), {}, TensorType(array.shape, dtype), name=name, value=array)
 
 

@@ -202,7 +202,7 @@ def test_run_time_error_names_the_node_and_user_line():
 def test_update_of_the_wrong_shape_or_dtype_is_refused_at_compile():
     x = gc.input("x", ("batch", 2))
     W = gc.param("W", np.zeros((2, 2)))
-    counter = gc.param("counter", np.zeros((), np.int64))
+    counter = gc.param("counter", 0, dtype="int64")
     loss = (x @ W).sum()
     with pytest.raises(ShapeError) as info:
         compile_ref(loss, updates={W: W.sum(0)})

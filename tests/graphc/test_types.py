@@ -74,7 +74,8 @@ def test_sources_default_to_float32():
     assert gc.input("x", (2,)).dtype == "float32"
     assert gc.param("W", np.zeros((2, 2), np.float64)).dtype == "float32"
     assert gc.param("V", np.zeros(2), dtype="float64").dtype == "float64"
-    assert gc.param("n", np.arange(3)).dtype == "int64"
+    assert gc.param("n", np.arange(3)).dtype == "float32"  # weights written as ints
+    assert gc.param("k", np.arange(3), dtype="int64").dtype == "int64"
     assert gc.const(1.5).dtype == "float32"
     assert gc.const(3).dtype == "int64"
     assert gc.const([True, False]).dtype == "bool"
