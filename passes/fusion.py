@@ -1,30 +1,37 @@
-"""The `fuse` pass: group ops into kernels, each a single `fused` node.
+"""The `fuse` pass: group ops into kernels, each one `fused` node.
 
-A kernel is `Node("fused", operands, {"kind": K, "body": Graph})` with one output (the
-contract in the module's section "kernel kinds" below; backends generate code from it).
-Kinds:
+A kernel is `Node("fused", operands, {"kind": K, "body": Graph})` with one output; the
+body's inputs in0, in1, ... stand for the operands (the fused-kernel contract the numpy
+and triton backends generate code from; `check_kernel` states it as code). Kinds:
 - pointwise: elementwise ops over one iteration space; broadcasts, transposes and
   reshapes are index arithmetic, not copies;
-- reduction: a pointwise prologue, sum/max reductions over one set of axes, a pointwise
-  epilogue on the reduced values (softmax, log_softmax, logsumexp: one kernel each);
-- matmul: one matmul whose operands are kernel inputs (optionally transposed) with a
-  pointwise epilogue on its output (bias, activation, the ReLU-backward mask).
+- reduction: a pointwise prologue, sum/max reductions over one set of axes of one full
+  shape, a pointwise epilogue on the full or reduced shape (softmax, log_softmax,
+  logsumexp: one kernel each). Besides elementwise ops it may hold the layout ops that
+  only move values between the full shape and the reduced shape with or without its
+  kept 1s (broadcast_to, reshape, expand_dims, squeeze: the squeeze ending logsumexp);
+- matmul: one matmul whose operands are kernel inputs (at most through a transpose of
+  the last two axes), then a pointwise epilogue on its output (bias, activation, the
+  ReLU-backward mask where(z > 0, g @ W.T, 0)).
 
-How kernels grow. Nodes are visited consumers first (reverse topological order). A
-node that ends a kernel (a graph output, a value some other kernel or a plain op reads)
-is "materialized": it becomes the root, that is the output, of a new kernel. A producer
-joins its consumer's kernel when three separate checks pass, each refusal a one-line
-reason that `explain_fusion` reports:
-- capability (`_admit`): the kernel kind may hold the op in that position;
-- legality (`_cycle_through`): no path leaves the kernel and comes back, which single-
-  output kernels can only hit when a value is also needed by a node the kernel reads;
-- profitability: the value is not needed outside the kernel (else it is materialized
-  anyway and fusing saves nothing), except that cheap pointwise work whose inputs are
-  materialized anyway is recomputed inside each consumer kernel.
-Every member of a kernel reaches its root inside the kernel, so kernels form no cycle.
+How kernels grow. Nodes are visited consumers first (reverse topological order). A value
+that must be stored (a graph output, a value a plain op or several kernels read) becomes
+the root, that is the output, of a new kernel. A producer joins its consumers' kernel
+when three separate rules allow it, each refusal a one-line reason `explain_fusion`
+reports for the producer -> consumer pair:
+- capability (`FITS`, `_admit`): the kernel's kind may hold the op where it would sit;
+- legality (`_Planner.why_stored`): a producer also needed by a node outside the kernel
+  that leads back into it could only join by being stored from inside the kernel: a
+  cycle; refused as "would create a cycle through %v" (found with ancestor bit sets);
+- profitability: a value stored anyway gains nothing from joining, and a value read by
+  several kernels is recomputed in each only when it is cheap pointwise work whose own
+  inputs are stored anyway (`why_not_recompute`); else it is stored.
+A node joins only kernels that hold all its users, so every member reaches its kernel's
+root inside the kernel: kernels never form a cycle, and each is built once, in order.
 
 A kernel of one op stays a plain node (a lone matmul, reduction or elementwise op is
-not wrapped): a `fused` node always saves at least one materialized intermediate.
+not wrapped): a `fused` node always saves at least one stored intermediate. Ops that are
+none of the above (slice, concat, one_hot, size, fused) stay plain and end kernels.
 """
 
 from __future__ import annotations
@@ -251,7 +258,7 @@ class _Planner:
         self.recomputed = set()
         self._ancestors = None
         self._names = None
-        self._failed_transitions = {}  # (kernel, new kind and shapes) -> refusal
+        self._transitions = {}  # (kernel, new kind and shapes) -> (members checked, refusal)
 
     def plan(self) -> FusionPlan:
         for node in reversed(self.graph.nodes):
@@ -270,27 +277,28 @@ class _Planner:
     def place(self, node: Node) -> None:
         outside = [u for u in self.users[node] if not self.member_of[u]]
         targets = list(dict.fromkeys(k for u in self.users[node] for k in self.member_of[u]))
-        trials = {k: self.try_join(k, node) for k in targets}
+        stored = bool(outside) or node in self.needed  # then fusing it saves nothing
+        trials = {} if stored else {k: self.try_join(k, node) for k in targets}
         refused = {k: reason for k, (reason, _) in trials.items() if reason}
-        single = len(targets) == 1 and not outside and node not in self.needed
-        shared = (len(targets) > 1 and not outside and node not in self.needed
-                  and self.why_not_recompute(node, len(targets)) is None)
-        if (single or shared) and not refused:
+        no_recompute = self.why_not_recompute(node, len(targets)) if len(targets) > 1 else None
+        if not stored and not refused and no_recompute is None:
             for k, (_, state) in trials.items():
                 self.join(k, node, state)
-            if shared:
+            if len(targets) > 1:
                 self.recomputed.add(node)
             return
         self.materialize(node)
         for user in outside:
             self.refuse(node, user, f"{user.op} is not fusible")
         for k in targets:
-            reason = refused.get(k) or self.why_not_shared(node, k, outside, len(targets))
+            reason = refused.get(k) or self.why_stored(node, k, outside, len(targets),
+                                                       no_recompute or refused)
             for user in self.kernel_users(node, k):
                 self.refuse(node, user, reason)
 
-    def why_not_shared(self, node, k, outside, n_kernels) -> str:
-        """The reason a producer that kernel k could hold stays out of it."""
+    def why_stored(self, node, k, outside, n_kernels, elsewhere_refusal) -> str:
+        """Why a producer that kernel k could hold is stored instead; elsewhere_refusal is
+        why it is not recomputed, or the refusals of the other kernels it feeds."""
         root = self.kernels[k].root
         elsewhere = [u for u in self.users[node] if k not in self.member_of[u]]
         through = next((u for u in elsewhere if self.reaches(u, root)), None)
@@ -301,8 +309,10 @@ class _Planner:
         if outside:
             return (f"{self.name(node)} is also used by {self.name(outside[0])} outside "
                     "the kernel, so it is stored anyway")
-        return (f"{self.name(node)} is used by {n_kernels} kernels and "
-                f"{self.why_not_recompute(node, n_kernels)}")
+        if isinstance(elsewhere_refusal, dict):
+            other = self.kernels[next(iter(elsewhere_refusal))].root
+            elsewhere_refusal = f"the kernel of {self.name(other)} cannot hold it"
+        return f"{self.name(node)} is used by {n_kernels} kernels and {elsewhere_refusal}"
 
     def why_not_recompute(self, node: Node, n_kernels: int) -> str | None:
         """Recompute only small pointwise work whose own inputs are stored anyway (so it
@@ -336,18 +346,22 @@ class _Planner:
 
     def try_transition(self, k: int, node: Node):
         """A pointwise kernel becomes a reduction or matmul kernel: every member so far must
-        fit the new kind (once per kernel, so the sweep stays linear)."""
-        state = state_for(node)
-        signature = (k, state.kind, state.full, state.axes, state.matmul is not None)
-        if signature in self._failed_transitions:  # members only grow: it fails again
-            return self._failed_transitions[signature], None
-        for member in self.kernels[k].members:
+        fit the new kind. Members only grow and a member's fit depends only on the new
+        kind's shapes, so each member is checked once per such shape: linear overall."""
+        state, members = state_for(node), self.kernels[k].members
+        mm_shape = state.matmul.shape if state.matmul is not None else None
+        signature = (k, state.kind, state.full, state.axes, mm_shape)
+        checked, reason = self._transitions.get(signature, (0, None))
+        for member in members[checked:] if reason is None else ():
             reason = _admit(state, member, self.kernel_users(member, k))
             if reason:
-                reason = (f"as a {state.kind} kernel, the kernel of {self.name(self.kernels[k].root)}"
-                          f" could not hold {self.name(member)}: {reason}")
-                self._failed_transitions[signature] = reason
-                return reason, None
+                reason = (f"as a {state.kind} kernel, the kernel of "
+                          f"{self.name(self.kernels[k].root)} could not hold "
+                          f"{self.name(member)}: {reason}")
+                break
+        self._transitions[signature] = (len(members), reason)
+        if reason:
+            return reason, None
         return _admit(state, node, self.kernel_users(node, k)), state
 
     def join(self, k: int, node: Node, state: KernelState) -> None:
