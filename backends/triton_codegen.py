@@ -19,10 +19,13 @@ operands (shape [1, BLOCK_N], or scalars) free of mask-shape bookkeeping.
 
 Block sizes (the heuristic, in `pointwise_blocks`, `reduction_blocks`, `matmul_blocks`):
 - pointwise: BLOCK = next_power_of_2(numel) clamped to [16, 1024], one program a block.
-- reduction: one program per output row (the kept axes flattened); BLOCK_R covers the
-  whole row (next_power_of_2(row), at least 16) when that is <= `max_row_block` (4096),
-  so softmax is one pass over registers; otherwise BLOCK_R = 1024 and each reduction
-  loops over the row (one pass per reduction plus one for a full-shape output).
+- reduction: rows are the kept axes flattened, a row the reduced axes flattened. BLOCK_R
+  covers the whole row (next_power_of_2(row), at least 16) when that is <=
+  `max_row_block` (4096), so softmax is one pass over registers; otherwise BLOCK_R =
+  1024 and each reduction loops over the row (one pass per reduction plus one for a
+  full-shape output). A program takes BLOCK_M rows: 1024 // BLOCK_R of them (at least
+  1, at most next_power_of_2(rows)), so short rows (a bias gradient sums a batch of 7)
+  do not leave a program nearly idle.
 - matmul: BLOCK_M, BLOCK_N = next_power_of_2 of M, N clamped to [16, 64], BLOCK_K =
   next_power_of_2(K) clamped to [16, 32] (16 is the smallest K tl.dot takes for 16-bit
   inputs on sm_90; 64x64x32 fp32 tiles compile without spills).
@@ -42,6 +45,7 @@ from graphc.ir import Graph, Node
 INT32_LIMIT = 2**31 - 1
 MAX_ROW_BLOCK = 4096
 LOOP_ROW_BLOCK = 1024
+ROW_TILE = 1024       # a reduction program holds BLOCK_M rows of BLOCK_R: up to this many
 
 TL_DTYPE = {"float32": "tl.float32", "float64": "tl.float64", "int32": "tl.int32",
             "int64": "tl.int64", "bool": "tl.int1"}
@@ -89,9 +93,11 @@ def pointwise_blocks(numel: int) -> dict:
     return {"BLOCK": _clamp(next_power_of_2(numel), 16, 1024)}
 
 
-def reduction_blocks(row: int, max_row_block: int = MAX_ROW_BLOCK) -> dict:
+def reduction_blocks(row: int, n_rows: int, max_row_block: int = MAX_ROW_BLOCK) -> dict:
     block = max(next_power_of_2(row), 16)
-    return {"BLOCK_R": block if block <= max_row_block else min(LOOP_ROW_BLOCK, max_row_block)}
+    block = block if block <= max_row_block else min(LOOP_ROW_BLOCK, max_row_block)
+    rows = _clamp(ROW_TILE // block, 1, next_power_of_2(n_rows))
+    return {"BLOCK_M": rows, "BLOCK_R": block}
 
 
 def matmul_blocks(m: int, n: int, k: int) -> dict:
@@ -465,6 +471,7 @@ def pointwise_kernel(name: str, info: BodyInfo):
 
 
 def reduction_kernel(name: str, info: BodyInfo, max_row_block=MAX_ROW_BLOCK):
+    """BLOCK_M rows a program, each row reduced along the tile's second axis."""
     reductions = [n for n in info.body.nodes if n.op in ("sum", "max")]
     if not reductions:
         raise Unsupported("a reduction kernel without a sum or max")
@@ -478,13 +485,15 @@ def reduction_kernel(name: str, info: BodyInfo, max_row_block=MAX_ROW_BLOCK):
     if info.out_shape != full and numel(info.out_shape) != n_rows:
         raise Unsupported(f"output shape {info.out_shape} is neither the full shape {full} "
                           "nor the reduced one")
-    blocks = reduction_blocks(row, max_row_block)
+    blocks = reduction_blocks(row, n_rows, max_row_block)
     single = blocks["BLOCK_R"] >= row
     idx_t = _index_dtype(info)
     em = Emitter()
     em.line(f"pid = {_widen('tl.program_id(0)', idx_t)}")
-    row_ctx = to_multi(em, ("f", "pid"), kept_shape)
-    rowwise = {r: to_multi(em, ("f", "pid"), info.shapes[r]) for r in reductions}
+    em.line(f"rows = pid * BLOCK_M + {_widen('tl.arange(0, BLOCK_M)', idx_t)}[:, None]")
+    em.line(f"rows_c = tl.minimum(rows, {n_rows - 1})")
+    row_ctx = to_multi(em, ("f", "rows_c"), kept_shape)
+    rowwise = {r: to_multi(em, ("f", "rows_c"), info.shapes[r]) for r in reductions}
     results = {}
 
     def special(node, ctx):
@@ -496,15 +505,12 @@ def reduction_kernel(name: str, info: BodyInfo, max_row_block=MAX_ROW_BLOCK):
 
     values = BodyValues(em, info.body, info.shapes, info.operand_of, special)
 
-    def full_ctx(r_var):
-        r_exprs = iter(to_multi(em, ("f", r_var), red_shape))
-        return ("m", tuple(next(r_exprs) if a in axes else e for a, e in enumerate(row_ctx)))
-
     def open_block(start):
-        em.line(f"r = {start}{_widen('tl.arange(0, BLOCK_R)', idx_t)}")
-        em.line("rmask = r < " + str(row))
+        em.line(f"r = {start}{_widen('tl.arange(0, BLOCK_R)', idx_t)}[None, :]")
+        em.line(f"rmask = r < {row}")
         em.line(f"rc = tl.minimum(r, {row - 1})")
-        return full_ctx("rc")
+        r_exprs = iter(to_multi(em, ("f", "rc"), red_shape))
+        return ("m", tuple(next(r_exprs) if a in axes else e for a, e in enumerate(row_ctx)))
 
     ctx = open_block("") if single else None
     for red in reductions:
@@ -515,20 +521,24 @@ def reduction_kernel(name: str, info: BodyInfo, max_row_block=MAX_ROW_BLOCK):
             em.line(f"for r0 in range(0, {row}, BLOCK_R):")
             em.push()
             ctx = open_block("r0 + ")
-        value = _store_value(em, values.value(out, ctx), info.out_dtype, "(BLOCK_R,)")
-        em.line(f"tl.store(out_ptr + {to_flat(em, ctx, full)}, {value}, mask=rmask)")
+        value = _store_value(em, values.value(out, ctx), info.out_dtype, "(BLOCK_M, BLOCK_R)")
+        em.line(f"tl.store(out_ptr + {to_flat(em, ctx, full)}, {value}, "
+                f"mask=rmask & (rows < {n_rows}))")
         if not single:
             em.pop()
     else:
-        value = values.value(out, ("f", "pid"))
-        em.line(f"tl.store(out_ptr + pid, {_cast_to(value, out.dtype, info.out_dtype)})")
-    grid_src = f"lambda meta: ({n_rows},)"
-    return _finish(name, "reduction", info, em, blocks, (n_rows,), grid_src, idx_t,
-                   num_warps=_clamp(blocks["BLOCK_R"] // 512, 1, 8))
+        value = _store_value(em, values.value(out, ("f", "rows_c")), info.out_dtype,
+                             "(BLOCK_M, 1)")
+        em.line(f"tl.store(out_ptr + rows, {value}, mask=rows < {n_rows})")
+    grid = (-(-n_rows // blocks["BLOCK_M"]),)
+    grid_src = f"lambda meta: (triton.cdiv({n_rows}, meta['BLOCK_M']),)"
+    tile = blocks["BLOCK_M"] * blocks["BLOCK_R"]
+    return _finish(name, "reduction", info, em, blocks, grid, grid_src, idx_t,
+                   num_warps=_clamp(tile // 512, 1, 8))
 
 
 def _reduce(em, values, red, ctx, row, open_block, single) -> str:
-    """Emit one sum/max over the row; return the variable holding the per-row result."""
+    """Emit one sum/max along the rows; return the variable holding it, a [BLOCK_M, 1]."""
     dtype = red.dtype
     is_sum = red.op == "sum"
     identity = "0" if is_sum else ("float('-inf')" if dtype.startswith("float")
@@ -536,15 +546,17 @@ def _reduce(em, values, red, ctx, row, open_block, single) -> str:
     combine = "tl.sum" if is_sum else "tl.max"
     if single:
         v = _cast_to(values.value(red.inputs[0], ctx), red.inputs[0].dtype, dtype)
-        return em.var(f"{combine}(tl.where(rmask, {v}, {identity}), axis=0)", "red")
-    acc = em.var(f"tl.full((BLOCK_R,), {identity}, {TL_DTYPE[dtype]})", "acc")
+        masked = f"tl.where(rmask, {v}, {identity})"
+        return em.var(f"{combine}(tl.broadcast_to({masked}, (BLOCK_M, BLOCK_R)), axis=1)[:, None]",
+                      "red")
+    acc = em.var(f"tl.full((BLOCK_M, BLOCK_R), {identity}, {TL_DTYPE[dtype]})", "acc")
     em.line(f"for r0 in range(0, {row}, BLOCK_R):")
     em.push()
     v = _cast_to(values.value(red.inputs[0], open_block("r0 + ")), red.inputs[0].dtype, dtype)
     masked = f"tl.where(rmask, {v}, {identity})"
     em.line(f"{acc} = " + (f"{acc} + {masked}" if is_sum else f"tl.maximum({acc}, {masked})"))
     em.pop()
-    return em.var(f"{combine}({acc}, axis=0)", "red")
+    return em.var(f"{combine}({acc}, axis=1)[:, None]", "red")
 
 
 def _matmul_operand(node: Node, operand_of: dict):

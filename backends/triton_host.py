@@ -179,14 +179,17 @@ def _decorated(kernel: cg.Kernel, autotune: bool) -> str:
 
 def autotune_configs(kernel: cg.Kernel) -> list:
     """The heuristic's choice first, then neighbours worth timing on a real GPU.
-    A one-block reduction must cover its row, so only its warp count varies."""
+    A reduction keeps BLOCK_R (the generated code depends on whether it covers the row)
+    and varies the rows a program takes."""
     base = [(dict(kernel.blocks), kernel.num_warps)]
     if kernel.kind == "pointwise":
         b = kernel.blocks["BLOCK"]
         return base + [({"BLOCK": v}, w) for v, w in ((max(b // 2, 16), 4), (min(b * 2, 4096), 8))
                        if v != b]
     if kernel.kind == "reduction":
-        return base + [(dict(kernel.blocks), w) for w in (2, 8) if w != kernel.num_warps]
+        m = kernel.blocks["BLOCK_M"]
+        return base + [(dict(kernel.blocks, BLOCK_M=v), w) for v, w in ((max(m // 2, 1), 4),
+                                                                         (m * 2, 8)) if v != m]
     bigger = {k: min(v * 2, 128) for k, v in kernel.blocks.items()}
     return base + [(bigger, 8)] if bigger != kernel.blocks else base
 
