@@ -97,7 +97,8 @@ class Codegen:
     # names --------------------------------------------------------------------------
 
     def _identifier(self, node: Node, prefix: str) -> str:
-        base = self.names[node]
+        # Nodes inside a fused body have no name in the outer graph: number them apart.
+        base = self.names.get(node) or f"body{len(self._taken)}"
         # A user's name is kept unless it could clash with buffer/scratch names (b0, s1_2).
         usable = re.fullmatch(r"[A-Za-z_]\w*", base) and not _GENERATED.fullmatch(base)
         name = base if usable else f"{prefix}{base}"
@@ -189,6 +190,10 @@ class Codegen:
             self._views[key] = name
         return self._views[key]
 
+    def _writes_over_operand(self, node: Node) -> bool:
+        own = self.plan.buffer.get(node)
+        return own is not None and any(self._buffer_of(i) == own for i in node.inputs)
+
     def _kernel(self, node: Node) -> Kernel:
         out = self._out_array(node)
         self.expr[node] = out
@@ -202,8 +207,32 @@ class Codegen:
         else:
             leaves = {i: i for i in node.inputs}
             steps, result = [node], node
-        BodyWriter(self, kernel, leaves, node).write(steps, result)
+        chunk = chunking(node, self.dims) if not self._writes_over_operand(node) else None
+        BodyWriter(self, kernel, leaves, node, chunk).write(steps, result)
         return kernel
+
+
+# Pointwise kernels over large arrays run in chunks along their first axis, about this
+# many elements each: a chunk's operands and temporaries stay in the L2 cache from one
+# ufunc to the next, so memory traffic is the kernel's inputs and output, not each step's.
+CHUNK_ELEMENTS = 32768
+
+
+@dataclass(frozen=True)
+class Chunking:
+    rows: int    # rows of the first axis per chunk
+    total: int   # length of the first axis
+
+    @property
+    def exact(self) -> bool:
+        return self.total % self.rows == 0
+
+    def header(self) -> list:
+        if self.exact:
+            return [f"for i in range(0, {self.total}, {self.rows}):",
+                    f"    j = i + {self.rows}"]
+        return [f"for i in range(0, {self.total}, {self.rows}):",
+                f"    j = min(i + {self.rows}, {self.total}); n = j - i"]
 
 
 class BodyWriter:
@@ -212,16 +241,19 @@ class BodyWriter:
     Each computed step gets a storage slot: the kernel's output array or a scratch array
     of its shape and dtype. A slot is busy while a value stored in it (or a view of it) is
     still to be read; an outer operand that lives in the output's buffer (an in-place
-    kernel) keeps the output slot busy until its last read."""
+    kernel) keeps the output slot busy until its last read. With a Chunking, every value
+    that spans the output's first axis is read and written a chunk [i:j] at a time."""
 
-    def __init__(self, gen: Codegen, kernel: Kernel, leaves: dict, outer: Node):
-        self.gen, self.kernel = gen, kernel
-        self.leaves = leaves          # body input/const node -> outer node
-        self.outer = outer
+    def __init__(self, gen: Codegen, kernel: Kernel, leaves: dict, outer: Node, chunk=None):
+        self.gen, self.kernel, self.outer, self.chunk = gen, kernel, outer, chunk
         self.expr, self.root = {}, {}
         self.slot = {}                # root value -> slot name
+        self.chunked = {}             # value -> whether it is taken a chunk at a time
         for body_node, outer_node in leaves.items():
-            self.expr[body_node] = gen.expr[outer_node]
+            self.chunked[body_node] = chunk is not None and _spans_first_axis(
+                body_node, kernel.node, gen.dims)
+            self.expr[body_node] = gen.expr[outer_node] + ("[i:j]" if self.chunked[body_node]
+                                                           else "")
             self.root[body_node] = body_node
             own = gen.plan.buffer.get(outer)
             if own is not None and gen._buffer_of(outer_node) == own:
@@ -231,20 +263,40 @@ class BodyWriter:
         last = self._last_reads(steps, result)
         for i, node in enumerate(steps):
             args = [self._operand(inp, node) for inp in node.inputs]
+            self.chunked[node] = self.chunk is not None and _spans_first_axis(
+                node, self.kernel.node, self.gen.dims)
+            if self.chunk is not None and node.op == "broadcast_to":
+                # the ufuncs that read it broadcast their operands into each chunk
+                self.expr[node], self.root[node] = args[0], self.root[node.inputs[0]]
+                continue
             if alias_of(node) is not None:
                 self.expr[node] = numpy_ops.view_expr(node, args[0], self.gen.dims)
                 self.root[node] = self.root[node.inputs[0]]
                 continue
             safe = node.op in numpy_ops.SAFE_IN_PLACE
             busy = self._busy(last, i, reads_done=safe)
-            target = self._choose_slot(node, node is result, busy)
+            slot = self._choose_slot(node, node is result, busy)
+            target = self._at(slot, self.chunked[node])
             lines = numpy_ops.emit(node, args, target, self.gen.dims)
-            if node is result and target != self.kernel.out:
-                lines.append(f"np.copyto({self.kernel.out}, {target})")
+            if node is result and slot != self.kernel.out:
+                lines.append(f"np.copyto({self._at(self.kernel.out, True)}, {target})")
             self._append(node, lines)
-            self.expr[node], self.root[node], self.slot[node] = target, node, target
+            self.expr[node], self.root[node], self.slot[node] = target, node, slot
         if result not in self.slot:  # the body is its inputs or a view of them
-            self._append(result, [f"np.copyto({self.kernel.out}, {self._operand(result, None)})"])
+            out = self._at(self.kernel.out, True)
+            self._append(result, [f"np.copyto({out}, {self._operand(result, None)})"])
+        if self.chunk is not None:
+            header = self.kernel.lines[:1]
+            body = ["    " + line for line in self.kernel.lines[1:]]
+            self.kernel.lines = header + self.chunk.header() + body
+
+    def _at(self, slot: str, chunked: bool) -> str:
+        """The expression of a slot for the current chunk (the whole slot if unchunked)."""
+        if self.chunk is None or not chunked:
+            return slot
+        if slot == self.kernel.out:
+            return f"{slot}[i:j]"
+        return slot if self.chunk.exact else f"{slot}[:n]"
 
     def _operand(self, node: Node, user) -> str:
         if node.op == "const" and node.ndim == 0 and (user is None or alias_of(user) is None):
@@ -261,8 +313,7 @@ class BodyWriter:
         for i, node in enumerate(steps):
             root[node] = node if alias_of(node) is None else root.get(node.inputs[0], node.inputs[0])
             for inp in node.inputs:
-                r = root.get(inp, inp)
-                last[r] = i
+                last[root.get(inp, inp)] = i
         last[root.get(result, result)] = len(steps)
         return last
 
@@ -273,9 +324,13 @@ class BodyWriter:
 
     def _choose_slot(self, node, is_result, busy) -> str:
         shape = node.type.concrete_shape(self.gen.dims)
+        if self.chunked[node]:
+            shape = (self.chunk.rows,) + shape[1:]
         dtype = numpy_dtype(node.dtype)
         out = self.gen.namespace[self.kernel.out]
-        fits_out = out.shape == shape and out.dtype == dtype
+        out_shape = out.shape if self.chunk is None else (self.chunk.rows,) + out.shape[1:]
+        fits_out = out_shape == shape and out.dtype == dtype and (
+            self.chunk is None or self.chunked[node])
         if fits_out and self.kernel.out not in busy:
             return self.kernel.out
         name = self.gen.scratch.take(shape, dtype, busy | {self.kernel.out})
@@ -289,6 +344,29 @@ class BodyWriter:
             note = describe(node, self.gen.names)
         self.kernel.lines.append(f"{lines[0]}  # {note}")
         self.kernel.lines += lines[1:]
+
+
+def chunking(node: Node, dims: dict) -> Chunking | None:
+    """How to run a fused pointwise kernel in cache-sized chunks, or None (small, or a
+    body with ops other than elementwise ones and broadcasts). Every value whose shape
+    spans the output's first axis is then taken a chunk at a time; smaller ones whole."""
+    if node.op != "fused" or node.attrs["kind"] != "pointwise" or node.ndim == 0:
+        return None
+    shape = node.type.concrete_shape(dims)
+    row = int(np.prod(shape[1:], dtype=np.int64))
+    rows = max(1, CHUNK_ELEMENTS // max(row, 1))
+    if shape[0] < 4 * rows:
+        return None
+    for b in node.attrs["body"].nodes:
+        if b.op not in SOURCE_OPS and b.op != "broadcast_to" and (
+                ops.OPS[b.op].kind not in ops.ELEMENTWISE_KINDS):
+            return None
+    return Chunking(rows, shape[0])
+
+
+def _spans_first_axis(value: Node, kernel: Node, dims: dict) -> bool:
+    shape, full = value.type.concrete_shape(dims), kernel.type.concrete_shape(dims)
+    return len(shape) == len(full) and shape[0] == full[0]
 
 
 def describe(node: Node, names: dict) -> str:

@@ -117,6 +117,26 @@ def test_pointwise_dag_body_reuses_scratch():
     assert "np.multiply(x, 0.5, out=" in fn.source
 
 
+def test_fused_body_with_array_consts():
+    x = gc.input("x", (2, 3))
+    k = fused("pointwise", [x], lambda i0: i0 * gc.const([1.0, 2.0, 3.0]) + gc.const([0.5]))
+    run_both([k], {"x": RNG.standard_normal((2, 3))})
+
+
+def test_large_pointwise_kernels_run_in_chunks(monkeypatch):
+    monkeypatch.setattr(numpy_backend, "CHUNK_ELEMENTS", 8)  # 37 rows: chunks and a tail
+    x = gc.input("x", (37, 3))
+    col = gc.input("col", (37, 1))
+    bias = gc.input("bias", (3,))
+    k = fused("pointwise", [x, col, bias], lambda i0, i1, i2: gc.where(
+        i0 > 0, gc.tanh(i0 * i1 + i2), gc.broadcast_to(gc.const(0.5), (37, 3))) * gc.exp(i1))
+    feeds = {"x": RNG.standard_normal((37, 3)), "col": RNG.standard_normal((37, 1)),
+             "bias": RNG.standard_normal(3)}
+    fn, _ = run_both([k], feeds)
+    assert "for i in range(0, 37, 2):" in fn.source and "x[i:j]" in fn.source
+    assert "bias[i:j]" not in fn.source and "col[i:j]" in fn.source
+
+
 def test_kernel_whose_operand_shares_its_buffer():
     # The plan may write a kernel's result over an operand that dies there; the body must
     # not clobber that operand before its last read.

@@ -1,0 +1,75 @@
+"""The benchmark runner: `python -m bench [NAME ...] [--repeats N]` (or `graphc bench`).
+
+BENCHMARKS is the list of benchmarks, one row each: name -> (module, what it measures).
+A benchmark module has `run(repeats: int) -> None` and prints its own tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+
+BENCHMARKS = {
+    "training_step": ("bench.training_step",
+                      "A/B: MLP 784-512-512-10 SGD step and forward vs NumPy, torch, matmuls"),
+    "pointwise": ("bench.pointwise_expr",
+                  "C: sigmoid(tanh(x*a+b) * exp(-x*x)) + relu(x), 4M values, value and grad"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser):
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--repeats", type=int, default=50, help="timed runs per row")
+    parser.add_argument("--keep-blas-env", action="store_true",
+                        help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE if set (by default "
+                             "the run re-executes itself without them, as on a user's machine)")
+
+
+def run(args) -> int:
+    from bench.common import BLAS_OVERRIDES
+
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark {unknown[0]!r}; benchmarks are {', '.join(BENCHMARKS)}",
+              file=sys.stderr)
+        return 2
+    if not args.keep_blas_env and any(k in os.environ for k in BLAS_OVERRIDES):
+        return _rerun_without(BLAS_OVERRIDES, args)
+    from bench.common import blas_description
+
+    print(f"BLAS: {blas_description()}")
+    for name in args.names or BENCHMARKS:
+        module, what = BENCHMARKS[name]
+        print(f"\n=== {name}: {what}")
+        importlib.import_module(module).run(args.repeats)
+    return 0
+
+
+def _rerun_without(variables, args) -> int:
+    """OpenBLAS reads its environment when NumPy loads it: unset the variables for this
+    command alone by running it again in a child process."""
+    env = {k: v for k, v in os.environ.items() if k not in variables}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    print(f"(running with {' and '.join(variables)} unset, as on a user's machine)",
+          flush=True)
+    argv = [sys.executable, "-m", "bench", *args.names, "--repeats", str(args.repeats)]
+    return subprocess.run(argv, env=env, cwd=root).returncode
+
+
+def main(argv=None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
