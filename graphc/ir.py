@@ -308,23 +308,33 @@ def _literal(tree):
     return ast.literal_eval(_Literals().visit(tree))
 
 
+_OPERANDS_ONLY = re.compile(r"\s*(?:%\w+\s*(?:,\s*%\w+\s*)*)?")
+
+
 def _parse_call(args_text: str, env: dict, lineno: int):
     """`%a, %b, axes=(1,)` -> ([nodes], {attrs}); names are looked up in env."""
-    code = re.sub(r"%(\w+)", r"__v_\1", f"f({args_text})")
     try:
-        call = ast.parse(code, mode="eval").body
-        inputs = []
-        for arg in call.args:
-            if not (isinstance(arg, ast.Name) and arg.id.startswith("__v_")):
-                raise ValueError(f"positional arguments must be %names, got {ast.unparse(arg)}")
-            name = arg.id[4:]
-            if name not in env:
-                raise ValueError(f"%{name} is used before it is defined")
-            inputs.append(env[name])
-        attrs = {kw.arg: _literal(kw.value) for kw in call.keywords}
+        if _OPERANDS_ONLY.fullmatch(args_text):  # most lines: Python's parser is not needed
+            names, attrs = re.findall(r"%(\w+)", args_text), {}
+        else:
+            names, attrs = _parse_with_attrs(args_text)
+        missing = [name for name in names if name not in env]
+        if missing:
+            raise ValueError(f"%{missing[0]} is used before it is defined")
     except (SyntaxError, ValueError) as e:
         raise ParseError(f"line {lineno}: {e}") from None
-    return inputs, attrs
+    return [env[name] for name in names], attrs
+
+
+def _parse_with_attrs(args_text: str):
+    code = re.sub(r"%(\w+)", r"__v_\1", f"f({args_text})")
+    call = ast.parse(code, mode="eval").body
+    names = []
+    for arg in call.args:
+        if not (isinstance(arg, ast.Name) and arg.id.startswith("__v_")):
+            raise ValueError(f"positional arguments must be %names, got {ast.unparse(arg)}")
+        names.append(arg.id[4:])
+    return names, {kw.arg: _literal(kw.value) for kw in call.keywords}
 
 
 def _tuplify(value):
