@@ -4,16 +4,18 @@ The example-module convention (shared with `graphc run`): a model script defines
 
     def build() -> dict:            # the model's graph, built with default settings
         return {"outputs": [loss, probabilities],   # required: the nodes to draw
-                "loss": loss, "params": [W1, b1]}   # optional extras
+                "loss": loss, "params": [W1, b1]}   # anything else the script uses
     def main(argv=None) -> int:     # the script: parses argv (at least --backend), runs
         ...
     if __name__ == "__main__":
         sys.exit(main())
 
 `graphc render` calls build() and draws build()["outputs"]; `--backward` adds the
-gradients of the scalar outputs (the loss) with respect to the params. `graphc run`
-calls main(["--backend", NAME, *extra arguments]). So `python examples/xor.py` and
-`graphc run examples/xor.py` run the same code.
+gradients of the scalar outputs (the loss) with respect to the params they depend on.
+`graphc run` calls main(["--backend", NAME, *extra arguments]). So `python
+examples/xor.py` and `graphc run examples/xor.py` run the same code. The script's
+directory is put on sys.path first, as `python FILE` does, so it may import its
+neighbours (the examples share examples/example_helpers.py).
 """
 
 import argparse

@@ -59,8 +59,11 @@ def test_render_without_output_prints_dot_text(model, capsys):
 
 
 def test_render_fused_draws_the_optimized_graph(model, capsys):
+    assert cli.main(["render", model, "--backward"]) == 0
+    assert "subgraph cluster_" not in capsys.readouterr().out
     assert cli.main(["render", model, "--backward", "--fused"]) == 0
-    assert capsys.readouterr().out.startswith("digraph")
+    out = capsys.readouterr().out
+    assert "subgraph cluster_k0" in out and viz.ROLE_STYLES["fused"]["fillcolor"] in out
 
 
 def test_render_reports_a_module_without_build(tmp_path, capsys):
@@ -87,7 +90,7 @@ def test_run_and_render_work_on_the_shipped_examples(tmp_path, capsys):
     for name in ("xor", "mlp_digits", "representation", "seed_worked_examples"):
         out = tmp_path / f"{name}.svg"
         assert cli.main(["render", os.path.join(EXAMPLES, f"{name}.py"), "--backward",
-                         "-o", str(out)]) == 0
+                         "--fused", "-o", str(out)]) == 0
         assert ET.parse(out).getroot().tag.endswith("svg")
 
 
