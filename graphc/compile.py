@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.errors import DtypeError, FeedError, ShapeError
+from graphc.errors import DtypeError, FeedError, GraphcError, ShapeError
 from graphc.ir import Graph, Node
 from graphc.logs import CompileLog
 from graphc.types import format_shape, numpy_dtype
@@ -93,6 +93,14 @@ class Function:
     @property
     def stats(self) -> dict:
         return self._executable().stats
+
+    def compile_for(self, arch: str = "sm_90") -> list:
+        """Compile the last call's kernels ahead of time for a GPU arch, no GPU needed
+        (triton backend): one dict per kernel (registers, spills, shared memory, ...)."""
+        executable = self._executable()
+        if not hasattr(executable, "compile_for"):
+            raise GraphcError(f"compile_for needs backend='triton', not {self.backend_name!r}")
+        return executable.compile_for(arch)
 
 
 def _check_unique_names(graph: Graph):
