@@ -413,12 +413,15 @@ def _inline_const(node: Node) -> bool:
 def _build_kernel(plan: FusionPlan, k: int, new: dict) -> Node:
     """The fused node for kernel k; `new` maps stored old nodes to their new nodes."""
     kernel = plan.kernels[k]
+    external = [i for m in kernel.members for i in m.inputs if k not in plan.member_of.get(i, ())]
+    # Small consts are copied in, unless they are all the kernel reads (a kernel has operands).
+    inline = _inline_const if not all(map(_inline_const, external)) else lambda node: False
     inside, outer = {}, {}  # old node -> its body node; body input -> outer operand
     for member in reversed(kernel.members):  # they joined consumers first
         for i in member.inputs:
             if i in inside:
                 continue
-            if _inline_const(i):
+            if inline(i):
                 inside[i] = Node("const", (), {}, i.type, loc=i.loc, value=i.value)
             else:
                 inside[i] = Node("input", (), {}, i.type, loc=i.loc)

@@ -425,3 +425,18 @@ def test_fusing_keeps_sources_outputs_and_updates():
     fused = fuse(graph)
     assert fused.inputs == [x] and list(fused.updates) == [W]
     assert fused.outputs[1].op == "fused" and fused.outputs[1].loc == h.loc
+
+
+@settings(max_examples=40)
+@given(graphs(dtype="float64", max_ops=10))
+def test_fusing_random_gradient_graphs_preserves_their_values(case):
+    outputs, feeds = case
+    inputs = gc.Graph(outputs).inputs
+    loss = sum(gc.sum(gc.tanh(o)) for o in outputs)
+    graph = gc.Graph([loss] + list(gc.grad(loss, inputs)))
+    fused = fuse(graph)
+    fused.lint()
+    by_node = {node: feeds[node.name] for node in inputs}
+    before, after = run_graph(graph, by_node, {}), run_graph(fused, by_node, {})
+    for old, new in zip(graph.outputs, fused.outputs):
+        assert_close(after[new], before[old], dtype="float64", what=str(graph))
