@@ -267,7 +267,10 @@ class BodyWriter:
                 node, self.kernel.node, self.gen.dims)
             if self.chunk is not None and node.op == "broadcast_to":
                 # the ufuncs that read it broadcast their operands into each chunk
-                self.expr[node], self.root[node] = args[0], self.root[node.inputs[0]]
+                (inp,) = node.inputs
+                self.expr[node] = (numpy_ops.literal(inp.value.reshape(()))
+                                   if inp.op == "const" and inp.value.size == 1 else args[0])
+                self.root[node] = self.root[inp]
                 continue
             if alias_of(node) is not None:
                 self.expr[node] = numpy_ops.view_expr(node, args[0], self.gen.dims)
@@ -299,8 +302,8 @@ class BodyWriter:
         return slot if self.chunk.exact else f"{slot}[:n]"
 
     def _operand(self, node: Node, user) -> str:
-        if node.op == "const" and node.ndim == 0 and (user is None or alias_of(user) is None):
-            return numpy_ops.literal(node.value)
+        if _is_literal(node, user):
+            return numpy_ops.literal(node.value.reshape(()))
         if node not in self.expr:  # a const inside a fused body
             self.expr[node] = self.gen._bind_array(node, node.value, "c")
             self.root[node] = node
@@ -344,6 +347,17 @@ class BodyWriter:
             note = describe(node, self.gen.names)
         self.kernel.lines.append(f"{lines[0]}  # {note}")
         self.kernel.lines += lines[1:]
+
+
+def _is_literal(node: Node, user) -> bool:
+    """A one-element const read by an elementwise op that it cannot widen is written as a
+    Python number: `np.multiply(x, 0.5, out=o)`."""
+    if node.op != "const" or node.value.size != 1:
+        return False
+    if node.ndim == 0:
+        return user is None or alias_of(user) is None
+    return (user is not None and ops.OPS[user.op].kind in ops.ELEMENTWISE_KINDS
+            and node.ndim <= user.ndim)
 
 
 def chunking(node: Node, dims: dict) -> Chunking | None:

@@ -97,7 +97,18 @@ def _sigmoid(node, args, out, dims):
 
 def _where(node, args, out, dims):
     cond, a, b = args
+    if b == "0.0" and _finite_number(a):
+        # A mask times a number: exact (there is no inf or nan to leak through the
+        # zeros), and several times faster than a masked copy.
+        return [f"np.multiply({cond}, {a}, out={out})"]
     return [f"np.copyto({out}, {b})", f"np.copyto({out}, {a}, where={cond})"]
+
+
+def _finite_number(expr: str) -> bool:
+    try:
+        return np.isfinite(float(expr))
+    except ValueError:  # an array's name, np.inf
+        return False
 
 
 def _reduce(name):
