@@ -8,10 +8,13 @@ import re
 import networkx as nx
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 import graphc as gc
 from graphc import dsl, ir, ops
 from graphc.errors import ParseError
+from graphc.types import numpy_dtype
+from tests.strategies import graphs
 
 
 def here(offset=0) -> str:
@@ -238,6 +241,9 @@ def test_round_trip(op):
     parsed = ir.parse(str(g))
     assert_equivalent(g, parsed)
     run_both(g, parsed)
+    (value,) = run(g.outputs, FEEDS)  # the result has exactly the type the op declared
+    assert value.dtype == numpy_dtype(out.dtype)
+    assert value.shape == out.type.concrete_shape({"n": 2})
 
 
 def test_round_trip_keeps_tags_updates_and_multiple_outputs():
@@ -303,3 +309,14 @@ def test_parse_errors_name_the_line(text, message):
         ir.parse(text)
     assert info.value.__cause__ is None
 
+
+
+@settings(max_examples=30)
+@given(case=graphs(dtype="float64", max_ops=8))
+def test_random_graphs_round_trip(case):
+    outputs, feeds = case
+    g = gc.Graph(outputs)
+    parsed = ir.parse(str(g))
+    assert_equivalent(g, parsed)
+    for want, got in zip(run(g.outputs, feeds), run(parsed.outputs, feeds)):
+        np.testing.assert_array_equal(got, want)

@@ -5,6 +5,9 @@ symbolic dims. Everything runs through gc.compile on the reference backend."""
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import graphc as gc
 from graphc import ops
@@ -510,3 +513,19 @@ def test_evaluate_returns_exactly_the_declared_dtype():
     out = ops.evaluate("add", [np.array([1, 2]), np.array([0.5, 0.25])], {}, t, {})
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, [1.5, 2.25])
+
+
+@settings(max_examples=25)
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=3, max_dims=4, max_side=3),
+       op=st.sampled_from(sorted(BINARY)), data_seed=st.integers(0, 2**16))
+def test_binary_and_where_broadcast_any_compatible_shapes(shapes, op, data_seed):
+    (sa, sb, sc), result = shapes
+    rng = np.random.default_rng(data_seed)
+    va, vb = rng.uniform(0.5, 2, sa), rng.standard_normal(sb)
+    vc = rng.standard_normal(sc) > 0
+    a, b, c = gc.input("a", sa, "float64"), gc.input("b", sb, "float64"), gc.input("c", sc, "bool")
+    y, w = getattr(gc, op)(a, b), gc.where(c, a, b)
+    assert y.shape == np.broadcast_shapes(sa, sb) and w.shape == result
+    out_y, out_w = run([y, w], a=va, b=vb, c=vc)
+    np.testing.assert_allclose(out_y, BINARY[op](va, vb), rtol=1e-12)
+    np.testing.assert_array_equal(out_w, np.where(vc, va, vb))
