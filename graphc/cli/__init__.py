@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "render": ("graphc.cli.render", "draw a model script's graph (SVG, PNG, PDF or DOT)"),
     "run": ("graphc.cli.run", "run a model script's main() on a chosen backend"),
     "opt": ("graphc.cli.opt", "run optimization passes on a text IR file and print the result"),
+    "bench": ("graphc.cli.bench", "run the benchmarks in bench/ (python -m bench)"),
 }
 
 

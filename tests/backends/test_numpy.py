@@ -194,3 +194,12 @@ def test_build_can_be_called_on_an_already_scheduled_graph():
     (out,) = executable({graph.inputs[0]: np.ones(3, np.float32)})
     np.testing.assert_allclose(out, np.e + 1, rtol=1e-6)
     assert isinstance(graph.outputs[0], Node)
+
+
+def test_where_keeps_nan_of_the_unchosen_branch_out():
+    x = gc.input("x", (6,))
+    safe_log = gc.where(x > 0, gc.log(x), 0.0)  # log of negatives is nan, not chosen
+    mask = gc.where(x > 0, 2.0, 0.0)
+    fn, (a, b) = run_both([safe_log, mask], {"x": np.linspace(-2, 3, 6)})
+    assert np.isfinite(a).all()
+    assert "np.multiply(" in fn.source  # the number-or-zero mask is a product
