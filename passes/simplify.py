@@ -147,7 +147,7 @@ def _sum_of_broadcast(b):
     counts = [bc.shape[a] for a in axes]
     if all(isinstance(c, int) for c in counts):
         count = dsl.const(int(np.prod(counts, dtype=np.int64)), x.dtype)
-    else:  # symbolic: counted at run time (keeps the broadcast alive, only for its shape)
+    else:  # symbolic: counted at run time (dce then reads the count off a graph input)
         count = dsl.size(bc, axes, x.dtype)
     return out * count
 
