@@ -616,9 +616,13 @@ def matmul_kernel(name: str, info: BodyInfo):
         base = " + ".join([f"{e} * {s}" for e, s in zip(batch_ctx, bstrides) if s and e != "0"]
                           or ["0"])
         tiles.append((which, info.operand_of[inp], inp.dtype, base, rows, cols, s_rows, s_cols))
-    em.line(f"for k0 in range(0, {k}, BLOCK_K):")
-    em.push()
-    em.line(f"rk = k0 + {_widen('tl.arange(0, BLOCK_K)', idx_t)}")
+    # K that fits one block gets no loop: a one-trip loop only gives the software
+    # pipeliner staging buffers to keep (and ptxas registers to spill)
+    one_block = k <= blocks["BLOCK_K"]
+    if not one_block:
+        em.line(f"for k0 in range(0, {k}, BLOCK_K):")
+        em.push()
+    em.line(f"rk = {'' if one_block else 'k0 + '}{_widen('tl.arange(0, BLOCK_K)', idx_t)}")
     for which, idx, dtype, base, rows, cols, s_rows, s_cols in tiles:
         kmask = "rk[None, :]" if which == "a" else "rk[:, None]"
         load = (f"tl.load(in{idx}_ptr + {base} + {rows} * {s_rows} + {cols} * {s_cols}, "
@@ -626,7 +630,8 @@ def matmul_kernel(name: str, info: BodyInfo):
         em.line(f"{which} = {_cast_to(load, dtype, mm.dtype)}")
     precision = ', input_precision="ieee"' if mm.dtype == "float32" else ""
     em.line(f"acc = tl.dot(a, b, acc{precision})")
-    em.pop()
+    if not one_block:
+        em.pop()
     tile = ("m", batch_ctx + ("rm_c[:, None]", "rn_c[None, :]"))
 
     def special(node, ctx):
@@ -648,7 +653,10 @@ def matmul_kernel(name: str, info: BodyInfo):
     grid = (-(-m // blocks["BLOCK_M"]) * -(-n // blocks["BLOCK_N"]), batches)
     grid_src = (f"lambda meta: (triton.cdiv({m}, meta['BLOCK_M']) * "
                 f"triton.cdiv({n}, meta['BLOCK_N']), {batches})")
-    return _finish(name, "matmul", info, em, blocks, grid, grid_src, idx_t, num_warps=4)
+    # 8 warps for a 64x64 tile: 16 accumulators a thread leave ptxas room (with 4 warps a
+    # 64x64x16 fp32 tile spills a few bytes on sm_90)
+    warps = 8 if blocks["BLOCK_M"] * blocks["BLOCK_N"] >= 4096 else 4
+    return _finish(name, "matmul", info, em, blocks, grid, grid_src, idx_t, num_warps=warps)
 
 
 def _finish(name, kind, info, em, blocks, grid, grid_src, idx_t, num_warps):
