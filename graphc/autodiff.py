@@ -254,15 +254,20 @@ def _pow(node, g, i):
     return _mul(g, _mul(node, _op("log", a)))  # a^b log a
 
 
+# Masks select with `where`, not multiply by 0/1: an inf cotangent must not become
+# 0 * inf = nan in the entries that do not get it (as in PyTorch).
+
 def _extremum(win_op):
     """maximum/minimum: the winning operand gets the cotangent; a tie splits it in half."""
     def rule(node, g, i):
         mine, other = node.inputs[i], node.inputs[1 - i]
-        half, zero, one = (_scalar(v, g) for v in (0.5, 0.0, 1.0))
-        tie = _op("where", _op("eq", mine, other), half, zero)
-        share = _op("where", _op(win_op, mine, other), one, tie)
-        return _mul(g, share)
+        tie = _op("where", _op("eq", mine, other), _mul(g, _scalar(0.5, g)), _scalar(0.0, g))
+        return _op("where", _op(win_op, mine, other), g, tie)
     return rule
+
+
+def _relu(node, g, i):
+    return _op("where", _op("gt", node.inputs[0], _scalar(0.0, node)), g, _scalar(0.0, g))
 
 
 def _where(node, g, i):
@@ -351,7 +356,7 @@ RULES = {
     "abs": _unary(lambda n, x, g: _mul(g, _op("sign", x))),
     "tanh": _unary(lambda n, x, g: _mul(g, _one_minus(_mul(n, n)))),
     "sigmoid": _unary(lambda n, x, g: _mul(g, _mul(n, _one_minus(n)))),
-    "relu": _unary(lambda n, x, g: _mul(g, _op("step", x))),
+    "relu": _relu,
     "cast": _identity,  # _fit casts back to the input's (float) dtype
     "step": _zero, "sign": _zero,
     # elementwise binary
