@@ -41,6 +41,7 @@ class Function:
         _check_updates(self.updates)
         self.inputs = list(inputs) if inputs is not None else self.source_graph.inputs
         _check_unique_names(self.source_graph)
+        _check_dims_bound(self.source_graph)
         self.backend_name = backend
         self._backend = backends.load(backend)
         self.log = CompileLog.for_function(self.outputs, debug_dir)
@@ -101,6 +102,16 @@ class Function:
         if not hasattr(executable, "compile_for"):
             raise GraphcError(f"compile_for needs backend='triton', not {self.backend_name!r}")
         return executable.compile_for(arch)
+
+
+def _check_dims_bound(graph: Graph):
+    """Every symbolic dim must be some input's dim: a call binds sizes only from feeds."""
+    bound = {d for node in graph.inputs for d in node.shape if isinstance(d, str)}
+    for node in graph.nodes:
+        unbound = [d for d in node.shape if isinstance(d, str) and d not in bound]
+        if unbound:
+            raise ShapeError(f"symbolic dim {unbound[0]!r} of {node.op} : {node.type} (made at "
+                             f"{node.loc}) is not a dim of any input, so no call can bind it")
 
 
 def _check_unique_names(graph: Graph):

@@ -259,7 +259,8 @@ def matmul(a, b) -> Node:
 
 
 def one_hot(labels, depth: int, dtype="float32") -> Node:
-    return apply("one_hot", lift(labels), depth=int(depth), dtype=canonical_dtype(dtype))
+    depth = int(depth) if isinstance(depth, (int, np.integer)) else depth  # else: an error
+    return apply("one_hot", lift(labels), depth=depth, dtype=canonical_dtype(dtype))
 
 
 # --- node operators and methods --------------------------------------------------------

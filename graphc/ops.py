@@ -245,6 +245,8 @@ def _infer_one_hot(types, attrs):
     (t,) = types
     if t.dtype not in ("int32", "int64"):
         raise DtypeError(f"one_hot: labels must be int32 or int64, got {t.dtype}")
+    if not isinstance(attrs["depth"], int) or attrs["depth"] < 1:
+        raise ShapeError(f"one_hot: depth must be a fixed size >= 1, got {attrs['depth']!r}")
     return TensorType(t.shape + (attrs["depth"],), canonical_dtype(attrs["dtype"]))
 
 

@@ -210,3 +210,23 @@ def test_update_of_the_wrong_shape_or_dtype_is_refused_at_compile():
     assert line(-2) in str(info.value)
     with pytest.raises(DtypeError, match="param 'counter'"):
         compile_ref(loss, updates={counter: counter + 0.5})
+
+
+def test_a_symbolic_dim_no_input_binds_is_refused_at_compile():
+    x = gc.input("x", (3,))
+    wide = gc.broadcast_to(x, ("k", 3))
+    with pytest.raises(ShapeError) as info:
+        compile_ref(wide.sum())
+    assert "symbolic dim 'k'" in str(info.value) and line(-3) in str(info.value)
+
+
+@pytest.mark.parametrize("build", [
+    lambda labels: gc.nn.softmax_cross_entropy(gc.input("logits", (2, "classes")), labels),
+    lambda labels: gc.one_hot(labels, 0),
+])
+def test_one_hot_needs_a_fixed_positive_depth(build):
+    labels = gc.input("labels", (2,), "int64")
+    with pytest.raises(ShapeError, match="one_hot: depth must be a fixed size >= 1") as info:
+        build(labels)
+    assert "test_errors.py:" in str(info.value)
+    assert_short(info)
