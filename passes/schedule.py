@@ -211,11 +211,12 @@ def greedy_order(graph: Graph, dims: dict) -> list:
     roots = set(graph.outputs) | set(graph.updates.values())
     size = _sizes(graph, dims)
     remaining = {node: len(users[node]) for node in nodes}  # users not yet run
-    waiting = {node: len(set(node.inputs)) for node in nodes}  # inputs not yet run
+    waiting = {node: len(dict.fromkeys(node.inputs)) for node in nodes}  # inputs not yet run
     done = set()
 
     def gain(node):
-        freed = sum(size[i] for i in set(node.inputs) if remaining[i] == 1 and i not in roots)
+        freed = sum(size[i] for i in dict.fromkeys(node.inputs)
+                    if remaining[i] == 1 and i not in roots)
         return max(freed - size[node], 0)
 
     heap = []
@@ -228,7 +229,7 @@ def greedy_order(graph: Graph, dims: dict) -> list:
     def run(node):
         order.append(node)
         done.add(node)
-        for inp in set(node.inputs):
+        for inp in dict.fromkeys(node.inputs):
             remaining[inp] -= 1
             if remaining[inp] == 1:  # its last user now frees it: re-rank that user
                 last = next(u for u in users[inp] if u not in done)

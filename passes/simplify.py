@@ -172,10 +172,6 @@ def _same_softmax_axes(b) -> bool:
     return m["axes"] == s["axes"] and m["keepdims"] and s["keepdims"]
 
 
-def _attr(name, key):
-    return lambda b: b[name].attrs[key]
-
-
 SOFTMAX = Op("div", Op("exp", Op("sub", "x", Op("max", "x", name="m"), name="shifted"),
                        name="e"),
              Op("sum", "e", name="s"))
@@ -208,7 +204,7 @@ RULES = [
     Rule("broadcast-noop", Op("broadcast_to", "x", name="bc"), lambda b: b["x"],
          when=lambda b: b["bc"].shape == b["x"].shape),
     Rule("squeeze-expand", Op("squeeze", Op("expand_dims", "x", name="e"), name="s"),
-         lambda b: b["x"], when=lambda b: _attr("s", "axes")(b) == (_attr("e", "axis")(b),)),
+         lambda b: b["x"], when=lambda b: b["s"].attrs["axes"] == (b["e"].attrs["axis"],)),
     Rule("cast-noop", Op("cast", "x", name="c"), lambda b: b["x"],
          when=lambda b: b["c"].dtype == b["x"].dtype),
     Rule("sum-of-broadcast", Op("sum", Op("broadcast_to", "x", name="bc"), name="s"),

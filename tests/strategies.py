@@ -169,8 +169,10 @@ IDIOMS = {
     "mul-one": lambda x: 1.0 * x,
     "neg-neg": lambda x: -(-x),
     "div-const": lambda x: x / 4.0,
-    "log-sigmoid": lambda x: gc.log(gc.sigmoid(x)),
-    "log-one-minus-sigmoid": lambda x: gc.log(1.0 - gc.sigmoid(x)),
+    # operands squashed by tanh: the unoptimized forms underflow for large |x| (that is
+    # why they are rewritten), and the graph before and after must agree
+    "log-sigmoid": lambda x: gc.log(gc.sigmoid(gc.tanh(x))),
+    "log-one-minus-sigmoid": lambda x: gc.log(1.0 - gc.sigmoid(gc.tanh(x))),
     "softplus-naive": lambda x: gc.log1p(gc.exp(gc.tanh(x))),
     "exp-log": lambda x: gc.exp(gc.log(gc.abs(x) + 1.0)),
     "log-softmax": lambda x: gc.log(gc.nn.softmax(x, axis=-1)) if x.ndim else x,

@@ -68,6 +68,7 @@ def test_schedule_is_a_valid_order_of_the_same_nodes(case):
     assert scheduled.outputs == graph.outputs
     assert_valid_order(scheduled)
     assert_same_values(graph, scheduled)
+    assert plan_buffers(scheduled, {}).peak_bytes <= plan_buffers(graph, {}).peak_bytes
 
 
 @settings(max_examples=30)
