@@ -221,9 +221,11 @@ def _infer_fused(types, attrs):
     for node in body.inputs:
         k = int(node.name[2:]) if re.fullmatch(r"in\d+", node.name or "") else None
         if k is None or k >= len(types):
-            raise ShapeError(f"fused: body input {node.name!r} is not one of in0..in{len(types) - 1}")
+            raise ShapeError(f"fused: body input {node.name!r} is not one of "
+                             f"in0..in{len(types) - 1}")
         if node.type != types[k]:
-            raise ShapeError(f"fused: body input {node.name} is {node.type}, operand {k} is {types[k]}")
+            raise ShapeError(f"fused: body input {node.name} is {node.type}, "
+                             f"operand {k} is {types[k]}")
     return body.outputs[0].type
 
 

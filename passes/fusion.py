@@ -186,7 +186,8 @@ def check_kernel(kind: str, body: Graph) -> str | None:
         wanted = "reduce" if kind == "reduction" else "matmul"
         anchors = [n for n in members if role(n) == wanted]
         if not anchors or (kind == "matmul" and len(anchors) > 1):
-            return f"a {kind} kernel holds {'exactly one matmul' if kind == 'matmul' else 'a sum or max'}"
+            holds = "exactly one matmul" if kind == "matmul" else "a sum or max"
+            return f"a {kind} kernel holds {holds}"
         state = state_for(anchors[0])
     users = body.users
     for node in reversed(members):  # consumers first, as the pass grows kernels
