@@ -93,7 +93,8 @@ def build(n_inputs=DIGITS_INPUTS, hidden=(128, 64), seed=0) -> dict:
             "x": x, "y": y}
 
 
-OPTIMIZERS = ("adam", "sgd")  # names in gc.optim
+# optimizer (a function in gc.optim) -> its default learning rate
+OPTIMIZERS = {"adam": 1e-3, "sgd": 0.1}
 
 
 def train(model, X, y, epochs, batch_size, optimizer, lr, backend, seed=0):
@@ -102,10 +103,14 @@ def train(model, X, y, epochs, batch_size, optimizer, lr, backend, seed=0):
     updates = getattr(gc.optim, optimizer)(loss, model["params"], lr=lr)
     step = gc.compile([loss, logits], updates=updates, backend=backend)
     rng = np.random.default_rng(seed)
+    batch_size = min(batch_size, len(X))
     history = []
     for epoch in range(1, epochs + 1):
+        # Full batches only: a last batch of a few examples gives a noisy, outsized step
+        # (with SGD it can undo an epoch). The reshuffle uses every example over epochs.
         order = rng.permutation(len(X))
-        batches = [order[i:i + batch_size] for i in range(0, len(X), batch_size)]
+        batches = [order[i:i + batch_size] for i in range(0, len(X) - batch_size + 1,
+                                                            batch_size)]
         total_loss = correct = 0.0
         with tqdm(total=len(batches), desc=f"epoch {epoch}/{epochs}", unit="batch") as bar:
             for batch in batches:
@@ -114,7 +119,8 @@ def train(model, X, y, epochs, batch_size, optimizer, lr, backend, seed=0):
                 correct += accuracy(batch_logits, y[batch]) * len(batch)
                 bar.set_postfix(loss=f"{float(batch_loss):.4f}", refresh=False)
                 bar.update()
-            history.append((total_loss / len(X), correct / len(X)))
+            seen = sum(map(len, batches))
+            history.append((total_loss / seen, correct / seen))
             bar.set_postfix(loss=f"{history[-1][0]:.4f}", accuracy=f"{history[-1][1]:.3f}")
     return history
 
@@ -123,7 +129,7 @@ def main(argv=None) -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=30, help="passes over the data (default: 30)")
     p.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default: 32)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam",
                    help="optimizer in gc.optim (default: adam)")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate (default: 0.001 for adam, 0.1 for sgd)")
@@ -133,7 +139,7 @@ def main(argv=None) -> int:
     p.add_argument("--graph", default="mlp_digits.svg",
                    help="where to draw the training graph; '' to skip (default: %(default)s)")
     args = p.parse_args(argv)
-    lr = args.lr if args.lr is not None else {"adam": 1e-3, "sgd": 0.1}[args.optimizer]
+    lr = args.lr if args.lr is not None else OPTIMIZERS[args.optimizer]
 
     X_train, y_train, X_test, y_test = (load_mnist(args.mnist) if args.mnist
                                         else load_digits(seed=args.seed))
