@@ -40,12 +40,15 @@ def grad(y: Node, wrt, seed=None, allow_disconnected=False):
     y must be a scalar unless `seed` (the cotangent of y: a node or array that
     broadcasts to y's shape) is given; then the result is the vector-Jacobian product.
     A `wrt` that y does not depend on raises GradError unless allow_disconnected=True,
-    which gives zeros instead.
+    which gives zeros instead. A `wrt` that y reaches only through ops with zero
+    gradient (comparisons, step, sign) gets zeros: y depends on it, with derivative 0.
     """
     single = isinstance(wrt, Node)
     targets = [wrt] if single else list(wrt)
     for node in targets:
         _check_wrt(node)
+    if not is_float(y.dtype):
+        raise GradError(f"gc.grad: y must be a float value, got {_describe(y)}")
     seed_node = _default_seed(y) if seed is None else _seed(y, seed)
     grads = _backprop(y, seed_node, targets, allow_disconnected)
     return grads[0] if single else grads
@@ -73,8 +76,6 @@ def _default_seed(y: Node) -> Node:
     if y.shape != ():
         raise GradError(f"gc.grad: y must be a scalar, got {_describe(y)}; reduce it "
                         "(e.g. .sum() or .mean()) or give a cotangent with seed=")
-    if not is_float(y.dtype):
-        raise GradError(f"gc.grad: y must be a float value, got {_describe(y)}")
     return _const(1.0, y.dtype)
 
 
