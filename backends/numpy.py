@@ -32,7 +32,8 @@ from graphc import ops
 from graphc.backends import numpy_ops
 from graphc.ir import SOURCE_OPS, Graph, Node, node_names
 from graphc.passes.schedule import format_plan, plan_buffers, schedule
-from graphc.types import numpy_dtype
+from graphc.errors import GraphcError
+from graphc.types import format_shape, numpy_dtype
 
 _fn_ids = itertools.count()
 _GENERATED = re.compile(r"[bs]\d+(_\d+)?")  # the names of buffer views and scratch arrays
@@ -56,7 +57,7 @@ class Kernel:
     """One kernel's code: statements, and where each value lives while it runs."""
     node: Node
     out: str                                  # the kernel's output array expression
-    lines: list = field(default_factory=list)
+    lines: list = field(default_factory=list)  # (statement, the node it computes)
 
 
 class ScratchPool:
@@ -93,6 +94,7 @@ class Codegen:
         self.arenas = [np.empty(size, np.uint8) for size in plan.sizes]
         self._views = {}      # (buffer index, dtype, shape) -> name of that view
         self._taken = set(self.namespace) | set(keyword.kwlist)
+        self.line_nodes = {}  # line number of the generated source -> node it computes
 
     # names --------------------------------------------------------------------------
 
@@ -136,11 +138,12 @@ class Codegen:
         stats = {"kernels": len(kernels), "peak_bytes": self.plan.peak_bytes,
                  "naive_bytes": self.plan.naive_bytes, "buffers": len(self.plan.sizes),
                  "scratch_bytes": self.scratch.nbytes}
-        kernel_info = [{"name": self.expr[k.node], "kind": _kind(k.node), "source": k.lines,
+        kernel_info = [{"name": self.expr[k.node], "kind": _kind(k.node), "source": [text for text, _ in k.lines],
                         "nodes": _source_nodes(k.node, self.names)} for k in kernels]
         fn = self.namespace[fn_name]
         inputs = [n for n in self.graph.nodes if n.op == "input"]
-        return fn, inputs, source, kernel_info, stats, format_plan(self.plan)
+        return (fn, inputs, source, kernel_info, stats, format_plan(self.plan),
+                RunErrors(filename, self.line_nodes, self.dims))
 
     def _source(self, fn_name, params, kernels) -> str:
         inputs = [self.expr[n] for n in self.graph.nodes if n.op == "input"]
@@ -151,7 +154,9 @@ class Codegen:
             self.namespace[f"_param{i}"] = node
             lines.append(f"    {self.expr[node]} = _param{i}.value")
         for kernel in kernels:
-            lines += ["    " + line for line in kernel.lines]
+            for text, node in kernel.lines:
+                lines.append("    " + text)
+                self.line_nodes[len(lines)] = node  # for errors: line number -> node
         results = [self._result(n, copy=True) for n in self.graph.outputs]
         results += [self._result(n, copy=False) for n in self.graph.updates.values()]
         lines.append(f"    return [{', '.join(results)}]")
@@ -201,7 +206,7 @@ class Codegen:
         if node.op == "fused":
             body = node.attrs["body"]
             leaves = {b: node.inputs[int(b.name[2:])] for b in body.nodes if b.op == "input"}
-            kernel.lines.append(f"# {describe(node, self.names)}")
+            kernel.lines.append((f"# {describe(node, self.names)}", node))
             steps = [b for b in body.nodes if b.op not in SOURCE_OPS]
             result = body.outputs[0]
         else:
@@ -289,9 +294,9 @@ class BodyWriter:
             out = self._at(self.kernel.out, True)
             self._append(result, [f"np.copyto({out}, {self._operand(result, None)})"])
         if self.chunk is not None:
-            header = self.kernel.lines[:1]
-            body = ["    " + line for line in self.kernel.lines[1:]]
-            self.kernel.lines = header + self.chunk.header() + body
+            header = self.kernel.lines[:1] + [(t, self.kernel.node) for t in self.chunk.header()]
+            body = [("    " + text, node) for text, node in self.kernel.lines[1:]]
+            self.kernel.lines = header + body
 
     def _at(self, slot: str, chunked: bool) -> str:
         """The expression of a slot for the current chunk (the whole slot if unchunked)."""
@@ -345,8 +350,8 @@ class BodyWriter:
             note = f"{node.op}" + (f"  {node.loc}" if node.loc else "")
         else:
             note = describe(node, self.gen.names)
-        self.kernel.lines.append(f"{lines[0]}  # {note}")
-        self.kernel.lines += lines[1:]
+        self.kernel.lines.append((f"{lines[0]}  # {note}", node))
+        self.kernel.lines += [(line, node) for line in lines[1:]]
 
 
 def _is_literal(node: Node, user) -> bool:
@@ -405,13 +410,38 @@ def _source_nodes(node: Node, names: dict) -> list:
 
 # --- the executable --------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class RunErrors:
+    """Turns a NumPy failure inside the generated code into a GraphcError that names the
+    op, its operand shapes and the user's line, found from the failing generated line."""
+    filename: str
+    line_nodes: dict
+    dims: dict
+
+    def translate(self, error: Exception) -> GraphcError:
+        tb, lineno = error.__traceback__, None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == self.filename:
+                lineno = tb.tb_lineno
+            tb = tb.tb_next
+        node = self.line_nodes.get(lineno)
+        if node is None:
+            return GraphcError(f"generated code failed: {error}")
+        shapes = " and ".join(format_shape(i.type.concrete_shape(self.dims)) for i in node.inputs)
+        return GraphcError(f"{node.op} failed on operands of shapes {shapes} (made at "
+                           f"{node.loc}; {self.filename} line {lineno}): {error}")
+
+
 class NumpyExecutable:
-    def __init__(self, fn, inputs, source, kernels, stats, plan_text):
+    def __init__(self, fn, inputs, source, kernels, stats, plan_text, errors: RunErrors):
         self.fn, self.inputs = fn, inputs
         self.source, self.kernels, self.stats = source, kernels, stats
         self.plan_text = plan_text
+        self._errors = errors
 
     def __call__(self, feeds: dict) -> list:
-        with np.errstate(all="ignore"):  # inf/nan are values here, as in the reference
-            return self.fn(*[feeds[node] for node in self.inputs])
-
+        try:
+            with np.errstate(all="ignore"):  # inf/nan are values here, as in the reference
+                return self.fn(*[feeds[node] for node in self.inputs])
+        except (ValueError, IndexError, TypeError) as e:
+            raise self._errors.translate(e) from None

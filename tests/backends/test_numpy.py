@@ -203,3 +203,12 @@ def test_where_keeps_nan_of_the_unchosen_branch_out():
     fn, (a, b) = run_both([safe_log, mask], {"x": np.linspace(-2, 3, 6)})
     assert np.isfinite(a).all()
     assert "np.multiply(" in fn.source  # the number-or-zero mask is a product
+
+
+def test_a_numpy_failure_at_run_time_names_the_op_shapes_and_line():
+    x = gc.input("x", ("n", 3))
+    fn = gc.compile(x.max(0), backend="numpy")
+    with pytest.raises(gc.GraphcError, match=r"max failed on operands of shapes \(0, 3\) "
+                                             r"\(made at test_numpy.py:\d+") as info:
+        fn(x=np.ones((0, 3)))
+    assert info.value.__cause__ is None and info.value.__suppress_context__
