@@ -32,18 +32,26 @@ def param(name: str, value, dtype=None) -> Node:
     _check_name(name)
     # Weights written as ints ([[2, -1], [4, 5]]) are still weights: float32 by default.
     dtype = canonical_dtype(dtype) if dtype else "float32"
-    array = np.array(value, dtype=numpy_dtype(dtype))  # a private, writable copy
+    array = _to_array(value, numpy_dtype(dtype), f"param {name!r}")  # private, writable
     return Node("param", (), {}, TensorType(array.shape, dtype), name=name, value=array)
 
 
 def const(value, dtype=None) -> Node:
     """An array embedded in the graph; float32 unless dtype= says (or value is int/bool)."""
-    array = np.asarray(value)
+    array = _to_array(value, None, "const")
     dtype = canonical_dtype(dtype) if dtype else (
         "float32" if array.dtype.kind in "fc" else canonical_dtype(array.dtype))
     array = np.array(array, dtype=numpy_dtype(dtype))
     array.flags.writeable = False
     return Node("const", (), {}, TensorType(array.shape, dtype), value=array)
+
+
+def _to_array(value, dtype, what: str) -> np.ndarray:
+    """A copy of `value` as an array; a value that is not numeric data says so plainly."""
+    try:
+        return np.array(value, dtype=dtype)
+    except (ValueError, TypeError) as e:  # ragged lists, strings, None ...
+        raise DtypeError(f"{what}: the value is not a numeric array: {e}") from None
 
 
 def _check_name(name):

@@ -280,7 +280,7 @@ def format_graph(graph: Graph) -> str:
 
 _NODE_LINE = re.compile(
     r"^%(?P<name>\w+)\s*=\s*(?P<op>\w+)\((?P<args>.*)\)\s*:\s*(?P<type>\w+\[[^\]]*\])"
-    r"\s*(?P<block>\{)?\s*(?:#\s*(?:\[(?P<tags>[\w,]*)\])?\s*(?P<loc>\S+)?)?\s*$")
+    r"\s*(?P<block>\{)?\s*(?:#\s*(?:\[(?P<tags>[\w,]*)\])?\s*(?P<loc>\S.*?)?)?\s*$")
 _TYPE = re.compile(r"^(\w+)\[([^\]]*)\]$")
 _SPECIAL_FLOATS = {"inf": float("inf"), "nan": float("nan")}
 

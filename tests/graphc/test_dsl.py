@@ -147,3 +147,11 @@ def test_a_function_caches_one_executable_per_shape_signature():
         assert f(x=np.ones((n, 2))).shape == (n,)
     assert len(f._executables) == 2
     assert "sum" in f.source and f.graph is not None
+
+
+@pytest.mark.parametrize("make", [lambda v: gc.param("W", v), gc.const])
+@pytest.mark.parametrize("value", ["abc", [[1.0, 2.0], [3.0]]])
+def test_a_value_that_is_not_numeric_data_is_a_dtype_error(make, value):
+    with pytest.raises(DtypeError, match="not a numeric array") as info:
+        make(value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__

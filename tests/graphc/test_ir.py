@@ -320,3 +320,12 @@ def test_random_graphs_round_trip(case):
     assert_equivalent(g, parsed)
     for want, got in zip(run(g.outputs, feeds), run(parsed.outputs, feeds)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_source_location_with_spaces_round_trips():
+    text = ("%x = input() : f32[2]  # my model.py:3\n"
+            "%y = exp(%x) : f32[2]  # [grad] my model.py:4\n"
+            "return %y")
+    g = ir.parse(text)
+    assert [n.loc for n in g.nodes] == ["my model.py:3", "my model.py:4"]
+    assert g.outputs[0].tags == {"grad"} and str(g) == text
