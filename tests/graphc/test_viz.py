@@ -9,8 +9,7 @@ import pytest
 import graphc as gc
 from graphc import viz
 from graphc.errors import GraphcError
-from graphc.ir import Graph, Node
-from graphc.types import TensorType
+from graphc.ir import Graph
 
 _ATTR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^\s\]]+)')
 
@@ -140,21 +139,17 @@ def test_labels_stay_short_for_a_3_layer_mlp_with_gradients():
 
 
 def hand_fused():
-    """relu(x @ W + b) with the add and relu in a hand-built pointwise kernel."""
+    """relu(x @ W + b) with the add and relu in a pointwise kernel built by hand."""
+    from graphc.passes.fusion import make_fused
+
     x = gc.input("x", ("batch", 2))
     W = gc.param("W", np.ones((2, 3)))
     b = gc.param("b", np.zeros(3))
-    mm = x @ W
-    in0 = gc.input("in0", mm.shape)
-    in1 = gc.input("in1", b.shape)
-    body = Graph([gc.relu(in0 + in1)])
-    fused = Node("fused", (mm, b), {"kind": "pointwise", "body": body}, mm.type)
-    return fused, mm
+    return make_fused("pointwise", [x @ W, b], lambda mm, bias: gc.relu(mm + bias))
 
 
 def test_fused_kernel_is_a_labelled_cluster_of_its_body_ops():
-    fused, mm = hand_fused()
-    out = gc.sum(fused)
+    out = gc.sum(hand_fused())
     nodes, edges, clusters = parse_dot(viz.draw(Graph([out])))
     (cluster,) = clusters.values()
     assert cluster["label"] == "pointwise kernel k0: add, relu"
@@ -162,7 +157,8 @@ def test_fused_kernel_is_a_labelled_cluster_of_its_body_ops():
     assert sorted(nodes[m]["label"] for m in cluster["members"]) == ["add", "relu"]
     # The body's inputs are wired to the fused node's inputs; its result feeds the sum.
     pairs = {(nodes[s]["label"], nodes[d]["label"]) for s, d, _ in edges}
-    assert {("matmul", "add"), ("b", "add"), ("add", "relu"), ("relu", "sum" + viz.NEWLINE + "axes=0,1")} <= pairs
+    summed = f"sum{viz.NEWLINE}axes=0,1"
+    assert {("matmul", "add"), ("b", "add"), ("add", "relu"), ("relu", summed)} <= pairs
     assert not any(a["label"].startswith("fused") for a in nodes.values())
 
 
