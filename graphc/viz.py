@@ -83,7 +83,7 @@ def render(outputs, backward=False, fused=False, path=None, format="svg") -> gra
 
 def gradients(outputs: list) -> dict:
     """{gradient node: caption such as "dL/dW1"} for each scalar float output L and each
-    param it depends on."""
+    float param it depends on (integer params have no gradient)."""
     from graphc.autodiff import grad
 
     losses = [o for o in outputs if o.shape == () and is_float(o.dtype)]
@@ -93,10 +93,10 @@ def gradients(outputs: list) -> dict:
                           f"loss), but the outputs are {shapes}")
     captions = {}
     for k, loss in enumerate(losses):
-        params = Graph([loss]).params
+        params = [p for p in Graph([loss]).params if is_float(p.dtype)]
         if not params:
             raise GraphcError(f"render(backward=True): the output {loss!r} depends on no "
-                              "param, so it has no gradient to draw")
+                              "float param, so it has no gradient to draw")
         name = loss.name or ("L" if len(losses) == 1 else f"L{k}")
         for param, g in zip(params, grad(loss, params)):
             captions[g] = f"d{name}/d{param.name}"

@@ -126,8 +126,13 @@ def test_backward_needs_a_scalar_loss_with_params():
     W = gc.param("W", np.ones((2, 2)))
     with pytest.raises(GraphcError, match="scalar float outputs"):
         gc.render(x @ W, backward=True)
-    with pytest.raises(GraphcError, match="depends on no param"):
+    with pytest.raises(GraphcError, match="depends on no float param"):
         gc.render(gc.sum(x), backward=True)
+    steps = gc.param("steps", np.array(3), dtype="int64")  # integer: no gradient
+    nodes, _, _ = parse_dot(gc.render(gc.sum(x @ W) * gc.cast(steps, "float32"),
+                                      backward=True))
+    captions = {a["label"].split(viz.NEWLINE)[0] for a in nodes.values() if "peripheries" in a}
+    assert "dL/dW" in captions and "dL/dsteps" not in captions
 
 
 def test_labels_stay_short_for_a_3_layer_mlp_with_gradients():
