@@ -75,6 +75,14 @@ def test_render_reports_a_module_without_build(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
+def test_render_without_graphviz_says_how_to_install_it(model, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` on it
+    assert cli.main(["render", model, "-o", str(tmp_path / "g.svg")]) == 1
+    assert "apt-get install graphviz" in capsys.readouterr().err
+    assert cli.main(["render", model, "-o", str(tmp_path / "g.dot")]) == 0
+    assert (tmp_path / "g.dot").read_text().startswith("digraph")
+
+
 def test_run_calls_main_with_the_backend_and_extra_arguments(model, tmp_path):
     record = str(tmp_path / "argv.txt")
     assert cli.main(["run", model, "--backend", "reference", "--epochs", "2", record]) == 3
