@@ -92,16 +92,31 @@ def state_for(node: Node) -> KernelState:
     return KernelState("matmul", matmul=node)
 
 
+# (kernel kind, role of the op that would join) -> None when the kind may hold such ops
+# (its shape rule in FITS then decides), else the refusal. The pass turns a pointwise
+# kernel into a reduction or matmul kernel when a reduction or matmul joins it.
+JOINS = {
+    ("pointwise", "elementwise"): None,
+    ("pointwise", "layout"): None,
+    ("pointwise", "reduce"): "a pointwise kernel holds no reduction",
+    ("pointwise", "matmul"): "a pointwise kernel holds no matmul",
+    ("reduction", "elementwise"): None,
+    ("reduction", "layout"): None,
+    ("reduction", "reduce"): None,
+    ("reduction", "matmul"): "a reduction kernel's prologue is pointwise; the matmul stays out",
+    ("matmul", "elementwise"): None,
+    ("matmul", "layout"): None,
+    ("matmul", "reduce"): "a matmul kernel's epilogue is pointwise; it holds no reduction",
+    ("matmul", "matmul"): "a matmul kernel holds one matmul",
+}
+
+
 def _fits_pointwise(state, node, users):
-    if role(node) in ("elementwise", "layout"):
-        return None
-    return f"a pointwise kernel holds no {node.op}"
+    return None  # any elementwise or layout op: the output shape is the iteration space
 
 
 def _fits_reduction(state, node, users):
     r = role(node)
-    if r == "matmul":
-        return "a reduction kernel's prologue is pointwise; the matmul stays outside"
     if r == "reduce":
         if node.inputs[0].shape != state.full or node.attrs["axes"] != state.axes:
             return (f"{node.op} reduces axes {node.attrs['axes']} of "
@@ -137,12 +152,6 @@ def _swaps_last_two(node: Node) -> bool:
 
 def _fits_matmul(state, node, users):
     r, mm = role(node), state.matmul
-    if node is mm:
-        return None
-    if r == "matmul":
-        return "a matmul kernel holds one matmul"
-    if r == "reduce":
-        return "a matmul kernel's epilogue is pointwise; it holds no reduction"
     if any(u in state.operands for u in users):
         return "matmul operands are kernel inputs (through at most a transpose)"
     if mm in users:
@@ -156,7 +165,8 @@ def _fits_matmul(state, node, users):
     return None
 
 
-# kernel kind -> (state, node, its users inside the kernel) -> refusal or None
+# kernel kind -> its shape rule: (state, node, the node's users inside the kernel) ->
+# refusal or None
 FITS = {"pointwise": _fits_pointwise, "reduction": _fits_reduction, "matmul": _fits_matmul}
 
 
@@ -165,9 +175,10 @@ def _admit(state: KernelState, node: Node, users: list) -> str | None:
     record what it pins down."""
     if role(node) is None:
         return f"{node.op} is not fusible"
-    reason = FITS[state.kind](state, node, users)
-    if reason is None and state.kind == "matmul" and node is not state.matmul \
-            and state.matmul in users:
+    if node is state.matmul:
+        return None
+    reason = JOINS[state.kind, role(node)] or FITS[state.kind](state, node, users)
+    if reason is None and state.kind == "matmul" and state.matmul in users:
         state.operands.add(node)
     return reason
 
