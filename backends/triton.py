@@ -13,8 +13,6 @@ function); ahead-of-time compilation for a GPU that is not here in triton_aot.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from graphc.errors import BackendUnavailable
@@ -32,9 +30,7 @@ def _check_available():
             "`pip install graphc[triton]`, or use backend='numpy'") from None
     if torch.cuda.is_available():
         return torch, "cuda"
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        if not triton.knobs.runtime.interpret:
-            raise BackendUnavailable("TRITON_INTERPRET=1 is set but triton's interpreter is off")
+    if triton.knobs.runtime.interpret:   # reads TRITON_INTERPRET (or the knob, if set)
         return torch, "cpu"
     raise BackendUnavailable(
         "the triton backend needs a CUDA device or Triton's CPU interpreter: there is no "
@@ -52,6 +48,7 @@ def build(graph: Graph, dims: dict, max_row_block=None) -> "TritonExecutable":
     """Generate, load and wrap the program for `graph` at `dims`.
     max_row_block: the largest reduction row held in one block (default 4096); longer
     rows take the looped multi-block path."""
+    _check_available()   # TRITON_INTERPRET may have been unset since this module loaded
     extra = {} if max_row_block is None else {"max_row_block": max_row_block}
     program = triton_host.generate(graph, dims, device=DEVICE, autotune=DEVICE == "cuda",
                                    **extra)

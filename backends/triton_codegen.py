@@ -169,7 +169,7 @@ ELEMENTWISE = {
     "sign": lambda em, n, x: f"tl.where({x} > 0, 1, tl.where({x} < 0, -1, 0)).to({TL_DTYPE[n.dtype]})",
     "tanh": lambda em, n, x: _tanh(em, x),
     "sigmoid": lambda em, n, x: _sigmoid(em, x),
-    "relu": lambda em, n, x: f"tl.where({x} > 0, {x}, 0).to({TL_DTYPE[n.dtype]})",
+    "relu": lambda em, n, x: f"tl.where({x} > 0, {x}, 0)",
     "step": lambda em, n, x: f"({x} > 0).to({TL_DTYPE[n.dtype]})",
     "cast": lambda em, n, x: _cast(em, x, n),
     "add": lambda em, n, a, b: f"{a} + {b}",
@@ -447,9 +447,9 @@ def _widen(expr, index_dtype):
     return f"{expr}.to(tl.int64)" if index_dtype == "int64" else expr
 
 
-def _store_value(em, value, dtype, shape_text):
+def _store_value(em, value, shape_text):
     # A value that does not depend on the index (a scalar) is broadcast to the block.
-    return em.var(f"tl.broadcast_to({value}, {shape_text}).to({TL_DTYPE[dtype]})", "v")
+    return em.var(f"tl.broadcast_to({value}, {shape_text})", "v")
 
 
 def pointwise_kernel(name: str, info: BodyInfo):
@@ -462,7 +462,7 @@ def pointwise_kernel(name: str, info: BodyInfo):
     em.line(f"idx = tl.minimum(offs, {max(total - 1, 0)})")
     values = BodyValues(em, info.body, info.shapes, info.operand_of)
     (out,) = info.body.outputs
-    result = _store_value(em, values.value(out, ("f", "idx")), info.out_dtype, "(BLOCK,)")
+    result = _store_value(em, values.value(out, ("f", "idx")), "(BLOCK,)")
     em.line(f"tl.store(out_ptr + offs, {result}, mask=offs < {total})")
     grid = (-(-total // blocks["BLOCK"]),)
     grid_src = f"lambda meta: (triton.cdiv({total}, meta['BLOCK']),)"
@@ -521,14 +521,13 @@ def reduction_kernel(name: str, info: BodyInfo, max_row_block=MAX_ROW_BLOCK):
             em.line(f"for r0 in range(0, {row}, BLOCK_R):")
             em.push()
             ctx = open_block("r0 + ")
-        value = _store_value(em, values.value(out, ctx), info.out_dtype, "(BLOCK_M, BLOCK_R)")
+        value = _store_value(em, values.value(out, ctx), "(BLOCK_M, BLOCK_R)")
         em.line(f"tl.store(out_ptr + {to_flat(em, ctx, full)}, {value}, "
                 f"mask=rmask & (rows < {n_rows}))")
         if not single:
             em.pop()
     else:
-        value = _store_value(em, values.value(out, ("f", "rows_c")), info.out_dtype,
-                             "(BLOCK_M, 1)")
+        value = _store_value(em, values.value(out, ("f", "rows_c")), "(BLOCK_M, 1)")
         em.line(f"tl.store(out_ptr + rows, {value}, mask=rows < {n_rows})")
     grid = (-(-n_rows // blocks["BLOCK_M"]),)
     grid_src = f"lambda meta: (triton.cdiv({n_rows}, meta['BLOCK_M']),)"
@@ -613,8 +612,7 @@ def matmul_kernel(name: str, info: BodyInfo):
     for which, (inp, t), (rows, cols) in (("a", (a_in, a_t), ("rm_c[:, None]", "rk[None, :]")),
                                          ("b", (b_in, b_t), ("rk[:, None]", "rn_c[None, :]"))):
         bstrides, s_rows, s_cols = _operand_strides(info.shapes[inp], t, batch_shape)
-        base = " + ".join([f"{e} * {s}" for e, s in zip(batch_ctx, bstrides) if s and e != "0"]
-                          or ["0"])
+        base = "".join(f"{e} * {s} + " for e, s in zip(batch_ctx, bstrides) if s and e != "0")
         tiles.append((which, info.operand_of[inp], inp.dtype, base, rows, cols, s_rows, s_cols))
     # K that fits one block gets no loop: a one-trip loop only gives the software
     # pipeliner staging buffers to keep (and ptxas registers to spill)
@@ -625,7 +623,7 @@ def matmul_kernel(name: str, info: BodyInfo):
     em.line(f"rk = {'' if one_block else 'k0 + '}{_widen('tl.arange(0, BLOCK_K)', idx_t)}")
     for which, idx, dtype, base, rows, cols, s_rows, s_cols in tiles:
         kmask = "rk[None, :]" if which == "a" else "rk[:, None]"
-        load = (f"tl.load(in{idx}_ptr + {base} + {rows} * {s_rows} + {cols} * {s_cols}, "
+        load = (f"tl.load(in{idx}_ptr + {base}{rows} * {s_rows} + {cols} * {s_cols}, "
                 f"mask={kmask} < {k}, other=0)")
         em.line(f"{which} = {_cast_to(load, dtype, mm.dtype)}")
     precision = ', input_precision="ieee"' if mm.dtype == "float32" else ""
@@ -645,7 +643,7 @@ def matmul_kernel(name: str, info: BodyInfo):
     if info.out_shape != out_shape:
         raise Unsupported(f"epilogue output {info.out_shape} differs from matmul {out_shape}")
     (out,) = info.body.outputs
-    value = _cast_to(values.value(out, tile), out.dtype, info.out_dtype)
+    value = values.value(out, tile)
     # the store offset is written out in full: dims of size 1 must still give a tile
     offset = f"pid_b * {m * n} + rm[:, None] * {n} + rn[None, :]"
     em.line(f"tl.store(out_ptr + {offset}, {value}, mask=(rm[:, None] < {m}) & (rn[None, :] < {n}))")

@@ -14,6 +14,8 @@ SUBCOMMANDS = {
     "render": ("graphc.cli.render", "draw a model script's graph (SVG, PNG, PDF or DOT)"),
     "run": ("graphc.cli.run", "run a model script's main() on a chosen backend"),
     "opt": ("graphc.cli.opt", "run optimization passes on a text IR file and print the result"),
+    "kernels": ("graphc.cli.kernels",
+                "print the triton kernels of a text IR file and their sm_90 compile stats"),
     "bench": ("graphc.cli.bench", "run the benchmarks in bench/ (python -m bench)"),
 }
 
