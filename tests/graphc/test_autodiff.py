@@ -10,8 +10,8 @@ import graphc as gc
 from graphc import autodiff, ops
 from graphc.testing import check_grads
 
-# Backends the gradient graphs are run on; add "numpy" (default O2) when it passes these.
-BACKENDS = ["reference"]
+# Backends the gradient graphs are run on (numpy at its default opt level, O2).
+BACKENDS = ["reference", "numpy"]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 import graphc as gc
 from tests.strategies import assert_close, graphs
 
-BACKEND = "reference"
+BACKEND = "reference"  # the autodiff oracle here is torch; backends are compared elsewhere
 
 TORCH = {
     "neg": lambda x, **a: -x,

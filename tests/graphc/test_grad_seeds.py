@@ -10,7 +10,7 @@ import pytest
 
 import graphc as gc
 
-BACKENDS = ["reference"]
+BACKENDS = ["reference", "numpy"]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -6,7 +6,7 @@ import torch
 
 import graphc as gc
 
-BACKENDS = ["reference"]
+BACKENDS = ["reference", "numpy"]
 
 
 @pytest.fixture(params=BACKENDS)
