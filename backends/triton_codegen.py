@@ -70,6 +70,7 @@ class Kernel:
     blocks: dict                   # constexpr block sizes
     num_warps: int
     arg_dtypes: list               # dtypes of operands + output, for the AOT signature
+    loaded: list                   # indices of the operands it reads (`size` reads none)
     index_dtype: str = "int32"
     note: str = ""                 # why a fused node was split, when it was
     grid_source: str = field(default="", repr=False)   # grid lambda text for the host
@@ -209,6 +210,7 @@ class Emitter:
     def __init__(self):
         self.lines, self.indent, self.scopes, self._count = [], 1, [{}], 0
         self.scope_ids, self._scope_count = [0], 0
+        self.loaded = set()     # operand indices the kernel reads
 
     def line(self, text: str):
         self.lines.append("    " * self.indent + text)
@@ -366,6 +368,7 @@ class BodyValues:
             return special
         if node.op == "input":
             k = self.operand_of[node]
+            em.loaded.add(k)
             offset = to_flat(em, ctx, self.shapes[node])
             return em.var(f"tl.load(in{k}_ptr + {offset})", "v")
         if node.op == "const":
@@ -622,6 +625,7 @@ def matmul_kernel(name: str, info: BodyInfo):
         em.push()
     em.line(f"rk = {'' if one_block else 'k0 + '}{_widen('tl.arange(0, BLOCK_K)', idx_t)}")
     for which, idx, dtype, base, rows, cols, s_rows, s_cols in tiles:
+        em.loaded.add(idx)
         kmask = "rk[None, :]" if which == "a" else "rk[:, None]"
         load = (f"tl.load(in{idx}_ptr + {base}{rows} * {s_rows} + {cols} * {s_cols}, "
                 f"mask={kmask} < {k}, other=0)")
@@ -660,7 +664,8 @@ def matmul_kernel(name: str, info: BodyInfo):
 def _finish(name, kind, info, em, blocks, grid, grid_src, idx_t, num_warps):
     source = _header(name, info.n_operands, blocks) + "\n" + "\n".join(em.lines) + "\n"
     return dict(name=name, kind=kind, source=source, grid=grid, blocks=blocks,
-                num_warps=num_warps, index_dtype=idx_t, grid_source=grid_src)
+                num_warps=num_warps, index_dtype=idx_t, grid_source=grid_src,
+                loaded=sorted(em.loaded))
 
 
 GENERATORS = {"pointwise": pointwise_kernel, "reduction": reduction_kernel,

@@ -1,0 +1,75 @@
+"""D: a model of GPU memory traffic for one SGD step of the MLP 784-512-512-10 (batch 256,
+float32), fused kernels (the triton backend on the O2 graph) against the unfused graph
+(the O1 graph: the same ops after cleanup, one kernel per op).
+
+The model counts compulsory DRAM traffic: each kernel reads every operand buffer it
+loads from once and writes its output once (a broadcast operand such as a bias is read at its own size;
+a matmul's re-reads of operand tiles by different programs are assumed to hit in L2).
+Views (reshape, squeeze, expand_dims of a whole buffer) move no data. Nothing is timed
+and no GPU or triton is needed: the kernels are generated, not run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import graphc as gc
+from graphc.backends import triton_host
+from graphc.ir import Graph
+from graphc.passes import optimize
+from graphc.types import numpy_dtype
+
+SIZES = (784, 512, 512, 10)
+BATCH = 256
+
+
+def training_step_graph() -> Graph:
+    rng = np.random.default_rng(0)
+    x = gc.input("x", ("batch", SIZES[0]))
+    y = gc.input("y", ("batch",), dtype="int64")
+    out, params = gc.nn.mlp(x, SIZES, rng=rng)
+    loss = gc.nn.softmax_cross_entropy(out, y)
+    return Graph([loss], gc.optim.sgd(loss, params, lr=0.01))
+
+
+def nbytes(node, dims) -> int:
+    shape = node.type.concrete_shape(dims)
+    return int(np.prod(shape, dtype=np.int64)) * numpy_dtype(node.dtype).itemsize
+
+
+def kernel_traffic(graph: Graph, dims: dict) -> list:
+    """[(kernel name, kind, bytes read, bytes written)] for the program of `graph`."""
+    program = triton_host.generate(graph, dims)
+    rows = []
+    for k in program.kernels:
+        read = dict.fromkeys(k.operands[i] for i in k.loaded)   # an operand twice: once
+        rows.append((k.name, k.kind, sum(nbytes(o, dims) for o in read), nbytes(k.output, dims)))
+    return rows
+
+
+def run(repeats: int = 0) -> None:
+    dims = {"batch": BATCH}
+    source = training_step_graph()
+    fused = kernel_traffic(optimize(source, "O2"), dims)
+    unfused = kernel_traffic(optimize(source, "O1"), dims)
+    mb = 1 / 2**20
+    print(f"\nper fused kernel (MiB), batch {BATCH}")
+    width = max(len(name) for name, *_ in fused)
+    print(f"  {'kernel':<{width}}  {'kind':<9}  {'read':>8}  {'write':>8}")
+    for name, kind, read, write in fused:
+        print(f"  {name:<{width}}  {kind:<9}  {read * mb:8.3f}  {write * mb:8.3f}")
+    print("\ntotals")
+    print(f"  {'graph':<26}  {'kernels':>7}  {'read MiB':>9}  {'write MiB':>9}  {'total MiB':>9}")
+    rows = {"fused (O2, triton kernels)": fused, "unfused (O1, one per op)": unfused}
+    for label, rows_ in rows.items():
+        read, write = sum(r[2] for r in rows_), sum(r[3] for r in rows_)
+        print(f"  {label:<26}  {len(rows_):>7}  {read * mb:9.2f}  {write * mb:9.2f}  "
+              f"{(read + write) * mb:9.2f}")
+    total = {label: sum(r[2] + r[3] for r in rows_) for label, rows_ in rows.items()}
+    fused_total, unfused_total = total.values()
+    print(f"  fused / unfused traffic: {fused_total / unfused_total:.2f}; "
+          f"kernels: {len(fused)} vs {len(unfused)}")
+
+
+if __name__ == "__main__":
+    run()
