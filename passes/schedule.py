@@ -14,14 +14,15 @@ are costed at SYMBOLIC_DIM_ESTIMATE each.
 needs storage a buffer: a byte arena reused by any later value once the value it holds
 is dead (best fit; a too-small free buffer grows rather than a new one being made). An
 elementwise op whose input of the same shape and dtype dies at that op writes into the
-input's buffer (`in_place`). Values that are outputs or update values live to the end of
-the call. An alias (a view of its input, as the backend reports through `alias_of`)
-takes no buffer and keeps its base's buffer alive while it lives. Buffers, once made,
-stay for the whole call (they are preallocated arenas), so the plan's peak is the total
-of the buffer sizes; the naive plan gives every non-source value its own buffer.
+input's buffer (`in_place`); so does a pointwise fused kernel over an operand that its
+body reads only through elementwise ops. Values that are outputs or update values live
+to the end of the call. An alias (a view of its input, as the backend reports through
+`alias_of`) takes no buffer and keeps its base's buffer alive while it lives. Buffers,
+once made, stay for the whole call (they are preallocated arenas), so the plan's peak
+is the total of the buffer sizes; the naive plan gives every non-source value its own.
 
-Everything here is a loop over the order with dicts, heaps and a sorted free list:
-O(n log n) in the number of nodes and edges, no recursion.
+Everything here is a loop over the order with dicts, a heap and a sorted free list
+(binary search): O(n log n) in the nodes and edges, no recursion.
 """
 
 from __future__ import annotations
@@ -71,17 +72,29 @@ def _storage_owners(order, alias_of) -> dict:
     return owner
 
 
+def _pointwise_operands(node: Node) -> tuple:
+    """The inputs that element k of node's result reads only at element k (so the result
+    may overwrite them as it goes): every input of an elementwise op; the inputs of a
+    pointwise kernel that its body feeds only to elementwise ops (no layout op)."""
+    kind = ops.OPS[node.op].kind if node.op in ops.OPS else None
+    if kind in ops.ELEMENTWISE_KINDS:
+        return node.inputs
+    if kind != "fused" or node.attrs["kind"] != "pointwise":
+        return ()
+    body = node.attrs["body"]
+    users = body.users
+    leaves = {leaf.name: leaf for leaf in body.inputs}
+    return tuple(inp for k, inp in enumerate(node.inputs)
+                 if f"in{k}" in leaves and all(ops.OPS[u.op].kind in ops.ELEMENTWISE_KINDS
+                                               for u in users[leaves[f"in{k}"]]))
+
+
 def _can_write_in_place(node: Node, inp: Node, dims, owner, live_until, buffer, i) -> bool:
     return (inp in buffer and owner[inp] is inp and live_until[inp] == i
             and inp.dtype == node.dtype
             and inp.type.concrete_shape(dims) == node.type.concrete_shape(dims)
             # a view of inp read by the same op would see its input overwritten
             and all(owner[other] is not inp for other in node.inputs if other is not inp))
-
-
-def _is_elementwise(node: Node) -> bool:
-    opdef = ops.OPS.get(node.op)
-    return opdef is not None and opdef.kind in ops.ELEMENTWISE_KINDS
 
 
 class _FreeList:
@@ -117,9 +130,9 @@ def plan_buffers(graph: Graph, dims: dict, alias_of=lambda node: None) -> Buffer
         nbytes = node.type.nbytes(dims)
         naive += nbytes
         if owner[node] is node:
-            reused = next((inp for inp in dict.fromkeys(node.inputs) if _is_elementwise(node)
-                           and _can_write_in_place(node, inp, dims, owner, live_until,
-                                                   buffer, i)), None)
+            reused = next((inp for inp in dict.fromkeys(_pointwise_operands(node))
+                           if _can_write_in_place(node, inp, dims, owner, live_until,
+                                                  buffer, i)), None)
             if reused is not None:
                 in_place[node], index = reused, buffer[reused]
             else:

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 
 import graphc as gc
 from graphc import ops
-from graphc.ir import Graph
+from graphc.ir import Graph, parse
+from graphc.passes import optimize
 from graphc.passes.schedule import format_plan, plan_buffers, schedule
 from tests.passes.irtools import assert_same_values
 from tests.passes.test_manager import mlp_training_graph
@@ -51,7 +52,8 @@ def assert_sound_plan(plan, graph, dims, alias_of=lambda n: None):
             assert dies < born or (dies == born and plan.in_place.get(second) is first), (
                 f"buffer {b}: {first!r} is still live when {second!r} is written")
     for node, inp in plan.in_place.items():
-        assert ops.OPS[node.op].kind in ops.ELEMENTWISE_KINDS
+        assert ops.OPS[node.op].kind in ops.ELEMENTWISE_KINDS or (
+            node.op == "fused" and node.attrs["kind"] == "pointwise")
         assert inp in node.inputs and inp.type.concrete_shape(dims) == node.type.concrete_shape(dims)
     for node in graph.outputs:
         assert plan.last_use[node] == end
@@ -73,11 +75,11 @@ def test_schedule_is_a_valid_order_of_the_same_nodes(case):
 
 @settings(max_examples=30)
 @given(graphs(dtype="float64", max_ops=12))
-def test_plans_are_sound_with_and_without_views(case):
+def test_plans_are_sound_with_and_without_views_and_kernels(case):
     outputs, _ = case
-    graph = schedule(Graph(outputs))
-    for alias_of in (lambda n: None, views):
-        assert_sound_plan(plan_buffers(graph, {}, alias_of), graph, {}, alias_of)
+    for graph in (schedule(Graph(outputs)), optimize(Graph(outputs), "O2")):
+        for alias_of in (lambda n: None, views):
+            assert_sound_plan(plan_buffers(graph, {}, alias_of), graph, {}, alias_of)
 
 
 def test_mlp_training_plan_is_well_under_the_naive_plan():
@@ -149,3 +151,31 @@ def test_long_chains_schedule_without_recursion():
     graph = schedule(Graph([y]))
     plan = plan_buffers(graph, {})
     assert len(plan.sizes) == 1
+
+
+FUSED = """
+%x = input() : f32[4,4]
+%y = input() : f32[4,4]
+%0 = exp(%x) : f32[4,4]
+%1 = fused(%0, %y, kind='pointwise') : f32[4,4] {
+    %in0 = input() : f32[4,4]
+    %in1 = input() : f32[4,4]
+    %0 = {first} : f32[4,4]
+    %1 = mul(%0, %in1) : f32[4,4]
+    return %1
+}
+return %1
+"""
+
+
+def test_a_pointwise_kernel_overwrites_an_operand_read_elementwise():
+    graph = parse(FUSED.replace("{first}", "tanh(%in0)"))
+    plan = plan_buffers(graph, {})
+    kernel = graph.outputs[0]
+    assert plan.in_place == {kernel: kernel.inputs[0]}
+    assert_sound_plan(plan, graph, {})
+
+
+def test_a_pointwise_kernel_that_transposes_an_operand_does_not():
+    graph = parse(FUSED.replace("{first}", "transpose(%in0, perm=(1, 0))"))
+    assert plan_buffers(graph, {}).in_place == {}
