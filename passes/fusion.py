@@ -268,7 +268,7 @@ class _Planner:
         self.needed = set(graph.outputs) | set(graph.updates.values())
         self.kernels, self.member_of, self.refusals = [], {}, []
         self.recomputed = set()
-        self._ancestors = None
+        self._ancestors, self._user_masks = None, {}
         self._names = None
         self._transitions = {}  # (kernel, new kind and shapes) -> (members checked, refusal)
 
@@ -287,33 +287,38 @@ class _Planner:
     # -- deciding one node
 
     def place(self, node: Node) -> None:
-        outside = [u for u in self.users[node] if not self.member_of[u]]
-        targets = list(dict.fromkeys(k for u in self.users[node] for k in self.member_of[u]))
+        outside, groups = [], {}  # plain users; kernel -> the users it holds
+        for user in self.users[node]:
+            for k in self.member_of[user]:
+                groups.setdefault(k, []).append(user)
+            if not self.member_of[user]:
+                outside.append(user)
         stored = bool(outside) or node in self.needed  # then fusing it saves nothing
-        trials = {} if stored else {k: self.try_join(k, node) for k in targets}
+        trials = {} if stored else {k: self.try_join(k, node, us) for k, us in groups.items()}
         refused = {k: reason for k, (reason, _) in trials.items() if reason}
-        no_recompute = self.why_not_recompute(node, len(targets)) if len(targets) > 1 else None
-        if not stored and not refused and no_recompute is None:
+        not_shared = self.why_not_recompute(node, len(groups)) if len(groups) > 1 else None
+        if not stored and not refused and not_shared is None:
             for k, (_, state) in trials.items():
                 self.join(k, node, state)
-            if len(targets) > 1:
+            if len(groups) > 1:
                 self.recomputed.add(node)
             return
         self.materialize(node)
+        if refused and not_shared is None:
+            not_shared = f"the kernel of {self.name(self.kernels[next(iter(refused))].root)} " \
+                         "cannot hold it"
         for user in outside:
             self.refuse(node, user, f"{user.op} is not fusible")
-        for k in targets:
-            reason = refused.get(k) or self.why_stored(node, k, outside, len(targets),
-                                                       no_recompute or refused)
-            for user in self.kernel_users(node, k):
+        for k, users in groups.items():
+            reason = refused.get(k) or self.why_stored(node, k, users, outside, len(groups),
+                                                       not_shared)
+            for user in users:
                 self.refuse(node, user, reason)
 
-    def why_stored(self, node, k, outside, n_kernels, elsewhere_refusal) -> str:
-        """Why a producer that kernel k could hold is stored instead; elsewhere_refusal is
-        why it is not recomputed, or the refusals of the other kernels it feeds."""
-        root = self.kernels[k].root
-        elsewhere = [u for u in self.users[node] if k not in self.member_of[u]]
-        through = next((u for u in elsewhere if self.reaches(u, root)), None)
+    def why_stored(self, node, k, users, outside, n_kernels, not_shared) -> str:
+        """Why a producer that kernel k (holding `users` of it) could hold is stored
+        instead; not_shared says why it is not in every kernel it feeds."""
+        through = self.leads_back(node, users, self.kernels[k].root)
         if through is not None:
             return f"would create a cycle through {self.name(through)}"
         if node in self.needed:
@@ -321,10 +326,7 @@ class _Planner:
         if outside:
             return (f"{self.name(node)} is also used by {self.name(outside[0])} outside "
                     "the kernel, so it is stored anyway")
-        if isinstance(elsewhere_refusal, dict):
-            other = self.kernels[next(iter(elsewhere_refusal))].root
-            elsewhere_refusal = f"the kernel of {self.name(other)} cannot hold it"
-        return f"{self.name(node)} is used by {n_kernels} kernels and {elsewhere_refusal}"
+        return f"{self.name(node)} is used by {n_kernels} kernels and {not_shared}"
 
     def why_not_recompute(self, node: Node, n_kernels: int) -> str | None:
         """Recompute only small pointwise work whose own inputs are stored anyway (so it
@@ -348,15 +350,16 @@ class _Planner:
     def kernel_users(self, node, k) -> list:
         return [u for u in self.users[node] if k in self.member_of[u]]
 
-    def try_join(self, k: int, node: Node):
-        """(refusal or None, the kernel's state with node in it)."""
+    def try_join(self, k: int, node: Node, users: list):
+        """(refusal or None, the state of kernel k with node in it); users: node's users
+        in kernel k."""
         kernel = self.kernels[k]
         if kernel.state.kind == "pointwise" and role(node) in ("reduce", "matmul"):
-            return self.try_transition(k, node)
+            return self.try_transition(k, node, users)
         state = KernelState(**{**vars(kernel.state), "operands": set(kernel.state.operands)})
-        return _admit(state, node, self.kernel_users(node, k)), state
+        return _admit(state, node, users), state
 
-    def try_transition(self, k: int, node: Node):
+    def try_transition(self, k: int, node: Node, users: list):
         """A pointwise kernel becomes a reduction or matmul kernel: every member so far must
         fit the new kind. Members only grow and a member's fit depends only on the new
         kind's shapes, so each member is checked once per such shape: linear overall."""
@@ -374,7 +377,7 @@ class _Planner:
         self._transitions[signature] = (len(members), reason)
         if reason:
             return reason, None
-        return _admit(state, node, self.kernel_users(node, k)), state
+        return _admit(state, node, users), state
 
     def join(self, k: int, node: Node, state: KernelState) -> None:
         self.kernels[k].state = state
@@ -396,19 +399,25 @@ class _Planner:
             self._names = node_names(self.graph.nodes)
         return f"%{self._names[node]}"
 
-    def reaches(self, a: Node, b: Node) -> bool:
-        """Whether a path leads from a to b: ancestor sets as bit masks over positions,
-        built once on first use (a topological position rules most pairs out first)."""
-        if self.position[a] >= self.position[b]:
-            return False
+    def leads_back(self, node: Node, inside: list, root: Node) -> Node | None:
+        """A user of node, not among `inside`, from which a path leads to root, or None.
+        Ancestor sets are bit masks over topological positions (Python ints), built
+        once on first use, so this costs a few big-int operations, not a search."""
         if self._ancestors is None:
             self._ancestors = {}
-            for node in self.graph.nodes:
+            for n in self.graph.nodes:
                 mask = 0
-                for i in node.inputs:
+                for i in n.inputs:
                     mask |= self._ancestors[i] | (1 << self.position[i])
-                self._ancestors[node] = mask
-        return bool(self._ancestors[b] >> self.position[a] & 1)
+                self._ancestors[n] = mask
+        if node not in self._user_masks:  # one node, several kernels: build it once
+            self._user_masks[node] = sum(1 << self.position[u] for u in self.users[node])
+        users = self._user_masks[node]
+        skip = sum(1 << self.position[u] for u in inside)
+        candidates = self._ancestors[root] & users & ~skip
+        if not candidates:
+            return None
+        return self.graph.nodes[(candidates & -candidates).bit_length() - 1]
 
 
 def plan_fusion(graph: Graph) -> FusionPlan:
