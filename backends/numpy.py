@@ -266,6 +266,10 @@ class BodyWriter:
 
     def write(self, steps: list, result: Node):
         last = self._last_reads(steps, result)
+        # An op that may not write over its operands (where, a reduction, ...) and ends the
+        # kernel must find the output slot free: its operands go to scratch instead.
+        self.keep_out_free = set() if result.op in numpy_ops.SAFE_IN_PLACE else set(
+            result.inputs)
         for i, node in enumerate(steps):
             args = [self._operand(inp, node) for inp in node.inputs]
             self.chunked[node] = self.chunk is not None and _spans_first_axis(
@@ -339,7 +343,7 @@ class BodyWriter:
         out_shape = out.shape if self.chunk is None else (self.chunk.rows,) + out.shape[1:]
         fits_out = out_shape == shape and out.dtype == dtype and (
             self.chunk is None or self.chunked[node])
-        if fits_out and self.kernel.out not in busy:
+        if fits_out and self.kernel.out not in busy and node not in self.keep_out_free:
             return self.kernel.out
         name = self.gen.scratch.take(shape, dtype, busy | {self.kernel.out})
         self.gen.namespace[name] = self.gen.scratch.arrays[name]

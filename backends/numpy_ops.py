@@ -95,18 +95,36 @@ def _sigmoid(node, args, out, dims):
             f"np.add({out}, 1, out={out})", f"np.reciprocal({out}, out={out})"]
 
 
+# Integer views of each dtype's bits, for selecting with a mask (see _where).
+_BITS = {"float32": "int32", "float64": "int64", "int32": "int32", "int64": "int64"}
+
+
 def _where(node, args, out, dims):
     cond, a, b = args
-    if b == "0.0" and _finite_number(a):
-        # A mask times a number: exact (there is no inf or nan to leak through the
-        # zeros), and several times faster than a masked copy.
+    if _is_zero(b) and _finite_number(a):
+        # A mask times a number: exact (no inf or nan can leak through the zeros).
         return [f"np.multiply({cond}, {a}, out={out})"]
+    bits = _BITS.get(node.dtype)
+    chosen = {1: a, 2: b}
+    for keep, zero in ((1, 2), (2, 1)):
+        if bits and _is_zero(chosen[zero]) and node.inputs[keep].dtype == node.dtype and (
+                not _finite_number(chosen[keep])):
+            # where(c, a, 0) as bits: a & (all ones where c), several times faster than
+            # a masked copy and exact for every value, inf and nan included.
+            mask = f"0, {cond}" if keep == 1 else f"{cond}, 1"
+            ob = f"{out}.view(np.{bits})"
+            return [f"np.subtract({mask}, out={ob}, dtype=np.{bits})",
+                    f"np.bitwise_and({ob}, {chosen[keep]}.view(np.{bits}), out={ob})"]
     return [f"np.copyto({out}, {b})", f"np.copyto({out}, {a}, where={cond})"]
+
+
+def _is_zero(expr: str) -> bool:
+    return _finite_number(expr) and float(expr) == 0 and not expr.startswith("-")
 
 
 def _finite_number(expr: str) -> bool:
     try:
-        return np.isfinite(float(expr))
+        return bool(np.isfinite(float(expr)))
     except ValueError:  # an array's name, np.inf
         return False
 

@@ -196,13 +196,19 @@ def test_build_can_be_called_on_an_already_scheduled_graph():
     assert isinstance(graph.outputs[0], Node)
 
 
-def test_where_keeps_nan_of_the_unchosen_branch_out():
-    x = gc.input("x", (6,))
-    safe_log = gc.where(x > 0, gc.log(x), 0.0)  # log of negatives is nan, not chosen
-    mask = gc.where(x > 0, 2.0, 0.0)
-    fn, (a, b) = run_both([safe_log, mask], {"x": np.linspace(-2, 3, 6)})
-    assert np.isfinite(a).all()
-    assert "np.multiply(" in fn.source  # the number-or-zero mask is a product
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+def test_where_with_a_zero_branch_is_exact(dtype):
+    x = gc.input("x", (3, 4), dtype=dtype)
+    col = gc.input("col", (3, 1), dtype=dtype)
+    keep = gc.where(x > 0, gc.log(gc.cast(x, "float64")) if dtype == "int32" else gc.log(x),
+                    0.0)  # log of negatives is nan, but not chosen
+    outs = [keep, gc.where(x > 0, 0, x), gc.where(col > 0, x, 0), gc.where(x > 0, 2, 0),
+            gc.where(x > 0, x, col)]
+    feeds = {"x": np.arange(-5, 7).reshape(3, 4).astype(dtype),
+             "col": np.array([[1], [-1], [2]], dtype)}
+    fn, got = run_both(outs, feeds)
+    assert np.isfinite(got[0]).all() and not np.signbit(got[0]).any()
+    assert "np.bitwise_and(" in fn.source and "np.multiply(" in fn.source
 
 
 def test_a_numpy_failure_at_run_time_names_the_op_shapes_and_line():
