@@ -113,6 +113,8 @@ CASES = {
               [((3, 4), _away0), ((4,), _any)]),
     "maxout": (lambda x: gc.nn.maxout(x, 3), lambda x: T.amax(x.reshape(2, 2, 3), -1),
                [((2, 6), _distinct)]),
+    "maxout_axis0": (lambda x: gc.nn.maxout(x, 2, axis=0),
+                     lambda x: T.amax(x.reshape(2, 2, 3), 1), [((4, 3), _distinct)]),
     "logsumexp": (gc.nn.logsumexp, lambda x: T.logsumexp(x, -1), [((3, 4), _any)]),
     "log_softmax": (gc.nn.log_softmax, lambda x: T.log_softmax(x, -1), [((3, 4), _any)]),
     "softmax": (gc.nn.softmax, lambda x: T.softmax(x, -1), [((3, 4), _any)]),
@@ -167,6 +169,27 @@ def test_grad_matches_finite_differences(case):
     gc_fn, _, specs = CASES[case]
     feeds = {f"a{k}": a for k, a in enumerate(_arrays(specs, seed=2))}
     check_grads(gc_fn, feeds)
+
+
+def test_mlp_composite_matches_torch(backend):
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((5, 3))
+    x = gc.input("x", ("batch", 3), dtype="float64")
+    out, params = gc.nn.mlp(x, [3, 6, 4, 2], activation=gc.tanh, rng=rng)
+    seed = rng.standard_normal((5, 2))
+    f = gc.compile(gc.vjp(out, params + [x], gc.input("seed", ("batch", 2), "float64")),
+                   backend=backend)
+    got = f(x=X, seed=seed)
+    leaves = [torch.tensor(p.value.astype(np.float64), requires_grad=True) for p in params]
+    tx = torch.tensor(X, requires_grad=True)
+    h = tx
+    for k in range(0, len(leaves), 2):
+        h = h @ leaves[k] + leaves[k + 1]
+        h = torch.tanh(h) if k + 2 < len(leaves) else h
+    want = torch.autograd.grad(h, leaves + [tx], torch.tensor(seed))
+    for g, w in zip(got, want):  # the params are float32: the graph computes in float32
+        np.testing.assert_allclose(g, w.numpy(), rtol=2e-5, atol=2e-6)
+    check_grads(out, {"x": X})
 
 
 def test_every_primitive_has_exactly_one_rule():
