@@ -35,7 +35,7 @@ def check_grads(outputs_or_fn, feeds: dict, eps=1e-6, rtol=1e-5, atol=1e-6, wrt=
     outputs, feeds = _outputs(outputs_or_fn, feeds)
     copies = _promote_float64(outputs)
     outputs64 = [copies[o] for o in outputs]
-    targets = _targets(outputs64, feeds) if wrt is None else [copies[w] for w in wrt]
+    targets = _targets(outputs64, feeds) if wrt is None else _chosen(wrt, copies, feeds)
     scalar, feeds = _fold(outputs64, feeds, np.random.default_rng(seed))
     analytic = compile([scalar] + grad(scalar, targets), backend="reference", opt="O0")
     values = analytic(**feeds)[1:]
@@ -70,6 +70,16 @@ def _targets(outputs, feeds):
     nodes = topological_order(outputs)
     return [n for n in nodes if is_float(n.dtype) and (
         n.op == "param" or (n.op == "input" and n.name in feeds))]
+
+
+def _chosen(wrt, copies, feeds):
+    """The float64 copies of the nodes asked for: params, or inputs that are fed."""
+    for node in wrt:
+        perturbable = node.op == "param" or (node.op == "input" and node.name in feeds)
+        if node not in copies or not perturbable:
+            raise ValueError(f"check_grads: wrt {node!r} must be a param or a fed input "
+                             "that the outputs depend on")
+    return [copies[node] for node in wrt]
 
 
 def _label(node):

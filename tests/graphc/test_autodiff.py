@@ -398,6 +398,15 @@ def test_check_grads_promotes_a_float32_graph_to_float64():
     assert W.dtype == "float32" and W.value.dtype == np.float32  # the user's param is untouched
 
 
+def test_check_grads_wrt_selects_and_validates_nodes():
+    x = gc.input("x", (3,), dtype="float64")
+    W = gc.param("W", np.array([0.5, -1.0, 2.0]), "float64")
+    h = gc.tanh(x * W)
+    assert set(check_grads(gc.sum(h), {"x": np.arange(3.0)}, wrt=[W])) == {"W"}
+    with pytest.raises(ValueError, match="param or a fed input"):
+        check_grads(gc.sum(h), {"x": np.arange(3.0)}, wrt=[h])
+
+
 # --- higher order ----------------------------------------------------------------------
 
 def _mlp_loss(x, dtype="float32", activation=gc.tanh):
