@@ -416,6 +416,18 @@ def test_a_10000_node_graph_fuses_in_linear_time():
     fused.lint()
 
 
+def test_a_value_read_by_5000_kernels_is_decided_without_pairwise_scans():
+    x = gc.input("x", (4, 8))
+    shared = gc.exp(x)
+    graph = gc.Graph([gc.tanh(shared * float(i)) for i in range(5000)] + [shared[:, 0:4]])
+    start = time.perf_counter()
+    lines = explain_fusion(graph)
+    fused = fuse(graph)
+    assert time.perf_counter() - start < 30
+    assert len(kernels(fused)) == 5000 and len(lines) == 5001
+    assert lines[1].endswith("is also used by %15001 outside the kernel, so it is stored anyway")
+
+
 def test_fusing_keeps_sources_outputs_and_updates():
     x = gc.input("x", ("batch", 3))
     W = gc.param("W", np.ones((3, 2)))

@@ -101,3 +101,10 @@ def test_fused_operand_types_must_match_the_body_inputs():
 def test_an_unclosed_block_is_a_parse_error():
     with pytest.raises(ParseError, match="not closed"):
         ir.parse(KERNEL_TEXT.rsplit("}", 1)[0])
+
+
+def test_make_fused_takes_a_body_graph():
+    x, y = gc.input("x", (2, 3)), gc.input("y", (2, 3))
+    first = make_fused("pointwise", [x, y], lambda a, b: gc.maximum(a, b) * 2.0)
+    again = make_fused("pointwise", [y, x], first.attrs["body"])
+    assert again.attrs["body"] is first.attrs["body"] and again.type == first.type
