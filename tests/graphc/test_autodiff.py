@@ -217,6 +217,22 @@ def test_broadcast_reduction_over_symbolic_batch(backend):
     check_grads(loss, {"x": X})
 
 
+def test_layout_and_batched_matmul_over_symbolic_dims(backend):
+    rng = np.random.default_rng(9)
+    x = gc.input("x", ("n", "t", 4), dtype="float64")
+    W = gc.param("W", rng.standard_normal((4, 3)), "float64")
+    h = x @ W                                            # batch dims ("n", "t") vs none
+    parts = gc.concat([h[:, :, :1] * 2.0, h[:, :, 1:]], axis=2)
+    y = gc.sum(gc.reshape(gc.transpose(parts, (1, 0, 2)), ("t", "n", 3)) ** 2)
+    X = rng.standard_normal((2, 5, 4))
+    gx, gW = gc.compile(gc.grad(y, [x, W]), backend=backend)(x=X)
+    tx, tW = torch.tensor(X, requires_grad=True), torch.tensor(W.value, requires_grad=True)
+    th = tx @ tW
+    (T.cat([th[:, :, :1] * 2.0, th[:, :, 1:]], 2) ** 2).sum().backward()
+    np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(gW, tW.grad.numpy(), rtol=1e-10)
+
+
 def test_integer_inputs_get_no_gradient_and_cannot_be_wrt(backend):
     labels = gc.input("labels", (2,), dtype="int64")
     z = gc.param("z", np.array([[1.0, 2.0, 0.5], [0.1, 0.2, 3.0]]), "float64")
