@@ -250,9 +250,13 @@ def _div_rule(node, g, i):
 
 def _pow(node, g, i):
     a, b = node.inputs
-    if i == 0:  # b * a^(b-1)
-        return _mul(g, _mul(b, _op("pow", a, _op("sub", b, _scalar(1.0, b)))))
-    return _mul(g, _mul(node, _op("log", a)))  # a^b log a
+    if i == 0:  # b a^(b-1), and 0 where b = 0 (not 0 * 0^-1 = nan at a = 0), as in PyTorch
+        local = _mul(g, _mul(b, _op("pow", a, _op("sub", b, _scalar(1.0, b)))))
+        return _op("where", _op("eq", b, _scalar(0.0, b)), _scalar(0.0, local), local)
+    # a^b log a; at a = 0 (where a^b is 0 or 1 for b >= 0) the term is 0, as in PyTorch,
+    # not 0 * log 0 = nan: log reads 1 there.
+    safe = _op("where", _op("eq", a, _scalar(0.0, a)), _scalar(1.0, a), a)
+    return _mul(g, _mul(node, _op("log", safe)))
 
 
 # Masks select with `where`, not multiply by 0/1: an inf cotangent must not become

@@ -277,6 +277,15 @@ def test_derivative_at_zero_matches_torch(case, backend):
     np.testing.assert_array_equal(got, want)
 
 
+def test_pow_at_zero_base_matches_torch(backend):
+    A, B = np.array([0.0, 0.0, 2.0, 0.0]), np.array([2.0, 0.0, 1.5, 1.0])
+    a, b = gc.param("a", A, "float64"), gc.param("b", B, "float64")
+    got = gc.compile(gc.grad(gc.sum(a ** b), [a, b]), backend=backend)()
+    want = _torch_vjp(lambda s, t: (s ** t).sum(), [A, B], np.array(1.0))[1]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_max_ties_split_equally_like_torch_amax(backend):
     X = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])
     for axis, torch_fn in [(1, lambda t: T.amax(t, 1)), (None, T.amax)]:
