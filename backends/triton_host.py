@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from graphc import ops
 from graphc.backends import triton_codegen as cg
+from graphc.errors import GraphcError
 from graphc.ir import SOURCE_OPS, Graph, Node
 
 VIEW_OPS = ("reshape", "expand_dims", "squeeze")
@@ -83,8 +84,13 @@ class _Planner:
         elif node.op == "fused":
             self._add_fused(node)
         else:
-            self._add_kernel(node, KIND_OF_OP.get(ops.OPS[node.op].kind, "pointwise"),
-                             _single_op_body(node), list(node.inputs), [node])
+            try:
+                self._add_kernel(node, KIND_OF_OP.get(ops.OPS[node.op].kind, "pointwise"),
+                                 _single_op_body(node), list(node.inputs), [node])
+            except cg.Unsupported as why:
+                raise GraphcError(f"the triton backend cannot generate {node.op} on "
+                                  f"{', '.join(str(i.type) for i in node.inputs)} (made at "
+                                  f"{node.loc}): {why}") from None
 
     def _add_fused(self, node):
         body, operands = _consts_as_operands(node.attrs["body"], list(node.inputs))

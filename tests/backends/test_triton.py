@@ -8,6 +8,8 @@ block). Kernels are built with the fusion pass's `make_fused`, so each test pins
 kernel it means to generate.
 """
 
+import time
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -19,6 +21,7 @@ from graphc.backends import triton as triton_backend
 from graphc.backends import triton_host
 from graphc.compile import check_feeds
 from graphc.ir import Graph
+from graphc.passes import optimize
 from graphc.passes.fusion import make_fused
 from tests.strategies import assert_close, graphs
 
@@ -188,15 +191,30 @@ def test_unsupported_body_is_split_and_says_why():
 
 # --- properties and the compile driver --------------------------------------------------
 
-@settings(max_examples=8)
-@given(graphs(dtype="float32", max_ops=6))
-def test_random_graphs_agree_with_numpy(case):
-    outputs, feeds = case
-    graph = Graph(outputs)
-    arrays, dims = check_feeds(graph.inputs, feeds)
-    tri = triton_backend.build(graph, dims)
-    for got, want in zip(tri(arrays), numpy_backend.build(graph, dims)(arrays)):
-        assert_close(got, want, "float32", what=tri.source)
+@pytest.mark.parametrize("dtype,level", [("float32", "O0"), ("float64", "O0"),
+                                         ("float32", "O2")])
+def test_random_graphs_agree_with_numpy(dtype, level):
+    """Plain ops (O0), and the kernels the fusion pass makes of random graphs (O2)."""
+    @settings(max_examples=15)
+    @given(graphs(dtype=dtype, max_ops=8))
+    def check(case):
+        outputs, feeds = case
+        graph = optimize(Graph(outputs), level)
+        arrays, dims = check_feeds(graph.inputs, feeds)
+        tri = triton_backend.build(graph, dims)
+        for got, want in zip(tri(arrays), numpy_backend.build(graph, dims)(arrays)):
+            assert got.dtype == want.dtype
+            assert_close(got, want, dtype, what=tri.source)
+
+    check()
+
+
+def test_float64_matmul_and_softmax_kernels():
+    a, b = gc.input("a", (9, 17), "float64"), gc.input("b", (17, 5), "float64")
+    k = make_fused("matmul", [a, b], lambda a, b: gc.tanh(a @ b))
+    s = make_fused("reduction", [a], lambda a: gc.nn.log_softmax(a, axis=0))
+    tri = run_both([k, s], {"a": RNG.standard_normal((9, 17)), "b": RNG.standard_normal((17, 5))})
+    assert "tl.float64" in tri.source
 
 
 def test_compile_exposes_kernels_source_and_stats():
@@ -219,3 +237,34 @@ def test_index_arithmetic_is_int64_only_when_sizes_need_it():
     big = triton_host.generate(graph, {"n": 2**31 + 5})
     assert "tl.int64" not in small.source
     assert all(".to(tl.int64)" in k.source for k in big.kernels)
+
+
+def test_autotuned_program_runs_with_every_kernel_tuned():
+    """The GPU host path (configs chosen by triton.autotune, block sizes from the chosen
+    config through the grid lambdas), run in the interpreter with a CPU stopwatch as the
+    benchmark, since triton's own needs a GPU."""
+    x, w = gc.input("x", (7, 129)), gc.input("w", (129, 33))
+    graph = Graph([gc.nn.softmax(gc.relu(x @ w) * 2), (x * x).sum(axis=0)])
+    arrays, dims = check_feeds(graph.inputs, {"x": randn(7, 129), "w": randn(129, 33)})
+    program = triton_host.generate(graph, dims, autotune=True)
+    executable = triton_backend.TritonExecutable(graph, dims, program)
+
+    def cpu_bench(kernel_call, quantiles):
+        start = time.perf_counter()
+        kernel_call()
+        return [(time.perf_counter() - start) * 1e3] * len(quantiles)
+
+    tuners = [getattr(executable.module, k.name) for k in program.kernels]
+    for tuner in tuners:
+        tuner.do_bench = cpu_bench      # do_bench is a cached property: this overrides it
+    expected = numpy_backend.build(graph, dims)(arrays)
+    for got, want in zip(executable(arrays), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert all(tuner.best_config is not None for tuner in tuners)
+
+
+def test_integer_matmul_is_a_clear_error():
+    a, b = gc.input("a", (3, 4), "int32"), gc.input("b", (4, 2), "int32")
+    fn = gc.compile(a @ b, backend="triton")
+    with pytest.raises(gc.errors.GraphcError, match=r"cannot generate matmul on i32\[3,4\]"):
+        fn(a=np.ones((3, 4), np.int32), b=np.ones((4, 2), np.int32))
