@@ -17,6 +17,7 @@ Choices where the derivative is not defined:
 - relu, step, abs, sign at 0: the derivative at 0 is taken as 0 (as in PyTorch).
 - max (reduction) ties: the cotangent is split equally among the tied maxima, as
   torch.amax does. maximum/minimum ties: each operand gets half, as torch.maximum does.
+- pow at a zero base: d/da is 0 where b = 0, and d/db is 0 where a = 0 (PyTorch's choice).
 - step, sign, comparisons, one_hot and size have zero gradient.
 """
 
@@ -312,14 +313,12 @@ def _unslice_axis(g: Node, axis: int, n: int, picked: range) -> Node:
     in g cannot leak into the zeros): interleave step-1 zero rows after each entry,
     reshape, then pad with zeros before and after."""
     if len(picked) == 0:
-        return _zeros(TensorType(g.shape[:axis] + (n,) + g.shape[axis + 1:], g.dtype))
+        return _pad(g, axis, n)
     step = picked.step
     if step > 1:
         m = len(picked)
         rows = _op("expand_dims", g, axis=axis + 1)
-        gap = _zeros(TensorType(rows.shape[:axis + 1] + (step - 1,) + rows.shape[axis + 2:],
-                                g.dtype))
-        spread = _op("concat", rows, gap, axis=axis + 1)
+        spread = _op("concat", rows, _pad(rows, axis + 1, step - 1), axis=axis + 1)
         flat = _op("reshape", spread, shape=g.shape[:axis] + (m * step,) + g.shape[axis + 1:])
         g = _take(flat, axis, 0, (m - 1) * step + 1)
     before, after = picked[0], n - (picked[-1] + 1)
@@ -330,6 +329,7 @@ def _unslice_axis(g: Node, axis: int, n: int, picked: range) -> Node:
 
 
 def _pad(g: Node, axis: int, size: int) -> Node:
+    """Zeros shaped like g except `size` along `axis`."""
     return _zeros(TensorType(g.shape[:axis] + (size,) + g.shape[axis + 1:], g.dtype))
 
 

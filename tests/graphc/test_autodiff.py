@@ -95,6 +95,7 @@ CASES = {
     "slice": (lambda x: x[1:3, ::2], lambda x: x[1:3, ::2], [((4, 5), _any)]),
     "slice_step3": (lambda x: x[:, 1::3], lambda x: x[:, 1::3], [((2, 8), _any)]),
     "slice_index": (lambda x: x[-1, 2], lambda x: x[-1, 2], [((3, 4), _any)]),
+    "slice_empty": (lambda x: x[:, 2:2], lambda x: x[:, 2:2], [((3, 4), _any)]),
     "slice_twice": (lambda x: gc.concat([x[:, :2], x[:, 1:]], axis=1),
                     lambda x: T.cat([x[:, :2], x[:, 1:]], 1), [((3, 4), _any)]),
     "concat": (lambda a, b, c: gc.concat([a, b, c], axis=1),
