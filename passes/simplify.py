@@ -32,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from graphc import dsl, nn
+from graphc import dsl, nn, ops
 from graphc.ir import Graph, Node
 from graphc.types import broadcast_shapes, is_float
 
@@ -46,12 +46,12 @@ COMMUTATIVE = frozenset({"add", "mul", "maximum", "minimum"})
 
 @dataclass(frozen=True)
 class Op:
-    op: str
+    ops: tuple  # the op names it matches (usually one)
     inputs: tuple
     name: str | None = None
 
     def __init__(self, op, *inputs, name=None):
-        object.__setattr__(self, "op", op)
+        object.__setattr__(self, "ops", (op,) if isinstance(op, str) else tuple(op))
         object.__setattr__(self, "inputs", inputs)
         object.__setattr__(self, "name", name)
 
@@ -80,7 +80,7 @@ def match(pattern, node: Node, b: dict) -> dict | None:
         return b if is_fill(node, pattern.value) else None
     if isinstance(pattern, Const):
         return {**b, pattern.name: node} if node.op == "const" else None
-    if node.op != pattern.op or len(node.inputs) != len(pattern.inputs):
+    if node.op not in pattern.ops or len(node.inputs) != len(pattern.inputs):
         return None
     if pattern.name:
         b = {**b, pattern.name: node}
@@ -162,6 +162,19 @@ def _times_reciprocal(b):
     return dsl.mul(b["x"], dsl.const(np.reciprocal(c.value), c.dtype))
 
 
+# Binary elementwise ops broadcast their operands themselves, so an explicit broadcast_to
+# feeding one only materialises a bigger array: op(broadcast_to(x), y) -> op(x, y), its
+# result broadcast once if it comes out smaller (x's dims are 1 or the target's, so x and
+# y always broadcast together).
+BROADCASTING = tuple(name for name, d in ops.OPS.items() if d.kind in ("binary", "compare"))
+
+
+def _without_broadcast(b):
+    e = b["e"]
+    operands = [b["x"], b["y"]] if e.inputs[0] is b["bc"] else [b["y"], b["x"]]
+    return dsl.apply(e.op, *operands)
+
+
 def _log_softmax(b):
     """log(e / sum(e)) with e = exp(x - max x): (x - max x) - log(sum(e)), reusing both."""
     return dsl.sub(b["shifted"], dsl.log(b["s"]))
@@ -209,6 +222,10 @@ RULES = [
          when=lambda b: b["c"].dtype == b["x"].dtype),
     Rule("sum-of-broadcast", Op("sum", Op("broadcast_to", "x", name="bc"), name="s"),
          _sum_of_broadcast, when=_reduced_axes_are_broadcast),
+    Rule("broadcast-into-elementwise",
+         Op(BROADCASTING, Op("broadcast_to", "x", name="bc"), "y", name="e"), _without_broadcast),
+    Rule("elementwise-of-broadcast",
+         Op(BROADCASTING, "y", Op("broadcast_to", "x", name="bc"), name="e"), _without_broadcast),
     # exp/log pairs and numeric stabilisation
     Rule("log-exp", Op("log", Op("exp", "x")), lambda b: b["x"]),
     Rule("exp-log", Op("exp", Op("log", "x")), lambda b: b["x"],
@@ -226,7 +243,8 @@ RULES = [
 
 RULES_BY_OP: dict[str, list] = {}
 for _rule in RULES:
-    RULES_BY_OP.setdefault(_rule.pattern.op, []).append(_rule)
+    for _op in _rule.pattern.ops:
+        RULES_BY_OP.setdefault(_op, []).append(_rule)
 
 
 # --- the pass ------------------------------------------------------------------------------

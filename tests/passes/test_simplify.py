@@ -224,6 +224,37 @@ CASES = {
         '%0 = broadcast_to(%x, shape=(4, 3)) : f32[4,3]\n'
         '%1 = sum(%0, axes=(1,), keepdims=False) : f32[4]\n'
         'return %1\n'),
+    'broadcast-into-elementwise': (
+        '%x = input() : f32[3]\n'
+        '%c = const(fill=2.0) : f32[]\n'
+        '%0 = broadcast_to(%x, shape=(2, 3)) : f32[2,3]\n'
+        '%1 = mul(%0, %c) : f32[2,3]\n'
+        'return %1\n',
+        '%x = input() : f32[3]\n'
+        '%0 = const(fill=2.0) : f32[]\n'
+        '%1 = mul(%x, %0) : f32[3]\n'
+        '%2 = broadcast_to(%1, shape=(2, 3)) : f32[2,3]\n'
+        'return %2\n',
+        '%x = input() : f32[3,3]\n'
+        '%y = input() : f32[3,3]\n'
+        '%0 = broadcast_to(%x, shape=(2, 3, 3)) : f32[2,3,3]\n'
+        '%1 = matmul(%0, %y) : f32[2,3,3]\n'
+        'return %1\n'),
+    'elementwise-of-broadcast': (
+        '%x = input() : f32[3]\n'
+        '%y = input() : f32[2,3]\n'
+        '%0 = broadcast_to(%x, shape=(2, 3)) : f32[2,3]\n'
+        '%1 = sub(%y, %0) : f32[2,3]\n'
+        'return %1\n',
+        '%y = input() : f32[2,3]\n'
+        '%x = input() : f32[3]\n'
+        '%0 = sub(%y, %x) : f32[2,3]\n'
+        'return %0\n',
+        '%x = input() : f32[3]\n'
+        '%y = input() : f32[2,3]\n'
+        '%0 = broadcast_to(%x, shape=(2, 3)) : f32[2,3]\n'
+        '%1 = concat(%y, %0, axis=0) : f32[4,3]\n'
+        'return %1\n'),
     'log-exp': (
         '%x = input() : f32[3]\n'
         '%0 = exp(%x) : f32[3]\n'
