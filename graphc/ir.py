@@ -196,6 +196,8 @@ class Graph:
             for inp in node.inputs:
                 if position.get(inp, len(self.nodes)) >= position[node]:
                     raise AssertionError(f"{node!r} uses {inp!r} before it is defined")
+            if node.op in ("param", "const"):
+                _lint_value(node)
             if node.op in ("input", "param"):
                 other = names.setdefault((node.op, node.name), node)
                 if other is not node:
@@ -212,6 +214,17 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"<Graph {len(self.nodes)} nodes, {len(self.outputs)} outputs>"
+
+
+def _lint_value(node: Node) -> None:
+    """A param's or const's array must have exactly the node's type (a param's .value may
+    be reassigned; a folded const is made by a pass)."""
+    value = node.value
+    if not isinstance(value, np.ndarray) or value.shape != node.type.concrete_shape() or (
+            value.dtype != numpy_dtype(node.dtype)):
+        got = (f"{value.dtype}{list(value.shape)}" if isinstance(value, np.ndarray)
+               else type(value).__name__)
+        raise AssertionError(f"{node!r}: its value is {got}, not {node.type}")
 
 
 # --- text form -------------------------------------------------------------------------

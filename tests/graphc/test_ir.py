@@ -329,3 +329,18 @@ def test_a_source_location_with_spaces_round_trips():
     g = ir.parse(text)
     assert [n.loc for n in g.nodes] == ["my model.py:3", "my model.py:4"]
     assert g.outputs[0].tags == {"grad"} and str(g) == text
+
+
+def test_lint_checks_param_and_const_values_against_their_types():
+    W = gc.param("W", np.zeros((2, 3)))
+    g = gc.Graph(W.sum())
+    g.lint()
+    W.value = np.zeros((3, 2), np.float32)  # a reassigned value of the wrong shape
+    with pytest.raises(AssertionError, match=r"its value is float32\[3, 2\], not f32\[2,3\]"):
+        g.lint()
+    W.value = np.zeros((2, 3))  # float64
+    with pytest.raises(AssertionError, match="float64"):
+        g.lint()
+    c = gc.Node("const", (), {}, gc.TensorType((2,), "int64"), value=np.zeros(2, np.int32))
+    with pytest.raises(AssertionError, match="int32"):
+        gc.Graph(c).lint()
