@@ -259,13 +259,12 @@ def to_multi(em: Emitter, ctx, shape) -> tuple:
     return tuple(exprs)
 
 
-def to_flat(em: Emitter, ctx, shape, strides=None) -> str:
-    if ctx[0] == "f" and strides is None:
+def to_flat(em: Emitter, ctx, shape) -> str:
+    if ctx[0] == "f":
         return ctx[1]
     exprs = to_multi(em, ctx, shape)
-    strides = contiguous_strides(shape) if strides is None else strides
-    terms = [e if s == 1 else f"{e} * {s}" for e, s, d in zip(exprs, strides, shape)
-             if d != 1 and e != "0" and s != 0]
+    terms = [e if s == 1 else f"{e} * {s}"
+             for e, s, d in zip(exprs, contiguous_strides(shape), shape) if d != 1 and e != "0"]
     return em.var(" + ".join(terms), "o") if terms else "0"
 
 
@@ -280,7 +279,7 @@ def broadcast_ctx(em, ctx, out_shape, in_shape):
 def _layout_ctx(em, node, ctx, out_shape, in_shape):
     """The operand context of a layout op (or one_hot/slice/concat operand)."""
     op, attrs = node.op, node.attrs
-    if op in ("broadcast_to",):
+    if op == "broadcast_to":
         return broadcast_ctx(em, ctx, out_shape, in_shape)
     if op in ("reshape", "expand_dims", "squeeze"):
         return ("f", to_flat(em, ctx, out_shape))          # row-major order is unchanged
@@ -436,6 +435,8 @@ def body_info(body: Graph, operand_shapes: list, dims: dict) -> BodyInfo:
 
 
 def _index_dtype(info: BodyInfo) -> str:
+    # Lanes past the end (the last block's tail) may compute offsets beyond int32, but
+    # they are clamped before loads and masked at stores, so only real sizes count.
     big = any(numel(s) > INT32_LIMIT for s in info.shapes.values())
     return "int64" if big else "int32"
 
@@ -561,8 +562,8 @@ def _reduce(em, values, red, ctx, row, open_block, single) -> str:
     return em.var(f"{combine}({acc}, axis=1)[:, None]", "red")
 
 
-def _matmul_operand(node: Node, operand_of: dict):
-    """(operand index, transposed?) for a matmul operand: an input, maybe transposed."""
+def _matmul_operand(node: Node):
+    """(body input, transposed?) for a matmul operand: an input, maybe transposed."""
     transposed = False
     if node.op == "transpose":
         perm = node.attrs["perm"]
@@ -594,7 +595,7 @@ def matmul_kernel(name: str, info: BodyInfo):
     (mm,) = matmuls
     if mm.dtype not in ("float32", "float64"):
         raise Unsupported(f"tl.dot on {mm.dtype} is not generated (float32/float64 only)")
-    (a_in, a_t), (b_in, b_t) = (_matmul_operand(i, info.operand_of) for i in mm.inputs)
+    (a_in, a_t), (b_in, b_t) = (_matmul_operand(i) for i in mm.inputs)
     out_shape = info.shapes[mm]
     batch_shape, (m, n) = out_shape[:-2], out_shape[-2:]
     k = info.shapes[mm.inputs[0]][-1]

@@ -9,7 +9,8 @@ cannot turn into one kernel is split into its ops, each its own kernel, and the 
 says why (`note`).
 
 Buffers: one torch tensor per computed value, allocated by the host function when it is
-produced (no reuse across values: torch's caching allocator recycles freed blocks).
+produced and deleted after its last use, so torch's caching allocator can give its memory
+to a later value (the numpy backend's static buffer plan is not used here).
 Sources (inputs, params, consts, and non-scalar consts found inside kernel bodies) are
 passed in as tensors, in the order of `Program.sources`.
 
@@ -77,9 +78,10 @@ class _Planner:
             self.buffer[node] = f"s{len(self.sources)}"
             self.sources.append(node)
         elif node.op in VIEW_OPS:
-            self.buffer[node] = f"b{len(self.buffer)}"
+            base = self.buffer[node.inputs[0]]
+            view = self.buffer[node] = f"b{len(self.buffer)}"
             shape = node.type.concrete_shape(self.dims)
-            self.steps.append(f"{self.buffer[node]} = {self.buffer[node.inputs[0]]}.view({shape})")
+            self.steps.append((f"{view} = {base}.view({shape})", [base]))
             self.views += 1
         elif node.op == "fused":
             self._add_fused(node)
@@ -124,9 +126,9 @@ class _Planner:
         self.kernels.append(kernel)
         out = self.buffer[node] = f"b{len(self.buffer)}"
         shape = node.type.concrete_shape(self.dims)
-        self.steps.append(f"{out} = torch.empty({shape}, dtype={TORCH_DTYPE[node.dtype]}, "
-                          "device=DEVICE)")
-        self.steps.append(("launch", kernel, [self.buffer[o] for o in operands] + [out]))
+        self.steps.append((f"{out} = torch.empty({shape}, dtype={TORCH_DTYPE[node.dtype]}, "
+                           "device=DEVICE)", []))
+        self.steps.append((kernel, [self.buffer[o] for o in operands] + [out]))
 
 
 def _expand(fused: Node, body: Graph, operands: list):
@@ -185,8 +187,8 @@ def _decorated(kernel: cg.Kernel, autotune: bool) -> str:
 
 def autotune_configs(kernel: cg.Kernel) -> list:
     """The heuristic's choice first, then neighbours worth timing on a real GPU.
-    A reduction keeps BLOCK_R (the generated code depends on whether it covers the row)
-    and varies the rows a program takes."""
+    The generated code depends on whether a block covers a whole reduction row or the
+    whole K of a matmul, so BLOCK_R is kept and BLOCK_K only grows."""
     base = [(dict(kernel.blocks), kernel.num_warps)]
     if kernel.kind == "pointwise":
         b = kernel.blocks["BLOCK"]
@@ -207,16 +209,22 @@ def _host_source(planner: _Planner, results: list, autotune: bool) -> str:
     if planner.sources:
         names = ", ".join(f"s{i}" for i in range(len(planner.sources)))
         lines.append(f"    {names}, = sources")
-    for step in planner.steps:
-        if isinstance(step, str):
-            lines.append("    " + step)
-            continue
-        _, kernel, args = step
-        blocks = "" if autotune else "".join(f", {k}={v}" for k, v in kernel.blocks.items())
-        warps = "" if autotune else f", num_warps={kernel.num_warps}"
-        lines.append(f"    {kernel.name}[{kernel.grid_source}]({', '.join(args)}{blocks}{warps})")
-    lines.append(f"    return [{', '.join(planner.buffer[r] for r in results)}]")
+    returned = [planner.buffer[r] for r in results]
+    last_use = {var: i for i, (_, used) in enumerate(planner.steps) for var in used}
+    keep = set(returned) | {f"s{i}" for i in range(len(planner.sources))}
+    for i, (step, used) in enumerate(planner.steps):
+        lines.append("    " + (step if isinstance(step, str) else _launch(step, used, autotune)))
+        dead = [v for v in dict.fromkeys(used) if last_use[v] == i and v not in keep]
+        if dead:   # the caching allocator can hand a dead buffer to a later value
+            lines.append(f"    del {', '.join(dead)}")
+    lines.append(f"    return [{', '.join(returned)}]")
     return "\n".join(lines) + "\n"
+
+
+def _launch(kernel: cg.Kernel, args: list, autotune: bool) -> str:
+    blocks = "" if autotune else "".join(f", {k}={v}" for k, v in kernel.blocks.items())
+    warps = "" if autotune else f", num_warps={kernel.num_warps}"
+    return f"{kernel.name}[{kernel.grid_source}]({', '.join(args)}{blocks}{warps})"
 
 
 def write_module(source: str) -> tuple:
