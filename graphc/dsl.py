@@ -219,6 +219,8 @@ def squeeze(x, axis=None) -> Node:
 
 def concat(xs, axis=0) -> Node:
     nodes = [lift(x) for x in xs]
+    if not nodes:
+        raise _shape_error("concat: needs at least one value")
     return apply("concat", *nodes, axis=axis + nodes[0].ndim if axis < 0 else axis)
 
 

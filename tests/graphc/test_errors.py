@@ -85,6 +85,7 @@ def test_error_inside_an_nn_composite_points_at_the_users_line():
     (lambda x: gc.squeeze(x, 0), "squeeze"),
     (lambda x: gc.nn.maxout(x, 4), "maxout"),
     (lambda x: gc.broadcast_to(x, (3, 2)), "broadcast_to"),
+    (lambda x: gc.concat([]), "concat: needs at least one value"),
 ])
 def test_every_build_time_shape_error_names_the_op_and_user_line(build, op):
     x = gc.input("x", (2, 3))
