@@ -180,7 +180,8 @@ def _estimate_dims(graph: Graph) -> dict:
 
 
 def _sizes(graph: Graph, dims: dict) -> dict:
-    return {node: 0 if node.op in SOURCE_OPS else node.type.nbytes(dims) for node in graph.nodes}
+    return {node: 0 if node.op in SOURCE_OPS else node.type.nbytes(dims)
+            for node in graph.nodes}
 
 
 def memory_first_order(graph: Graph, dims: dict) -> list:

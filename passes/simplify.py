@@ -1,7 +1,8 @@
 """simplify: algebraic identities and numeric stabilisation, as a table of pattern rules.
 
 A rule is (name, pattern, rewrite, when). A pattern is a tree:
-    Op("log", Op("sigmoid", "x"))      an op applied to sub-patterns
+    Op("log", Op("sigmoid", "x"))      an op applied to sub-patterns (Op(("add", "mul"),
+                                       ...) matches any of several ops)
     "x"                                any node, bound to the name x; a name used twice
                                        must bind the same node both times
     Fill(0)                            a const whose every element is 0
@@ -223,9 +224,11 @@ RULES = [
     Rule("sum-of-broadcast", Op("sum", Op("broadcast_to", "x", name="bc"), name="s"),
          _sum_of_broadcast, when=_reduced_axes_are_broadcast),
     Rule("broadcast-into-elementwise",
-         Op(BROADCASTING, Op("broadcast_to", "x", name="bc"), "y", name="e"), _without_broadcast),
+         Op(BROADCASTING, Op("broadcast_to", "x", name="bc"), "y", name="e"),
+         _without_broadcast),
     Rule("elementwise-of-broadcast",
-         Op(BROADCASTING, "y", Op("broadcast_to", "x", name="bc"), name="e"), _without_broadcast),
+         Op(BROADCASTING, "y", Op("broadcast_to", "x", name="bc"), name="e"),
+         _without_broadcast),
     # exp/log pairs and numeric stabilisation
     Rule("log-exp", Op("log", Op("exp", "x")), lambda b: b["x"]),
     Rule("exp-log", Op("exp", Op("log", "x")), lambda b: b["x"],

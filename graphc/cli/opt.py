@@ -1,4 +1,5 @@
-"""`graphc opt FILE|- [--passes a,b,c | -O0/-O1/-O2] [--print-after-all] [--verify] [--explain]`.
+"""`graphc opt FILE|- [--passes a,b,c | -O0/-O1/-O2] [--print-after-all] [--verify]
+[--explain]`.
 
 Reads a graph in the text IR (what `print(graph)` shows), runs passes on it, and prints
 the result in the same form, so passes can be tried and tested one at a time.

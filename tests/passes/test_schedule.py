@@ -54,7 +54,8 @@ def assert_sound_plan(plan, graph, dims, alias_of=lambda n: None):
     for node, inp in plan.in_place.items():
         assert ops.OPS[node.op].kind in ops.ELEMENTWISE_KINDS or (
             node.op == "fused" and node.attrs["kind"] == "pointwise")
-        assert inp in node.inputs and inp.type.concrete_shape(dims) == node.type.concrete_shape(dims)
+        assert inp in node.inputs
+        assert inp.type.concrete_shape(dims) == node.type.concrete_shape(dims)
     for node in graph.outputs:
         assert plan.last_use[node] == end
     assert plan.peak_bytes == sum(plan.sizes) <= plan.naive_bytes

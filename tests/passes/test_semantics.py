@@ -18,7 +18,8 @@ def _check(before: Graph, after: Graph, feeds: dict, dtype: str):
     check_well_formed(after)
     check_same_interface(before, after)
     by_node = {node: feeds[node.name] for node in before.inputs}
-    for k, (e, a) in enumerate(zip(evaluate(before, by_node, {}), evaluate(after, by_node, {}))):
+    expected, actual = evaluate(before, by_node, {}), evaluate(after, by_node, {})
+    for k, (e, a) in enumerate(zip(expected, actual)):
         assert_close(a, e, dtype, what=f"output {k}")
 
 
