@@ -128,7 +128,8 @@ def _fits_reduction(state, node, users):
         return (f"{node.op} iterates {node.type} but the kernel iterates "
                 f"{format_shape(state.full)} reduced over axes {state.axes}")
     elif r == "layout" and node.op != "broadcast_to" and node.inputs[0].shape not in state.shapes:
-        return f"{node.op} of {node.inputs[0].type} reorders values a reduction kernel iterates"
+        return (f"{node.op} of {node.inputs[0].type} does not map onto the kernel's "
+                f"{format_shape(state.full)} reduced over axes {state.axes}")
     return _reduced_value_misused(state, node, users)
 
 
