@@ -234,7 +234,7 @@ def test_mlp_training_graph_fuses_mask_into_each_backward_matmul_and_keeps_meani
     after = run_graph(fused, feeds, {"batch": 6})
     for old, new in zip(cleaned.outputs, fused.outputs):
         assert_close(after[new], before[old])
-    assert fused.inputs == [x, y] or set(fused.inputs) == {x, y}  # the same source nodes
+    assert set(fused.inputs) == {x, y}  # the same source nodes (nodes hash by identity)
     assert set(fused.params) == set(cleaned.params)
 
 
