@@ -181,7 +181,6 @@ FEEDS = dict(x=np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]], np.float32),
              y=np.array([0.3, -0.2, 1.7], np.float32), labels=np.array([3, 0]))
 
 
-
 def _unary(op):
     return lambda v: getattr(gc, op)(gc.abs(v["x"]) + 0.5)  # inside every unary op's domain
 
@@ -319,7 +318,6 @@ def test_parse_errors_name_the_line(text, message):
     with pytest.raises(ParseError, match=re.escape(message)) as info:
         ir.parse(text)
     assert info.value.__cause__ is None
-
 
 
 @settings(max_examples=30)
