@@ -6,9 +6,10 @@ that needs the most memory beyond its result runs first, Sethi-Ullman's rule), t
 a greedy list scheduler over a heap: among the ready nodes it first runs one whose
 running frees more bytes (inputs it is the last user of) than it allocates, the biggest
 saving first; when none does, it follows the memory-first order. The candidate orders
-(greedy, memory-first, plain depth-first) are costed by `plan_buffers` and the cheapest
-is kept, so the schedule is never worse than the plain depth-first order. Symbolic dims
-are costed at SYMBOLIC_DIM_ESTIMATE each.
+(greedy, memory-first, plain depth-first, and the order the graph came in) are costed by
+`plan_buffers` and the cheapest is kept, so the schedule is never worse than the plain
+depth-first order or the given one. Symbolic dims are costed at SYMBOLIC_DIM_ESTIMATE
+each.
 
 `plan_buffers(graph, dims, alias_of)` walks the graph's order and gives every value that
 needs storage a buffer: a byte arena reused by any later value once the value it holds
@@ -268,13 +269,14 @@ def greedy_order(graph: Graph, dims: dict) -> list:
 
 
 def schedule(graph: Graph) -> Graph:
-    """The graph's nodes in the cheapest of three orders (greedy over the memory-first
-    order, the memory-first order, the plain depth-first order), costed by plan_buffers
-    with symbolic dims estimated; ties keep the earlier candidate."""
+    """The graph's nodes in the cheapest of the candidate orders (greedy over the
+    memory-first order, the memory-first order, the plain depth-first order, the order
+    the graph came in), costed by plan_buffers with symbolic dims estimated; ties keep
+    the earlier candidate."""
     dims = _estimate_dims(graph)
     depth_first = Graph(graph.outputs, graph.updates)
     memory_first = Graph(graph.outputs, graph.updates,
                          order=memory_first_order(depth_first, dims))
     greedy = Graph(graph.outputs, graph.updates, order=greedy_order(memory_first, dims))
-    candidates = (greedy, memory_first, depth_first)
+    candidates = (greedy, memory_first, depth_first, graph)
     return min(candidates, key=lambda g: plan_buffers(g, dims).peak_bytes)

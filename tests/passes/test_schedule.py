@@ -180,3 +180,9 @@ def test_a_pointwise_kernel_overwrites_an_operand_read_elementwise():
 def test_a_pointwise_kernel_that_transposes_an_operand_does_not():
     graph = parse(FUSED.replace("{first}", "transpose(%in0, perm=(1, 0))"))
     assert plan_buffers(graph, {}).in_place == {}
+
+
+def test_scheduling_twice_changes_nothing():
+    graph = mlp_training_graph(layers=2)
+    once = schedule(graph)
+    assert schedule(once).nodes == once.nodes
