@@ -24,6 +24,7 @@ import itertools
 import keyword
 import linecache
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,6 +94,7 @@ class Codegen:
         self.scratch = ScratchPool()
         self.arenas = [np.empty(size, np.uint8) for size in plan.sizes]
         self._views = {}      # (buffer index, dtype, shape) -> name of that view
+        self._views_per_buffer = {}
         self._taken = set(self.namespace) | set(keyword.kwlist)
         self.line_nodes = {}  # line number of the generated source -> node it computes
 
@@ -189,7 +191,7 @@ class Codegen:
         key = (index, dtype, shape)
         if key not in self._views:
             nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            count = sum(k[0] == index for k in self._views)
+            count = self._views_per_buffer[index] = self._views_per_buffer.get(index, -1) + 1
             name = f"b{index}" + (f"_{count}" if count else "")
             self.namespace[name] = self.arenas[index][:nbytes].view(dtype).reshape(shape)
             self._views[key] = name
@@ -270,6 +272,10 @@ class BodyWriter:
         # kernel must find the output slot free: its operands go to scratch instead.
         self.keep_out_free = set() if result.op in numpy_ops.SAFE_IN_PLACE else set(
             result.inputs)
+        self.occupants = defaultdict(int)    # slot -> live values stored in it
+        self.expiring = defaultdict(list)    # step -> slots whose value it reads last
+        for value, slot in self.slot.items():  # operands in the output's buffer
+            self._occupy(value, slot, last, -1)
         for i, node in enumerate(steps):
             args = [self._operand(inp, node) for inp in node.inputs]
             self.chunked[node] = self.chunk is not None and _spans_first_axis(
@@ -286,7 +292,9 @@ class BodyWriter:
                 self.root[node] = self.root[node.inputs[0]]
                 continue
             safe = node.op in numpy_ops.SAFE_IN_PLACE
-            busy = self._busy(last, i, reads_done=safe)
+            if safe:  # a ufunc may write over the operands it reads for the last time
+                self._release(i)
+            busy = {slot for slot, count in self.occupants.items() if count}
             slot = self._choose_slot(node, node is result, busy)
             target = self._at(slot, self.chunked[node])
             lines = numpy_ops.emit(node, args, target, self.gen.dims)
@@ -294,6 +302,9 @@ class BodyWriter:
                 lines.append(f"np.copyto({self._at(self.kernel.out, True)}, {target})")
             self._append(node, lines)
             self.expr[node], self.root[node], self.slot[node] = target, node, slot
+            if not safe:
+                self._release(i)
+            self._occupy(node, slot, last, i)
         if result not in self.slot:  # the body is its inputs or a view of them
             out = self._at(self.kernel.out, True)
             self._append(result, [f"np.copyto({out}, {self._operand(result, None)})"])
@@ -329,10 +340,16 @@ class BodyWriter:
         last[root.get(result, result)] = len(steps)
         return last
 
-    def _busy(self, last, i, reads_done) -> set:
-        """Slots still needed at step i; a safe op's own operands no longer count."""
-        return {slot for value, slot in self.slot.items()
-                if last.get(value, -1) > i or (last.get(value, -1) == i and not reads_done)}
+    def _occupy(self, value, slot, last, i):
+        """`value` now holds `slot` until the step that reads it last."""
+        end = last.get(value)
+        if end is not None and end > i:
+            self.occupants[slot] += 1
+            self.expiring[end].append(slot)
+
+    def _release(self, i):
+        for slot in self.expiring.pop(i, ()):
+            self.occupants[slot] -= 1
 
     def _choose_slot(self, node, is_result, busy) -> str:
         shape = node.type.concrete_shape(self.gen.dims)
