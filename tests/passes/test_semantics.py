@@ -5,6 +5,7 @@ and keeps the IR well formed and the source nodes by identity."""
 import pytest
 from hypothesis import given, settings
 
+import graphc as gc
 from graphc.ir import Graph
 from graphc.passes import PASSES, PIPELINES, optimize
 from graphc.passes.verify import check_same_interface, check_well_formed
@@ -47,3 +48,14 @@ def test_each_pipeline_preserves_values(level, dtype):
         _check(graph, optimize(graph, level, verify=True), feeds, dtype)
 
     check()
+
+
+@settings(max_examples=25)
+@given(graphs(dtype="float64", max_ops=10))
+def test_the_pipeline_preserves_gradient_graphs(case):
+    outputs, feeds = case
+    graph = Graph(outputs)
+    loss = gc.sum(outputs[0] * outputs[0])
+    wrt = graph.inputs
+    grad_graph = Graph([loss, *gc.grad(loss, wrt, allow_disconnected=True)])
+    _check(grad_graph, optimize(grad_graph, "O2", verify=True), feeds, "float64")
