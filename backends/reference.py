@@ -36,13 +36,18 @@ def run_graph(graph: Graph, feeds: dict, dims: dict) -> dict:
 def evaluate_node(node: Node, args: list, dims: dict) -> np.ndarray:
     try:
         with np.errstate(all="ignore"):  # inf/nan are values here, not errors
-            return ops.evaluate(node.op, args, node.attrs, node.type, dims)
+            result = ops.evaluate(node.op, args, node.attrs, node.type, dims)
     except GraphcError as e:
         raise type(e)(f"{e}\n  in node {node.op} at {node.loc}") from None
     except (ValueError, IndexError, TypeError) as e:
         shapes = " and ".join(format_shape(a.shape) for a in args)
         raise GraphcError(f"{node.op} failed on operands of shapes {shapes} (made at "
                           f"{node.loc}): {e}") from None
+    # The oracle also checks the op table against itself: type rule versus NumPy's result.
+    if result.shape != node.type.concrete_shape(dims):
+        raise GraphcError(f"{node.op} (made at {node.loc}) computed shape {result.shape}, but "
+                          f"its type is {node.type} with {dims}: its type rule is wrong")
+    return result
 
 
 class ReferenceExecutable:

@@ -150,3 +150,11 @@ def test_symbolic_dims_bind_per_call():
     for n in (1, 4, 7):
         X, Y = np.ones((n, 2)), np.arange(n, dtype=np.float32)
         assert f(x=X, y=Y) == pytest.approx((2 * Y).mean())
+
+
+def test_the_oracle_checks_each_result_against_the_declared_type():
+    x = gc.input("x", ("n", 3))
+    lying = gc.Node("sum", (x,), {"axes": (1,), "keepdims": False}, gc.TensorType(("n", 3)))
+    with pytest.raises(GraphcError, match=r"sum .* computed shape \(2,\), but its type is "
+                                          r"f32\[n,3\]"):
+        reference.run_graph(gc.Graph(lying), {x: np.ones((2, 3), np.float32)}, {"n": 2})
