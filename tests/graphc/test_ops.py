@@ -529,3 +529,20 @@ def test_binary_and_where_broadcast_any_compatible_shapes(shapes, op, data_seed)
     out_y, out_w = run([y, w], a=va, b=vb, c=vc)
     np.testing.assert_allclose(out_y, BINARY[op](va, vb), rtol=1e-12)
     np.testing.assert_array_equal(out_w, np.where(vc, va, vb))
+
+
+@settings(max_examples=25)
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=4, max_side=3), data=st.data())
+def test_reductions_and_transposes_of_any_shape_match_numpy(shape, data):
+    value = np.random.default_rng(len(shape)).standard_normal(shape)
+    axes = tuple(data.draw(st.sets(st.integers(0, len(shape) - 1))))
+    keepdims = data.draw(st.booleans())
+    perm = tuple(data.draw(st.permutations(range(len(shape)))))
+    x = gc.input("x", shape, "float64")
+    nodes = [x.sum(axes, keepdims), x.max(axes, keepdims), x.mean(axes, keepdims),
+             x.transpose(perm)]
+    expected = [value.sum(axes, keepdims=keepdims), value.max(axes, keepdims=keepdims),
+                value.mean(axes, keepdims=keepdims), value.transpose(perm)]
+    for node, out, want in zip(nodes, run(nodes, x=value), expected):
+        assert node.shape == want.shape
+        np.testing.assert_allclose(out, want, rtol=1e-12)
