@@ -197,9 +197,14 @@ class Codegen:
             self._views[key] = name
         return self._views[key]
 
-    def _writes_over_operand(self, node: Node) -> bool:
+    def _overwrites_operand_elsewhere(self, node: Node) -> bool:
+        """Whether the kernel writes over an operand that it reads in another layout (a
+        view, or another shape or dtype): then a chunk could clobber rows that a later
+        chunk reads. An operand of the output's own layout is read row for row."""
         own = self.plan.buffer.get(node)
-        return own is not None and any(self._buffer_of(i) == own for i in node.inputs)
+        return own is not None and any(
+            self._buffer_of(i) == own and (alias_of(i) is not None or i.type != node.type)
+            for i in node.inputs)
 
     def _kernel(self, node: Node) -> Kernel:
         out = self._out_array(node)
@@ -214,7 +219,7 @@ class Codegen:
         else:
             leaves = {i: i for i in node.inputs}
             steps, result = [node], node
-        chunk = chunking(node, self.dims) if not self._writes_over_operand(node) else None
+        chunk = None if self._overwrites_operand_elsewhere(node) else chunking(node, self.dims)
         BodyWriter(self, kernel, leaves, node, chunk).write(steps, result)
         return kernel
 

@@ -137,6 +137,15 @@ def test_large_pointwise_kernels_run_in_chunks(monkeypatch):
     assert "bias[i:j]" not in fn.source and "col[i:j]" in fn.source
 
 
+def test_chunked_kernel_writing_over_its_operand(monkeypatch):
+    monkeypatch.setattr(numpy_backend, "CHUNK_ELEMENTS", 8)
+    x = gc.input("x", (40, 2))
+    t = gc.exp(x)  # its buffer is free for the kernel's output once the kernel read it
+    k = fused("pointwise", [t, x], lambda i0, i1: gc.tanh(i0 * 2) * i0 + i1 * i0)
+    fn, _ = run_both([k], {"x": RNG.standard_normal((40, 2))}, opt="O0")
+    assert "for i in range(" in fn.source
+
+
 def test_kernel_whose_operand_shares_its_buffer():
     # The plan may write a kernel's result over an operand that dies there; the body must
     # not clobber that operand before its last read.
