@@ -546,3 +546,23 @@ def test_reductions_and_transposes_of_any_shape_match_numpy(shape, data):
     for node, out, want in zip(nodes, run(nodes, x=value), expected):
         assert node.shape == want.shape
         np.testing.assert_allclose(out, want, rtol=1e-12)
+
+
+LAYOUT = {
+    "reshape": lambda x: x.reshape(3, 2), "transpose": lambda x: x.T,
+    "broadcast_to": lambda x: gc.broadcast_to(x, (4, 2, 3)),
+    "expand_dims": lambda x: gc.expand_dims(x, 0), "squeeze": lambda x: gc.squeeze(x[:1], 0),
+    "slice": lambda x: x[:, 1:], "concat": lambda x: gc.concat([x, x], 1),
+    "max": lambda x: x.max(0),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64", "bool"])
+@pytest.mark.parametrize("op", sorted(LAYOUT))
+def test_layout_ops_and_max_keep_the_dtype(op, dtype):
+    x = gc.input("x", (2, 3), dtype)
+    y = LAYOUT[op](x)
+    assert y.dtype == dtype
+    value = (np.arange(6).reshape(2, 3) % 3).astype(dtype)
+    out = run(y, x=value)
+    assert out.dtype == np.dtype(dtype) and out.shape == y.shape
