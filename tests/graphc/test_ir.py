@@ -353,3 +353,13 @@ def test_lint_checks_param_and_const_values_against_their_types():
     c = gc.Node("const", (), {}, gc.TensorType((2,), "int64"), value=np.zeros(2, np.int32))
     with pytest.raises(AssertionError, match="int32"):
         gc.Graph(c).lint()
+
+
+def test_lint_reports_operands_an_op_does_not_accept_as_an_assertion():
+    a, b = gc.input("a", (2,)), gc.input("b", (3,))
+    bad = gc.Node("add", (a, b), {}, gc.TensorType((2,)))
+    with pytest.raises(AssertionError, match=r"<Node add : f32\[2\]>.*do not broadcast"):
+        gc.Graph(bad).lint()
+    no_attrs = gc.Node("sum", (a,), {}, gc.TensorType(()))
+    with pytest.raises(AssertionError, match="sum: takes attributes"):
+        gc.Graph(no_attrs).lint()
