@@ -293,7 +293,7 @@ _NODE_METHODS = {
     "__add__": add, "__radd__": _swap(add), "__sub__": sub, "__rsub__": _swap(sub),
     "__mul__": mul, "__rmul__": _swap(mul), "__truediv__": div, "__rtruediv__": _swap(div),
     "__pow__": pow, "__rpow__": _swap(pow), "__matmul__": matmul, "__rmatmul__": _swap(matmul),
-    "__neg__": neg, "__gt__": gt, "__ge__": ge, "__lt__": lt, "__le__": le,
+    "__neg__": neg, "__abs__": abs, "__gt__": gt, "__ge__": ge, "__lt__": lt, "__le__": le,
     "__getitem__": getitem, "sum": sum, "mean": mean, "max": max, "reshape": _reshape_method,
     "transpose": _transpose_method, "astype": cast, "T": property(transpose),
     "__array_ufunc__": None,  # np.float64(2) * node must call node.__rmul__, not NumPy

@@ -60,7 +60,7 @@ def test_operators_and_reflected_operators():
         "div": (x / 2, v / 2), "rdiv": (2 / x, 2 / v), "pow": (x ** 2, v ** 2),
         "rpow": (2 ** x, 2 ** v), "neg": (-x, -v), "gt": (x > 2, v > 2),
         "ge": (x >= 2, v >= 2), "lt": (x < 2, v < 2), "le": (x <= 2, v <= 2),
-        "rgt": (2 < x, 2 < v), "array_left": (np.array([1.0, 1.0, 1.0]) + x, v + 1),
+        "rgt": (2 < x, 2 < v), "abs": (abs(x - 2), abs(v - 2)), "array_left": (np.array([1.0, 1.0, 1.0]) + x, v + 1),
     }
     nodes = [node for node, _ in cases.values()]
     assert all(isinstance(n, gc.Node) for n in nodes)
