@@ -231,3 +231,8 @@ def test_one_hot_needs_a_fixed_positive_depth(build):
         build(labels)
     assert "test_errors.py:" in str(info.value)
     assert_short(info)
+
+
+def test_an_unknown_backend_is_named():
+    with pytest.raises(GraphcError, match="unknown backend 'nope'; choose one of reference"):
+        gc.compile(gc.input("x", (2,)) * 2, backend="nope", opt="O0")
