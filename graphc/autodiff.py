@@ -273,7 +273,9 @@ def _extremum(win_op):
 
 
 def _relu(node, g, i):
-    return _op("where", _op("gt", node.inputs[0], _scalar(0.0, node)), g, _scalar(0.0, g))
+    # relu(x) > 0 exactly where x > 0; testing the output rather than x lets the forward
+    # matmul+bias+relu stay one kernel, as x is then not needed by the backward pass.
+    return _op("where", _op("gt", node, _scalar(0.0, node)), g, _scalar(0.0, g))
 
 
 def _where(node, g, i):
