@@ -38,10 +38,13 @@ def param(name: str, value, dtype=None) -> Node:
 
 def const(value, dtype=None) -> Node:
     """An array embedded in the graph; float32 unless dtype= says (or value is int/bool)."""
-    array = _to_array(value, None, "const")
+    given = _to_array(value, None, "const")
     dtype = canonical_dtype(dtype) if dtype else (
-        "float32" if array.dtype.kind in "fc" else canonical_dtype(array.dtype))
-    array = np.array(array, dtype=numpy_dtype(dtype))
+        "float32" if given.dtype.kind in "fc" else canonical_dtype(given.dtype))
+    array = np.array(given, dtype=numpy_dtype(dtype))
+    if given.dtype.kind in "iu" and array.dtype.kind == "i" and (array != given).any():
+        raise DtypeError(f"const: integers from {given.min()} to {given.max()} do not fit in "
+                         f"{dtype}\n  at {user_location()}")
     array.flags.writeable = False
     return Node("const", (), {}, TensorType(array.shape, dtype), value=array)
 

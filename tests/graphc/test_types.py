@@ -136,3 +136,11 @@ def test_format_shape():
     assert format_shape((2, "b")) == "(2, b)"
     assert format_shape((3,)) == "(3,)"
     assert format_shape(()) == "()"
+
+
+def test_a_python_int_too_big_for_the_tensors_int_dtype_is_refused_not_wrapped():
+    x = gc.input("x", (2,), "int32")
+    with pytest.raises(DtypeError, match="1099511627776 do not fit in int32") as info:
+        x + 2**40
+    assert "test_types.py:" in str(info.value)
+    assert (x + (2**31 - 1)).dtype == "int32"
