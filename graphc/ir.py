@@ -427,7 +427,7 @@ def _parse_node_line(line: str, env: dict, lineno: int, lines=iter(())):
     name, op = m.group("name"), m.group("op")
     type = parse_type(m.group("type"))
     tags = frozenset(t for t in (m.group("tags") or "").split(",") if t)
-    loc = m.group("loc")
+    loc = m.group("loc") or ""  # from the text, or none: not the line that called parse
     inputs, attrs = _parse_call(m.group("args"), env, lineno)
     attrs = {k: _tuplify(v) for k, v in attrs.items()}
     if m.group("block"):
