@@ -1,5 +1,5 @@
 """`graphc opt FILE|- [--passes a,b,c | -O0/-O1/-O2] [--print-after-all] [--verify]
-[--explain]`.
+[--plan DIM=SIZE,...] [--explain]`.
 
 Reads a graph in the text IR (what `print(graph)` shows), runs passes on it, and prints
 the result in the same form, so passes can be tried and tested one at a time.
@@ -8,8 +8,10 @@ the result in the same form, so passes can be tried and tested one at a time.
 import argparse
 import sys
 
+from graphc.errors import GraphcError
 from graphc.ir import parse
 from graphc.passes import PASSES, PIPELINES, PassManager
+from graphc.passes.schedule import format_plan, plan_buffers
 from graphc.passes.fusion import explain_fusion
 
 EPILOG = f"""\
@@ -18,6 +20,7 @@ levels: {', '.join(f'{k} = [{", ".join(v)}]' for k, v in PIPELINES.items())}
 examples:
   graphc opt model.ir -O2
   graphc opt model.ir --passes simplify,cse --print-after-all
+  graphc opt model.ir -O2 --plan batch=256
   python -c "..." | graphc opt - --passes fold
   graphc opt model.ir --passes fuse --explain
 """
@@ -36,6 +39,9 @@ def add_arguments(parser):
                         help="print the input, then the IR after each pass")
     parser.add_argument("--verify", action="store_true",
                         help="check the IR after each pass (types, order, sources)")
+    parser.add_argument("--plan", metavar="DIM=SIZE,...", nargs="?", const="",
+                        help="after the result, print the buffer plan of its order for "
+                             "these sizes of the symbolic dims (as '# ' comment lines)")
     parser.add_argument("--explain", action="store_true",
                         help="before the result, print why each touching pair of ops was "
                              "not fused (as '# ' comment lines), at the fuse pass")
@@ -72,6 +78,7 @@ def run(args) -> int:
     def show(title, g):
         print(f"# {title}\n{g}\n")
 
+    dims = _dims(args.plan, graph) if args.plan is not None else None
     if args.print_after_all:
         show("input", graph)
     dump = (lambda name, g: show(f"after {name}", g)) if args.print_after_all else None
@@ -80,4 +87,23 @@ def run(args) -> int:
     result = PassManager(names, verify=args.verify, dump=dump).run(graph)
     if not args.print_after_all:
         print(result)
+    if dims is not None:  # as comments, so the output stays readable IR
+        plan = format_plan(plan_buffers(result, dims))
+        print("\n".join(f"# {line}" for line in plan.splitlines()))
     return 0
+
+
+def _dims(text: str, graph) -> dict:
+    """'batch=256,n=3' -> {'batch': 256, 'n': 3}, covering every symbolic dim of graph."""
+    dims = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, size = item.partition("=")
+        if not name.isidentifier() or not size.isdigit():
+            raise GraphcError(f"--plan: expected DIM=SIZE pairs like batch=256, got {item!r}")
+        dims[name] = int(size)
+    symbolic = {d for node in graph.nodes for d in node.shape if isinstance(d, str)}
+    missing = sorted(symbolic - set(dims))
+    if missing:
+        raise GraphcError(f"--plan: give a size for the symbolic dim {missing[0]!r}, e.g. "
+                          f"--plan {missing[0]}=256")
+    return dims

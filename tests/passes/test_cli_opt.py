@@ -62,3 +62,16 @@ def test_bad_ir_names_the_line(tmp_path, capsys):
     path.write_text("%x = input() : f32[3]\n%0 = frobnicate(%x) : f32[3]\nreturn %0\n")
     assert main(["opt", str(path)]) == 1
     assert "line 2" in capsys.readouterr().err
+
+
+def test_plan_prints_the_buffer_plan_as_comments(tmp_path, capsys):
+    path = tmp_path / "chain.ir"
+    path.write_text("%x = input() : f32[batch,4]\n%0 = exp(%x) : f32[batch,4]\n"
+                    "%1 = tanh(%0) : f32[batch,4]\nreturn %1\n")
+    assert main(["opt", str(path), "--passes", "schedule", "--plan", "batch=8"]) == 0
+    out = capsys.readouterr().out
+    assert "# " in out and "(in place of %0)" in out
+    assert "peak 128 bytes vs naive 256 bytes" in out
+    assert strip(out) == strip(path.read_text())  # the plan is comments: the IR is intact
+    assert main(["opt", str(path), "--plan"]) == 1
+    assert "give a size for the symbolic dim 'batch'" in capsys.readouterr().err
