@@ -32,6 +32,8 @@ def add_arguments(parser):
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
     parser.add_argument("--repeats", type=int, default=50, help="timed runs per row")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS (and torch) threads; default: the BLAS's own choice")
     parser.add_argument("--keep-blas-env", action="store_true",
                         help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE if set (by default "
                              "the run re-executes itself without them, as on a user's machine)")
@@ -47,13 +49,17 @@ def run(args) -> int:
         return 2
     if not args.keep_blas_env and any(k in os.environ for k in BLAS_OVERRIDES):
         return _rerun_without(BLAS_OVERRIDES, args)
-    from bench.common import blas_description
+    from threadpoolctl import threadpool_limits
 
-    print(f"BLAS: {blas_description()}")
-    for name in args.names or BENCHMARKS:
-        module, what = BENCHMARKS[name]
-        print(f"\n=== {name}: {what}")
-        importlib.import_module(module).run(args.repeats)
+    from bench.common import blas_description, load_note
+
+    with threadpool_limits(args.threads, user_api="blas"):
+        print(f"BLAS: {blas_description()}")
+        print(load_note())
+        for name in args.names or BENCHMARKS:
+            module, what = BENCHMARKS[name]
+            print(f"\n=== {name}: {what}")
+            importlib.import_module(module).run(args.repeats)
     return 0
 
 
@@ -66,6 +72,7 @@ def _rerun_without(variables, args) -> int:
     print(f"(running with {' and '.join(variables)} unset, as on a user's machine)",
           flush=True)
     argv = [sys.executable, "-m", "bench", *args.names, "--repeats", str(args.repeats)]
+    argv += ["--threads", str(args.threads)] if args.threads else []
     return subprocess.run(argv, env=env, cwd=root).returncode
 
 
