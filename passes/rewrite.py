@@ -5,8 +5,8 @@ on its inputs' replacements (kept as the same object when none of them changed),
 `visit(node)` may return a replacement, or None to keep it. Outputs and update values are
 remapped; update keys (params) stay. Inputs and params are never visited nor rebuilt, so
 the compiled function can still feed inputs and read params by node (a const may be
-replaced, e.g. by an identical one). The walk is a loop
-over a list: linear in the number of nodes, no recursion.
+replaced, e.g. by an identical one). The walk is a loop over a list: linear in the
+number of nodes, no recursion.
 
 `inherit(new, old, stop)` gives the nodes a rewrite created the loc and tags of the node
 they replace, so errors and the forward/backward drawing still point at the user's model.
@@ -26,7 +26,7 @@ def rebuild(node: Node, inputs: tuple) -> Node:
     """`node` on new inputs: same op, attrs, name, loc and tags; type re-inferred."""
     if all(a is b for a, b in zip(inputs, node.inputs)):
         return node
-    known = node.op in ops.OPS  # a fused kernel keeps its recorded type
+    known = node.op in ops.OPS  # an op outside the table keeps its recorded type
     type = ops.infer_type(node.op, [i.type for i in inputs], node.attrs) if known else node.type
     return Node(node.op, inputs, node.attrs, type, name=node.name, loc=node.loc,
                 tags=node.tags, value=node.value)

@@ -28,8 +28,11 @@ def check_well_formed(graph: Graph) -> None:
             if position[inp] >= i:
                 raise VerifyError(f"{node!r} uses {inp!r} before it is defined (a cycle or a "
                                   "bad order)")
-        if node.op in ops.OPS:  # sources have no rule; a fused kernel checks its own body
-            inferred = ops.infer_type(node.op, [x.type for x in node.inputs], node.attrs)
+        if node.op in ops.OPS:  # sources have no type rule
+            try:
+                inferred = ops.infer_type(node.op, [x.type for x in node.inputs], node.attrs)
+            except GraphcError as e:
+                raise VerifyError(f"{node!r}: its inputs do not type-check: {e}") from None
             if inferred != node.type:
                 raise VerifyError(f"{node!r}: recorded type {node.type}, but its inputs give "
                                   f"{inferred}")
