@@ -31,13 +31,15 @@ import numpy as np
 
 from graphc import ops
 from graphc.backends import numpy_ops
+from graphc.errors import GraphcError
 from graphc.ir import SOURCE_OPS, Graph, Node, node_names
 from graphc.passes.schedule import format_plan, plan_buffers, schedule
-from graphc.errors import GraphcError
 from graphc.types import format_shape, numpy_dtype
 
 _fn_ids = itertools.count()
-_GENERATED = re.compile(r"[bs]\d+(_\d+)?")  # the names of buffer views and scratch arrays
+# Names the generated code makes up (buffer views, scratch arrays, params, body consts):
+# a user's name of this form gets a prefix.
+_GENERATED = re.compile(r"[bs]\d+(_\d+)?|_param\d+|body\d+|fn_\d+")
 
 
 def build(graph: Graph, dims: dict) -> "NumpyExecutable":
@@ -55,7 +57,7 @@ def alias_of(node: Node):
 
 @dataclass
 class Kernel:
-    """One kernel's code: statements, and where each value lives while it runs."""
+    """One kernel's code: the node it computes, its output array, its statements."""
     node: Node
     out: str                                  # the kernel's output array expression
     lines: list = field(default_factory=list)  # (statement, the node it computes)
@@ -86,6 +88,8 @@ class ScratchPool:
 # --- code generation -------------------------------------------------------------------
 
 class Codegen:
+    """Writes the function for one graph and one binding of its symbolic dims."""
+
     def __init__(self, graph: Graph, dims: dict, plan):
         self.graph, self.dims, self.plan = graph, dims, plan
         self.names = node_names(graph.nodes)
@@ -140,7 +144,8 @@ class Codegen:
         stats = {"kernels": len(kernels), "peak_bytes": self.plan.peak_bytes,
                  "naive_bytes": self.plan.naive_bytes, "buffers": len(self.plan.sizes),
                  "scratch_bytes": self.scratch.nbytes}
-        kernel_info = [{"name": self.expr[k.node], "kind": _kind(k.node), "source": [text for text, _ in k.lines],
+        kernel_info = [{"name": self.expr[k.node], "kind": _kind(k.node),
+                        "source": [text for text, _ in k.lines],
                         "nodes": _source_nodes(k.node, self.names)} for k in kernels]
         fn = self.namespace[fn_name]
         inputs = [n for n in self.graph.nodes if n.op == "input"]
@@ -220,7 +225,7 @@ class Codegen:
             leaves = {i: i for i in node.inputs}
             steps, result = [node], node
         chunk = None if self._overwrites_operand_elsewhere(node) else chunking(node, self.dims)
-        BodyWriter(self, kernel, leaves, node, chunk).write(steps, result)
+        BodyWriter(self, kernel, leaves, chunk).write(steps, result)
         return kernel
 
 
@@ -256,18 +261,18 @@ class BodyWriter:
     kernel) keeps the output slot busy until its last read. With a Chunking, every value
     that spans the output's first axis is read and written a chunk [i:j] at a time."""
 
-    def __init__(self, gen: Codegen, kernel: Kernel, leaves: dict, outer: Node, chunk=None):
-        self.gen, self.kernel, self.outer, self.chunk = gen, kernel, outer, chunk
+    def __init__(self, gen: Codegen, kernel: Kernel, leaves: dict, chunk=None):
+        self.gen, self.kernel, self.chunk = gen, kernel, chunk
         self.expr, self.root = {}, {}
         self.slot = {}                # root value -> slot name
         self.chunked = {}             # value -> whether it is taken a chunk at a time
+        own = gen.plan.buffer.get(kernel.node)
         for body_node, outer_node in leaves.items():
             self.chunked[body_node] = chunk is not None and _spans_first_axis(
                 body_node, kernel.node, gen.dims)
             self.expr[body_node] = gen.expr[outer_node] + ("[i:j]" if self.chunked[body_node]
                                                            else "")
             self.root[body_node] = body_node
-            own = gen.plan.buffer.get(outer)
             if own is not None and gen._buffer_of(outer_node) == own:
                 self.slot[body_node] = kernel.out
 
@@ -372,7 +377,7 @@ class BodyWriter:
         return name
 
     def _append(self, node, lines):
-        if self.outer.op == "fused":
+        if self.kernel.node.op == "fused":
             note = f"{node.op}" + (f"  {node.loc}" if node.loc else "")
         else:
             note = describe(node, self.gen.names)
