@@ -53,3 +53,13 @@ def test_unknown_topic_is_an_error_that_lists_the_topics():
     with pytest.raises(ValueError, match="output_code"):
         topics_from_env("fusoin")
     assert topics_from_env("all") == topics_from_env("passes,fusion,schedule,output_code")
+
+
+def test_fusion_topic_shows_the_kernels_and_why_not_fused(monkeypatch, capsys):
+    monkeypatch.setenv("GRAPHC_LOGS", "fusion")
+    x = gc.input("x", (3, 4))
+    h = gc.relu(x * 2)
+    gc.compile([h.sum(), h])(x=np.ones((3, 4)))
+    err = capsys.readouterr().err
+    assert "before fuse" in err and "after fuse" in err and "fused(" in err
+    assert "why not fused" in err and "graph output" in err
