@@ -245,7 +245,8 @@ def _format_value(value):
 
 def format_const(value: np.ndarray) -> str:
     flat = value.ravel()
-    if flat.size and (flat == flat[0]).all():
+    # Bitwise equal, not ==: [0.0, -0.0] is not a fill (1/x tells them apart).
+    if flat.size and flat.tobytes() == np.full_like(flat, flat[0]).tobytes():
         return f"fill={_format_value(flat[0].item())}"
     return f"value={_format_value(value.tolist())}"
 
