@@ -179,6 +179,7 @@ def reshape(x, shape) -> Node:
     """Reshape; one -1 stands for what is left (fixed dims only, or one symbol)."""
     x = lift(x)
     shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    shape = tuple(int(d) if isinstance(d, np.integer) else d for d in shape)  # np.int64(3)
     if shape.count(-1) > 1:
         raise _shape_error(f"reshape: at most one -1 in {shape}")
     if -1 in shape:
@@ -211,6 +212,7 @@ def broadcast_to(x, shape) -> Node:
 
 def expand_dims(x, axis: int) -> Node:
     x = lift(x)
+    axis = int(axis)  # a Python int: attributes print as text and read back
     return apply("expand_dims", x, axis=axis + x.ndim + 1 if axis < 0 else axis)
 
 
@@ -224,6 +226,7 @@ def concat(xs, axis=0) -> Node:
     nodes = [lift(x) for x in xs]
     if not nodes:
         raise _shape_error("concat: needs at least one value")
+    axis = int(axis)
     return apply("concat", *nodes, axis=axis + nodes[0].ndim if axis < 0 else axis)
 
 

@@ -364,3 +364,13 @@ def test_lint_reports_operands_an_op_does_not_accept_by_its_type_rule():
     no_attrs = gc.Node("sum", (a,), {}, gc.TensorType(()))
     with pytest.raises(ShapeError, match="sum: takes attributes"):
         gc.Graph(no_attrs).lint()
+
+
+def test_numpy_integers_given_as_attributes_print_as_plain_ints():
+    x = gc.input("x", (2, 3))
+    k = np.int64(1)
+    out = gc.concat([gc.expand_dims(x, k), gc.expand_dims(x, k)], axis=k).sum(k)
+    out = out.transpose((np.int64(1), np.int64(0))).reshape((np.int64(3), -1))
+    g = gc.Graph(out)
+    assert "np." not in str(g)
+    assert_equivalent(g, ir.parse(str(g)))
