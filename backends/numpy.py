@@ -405,7 +405,7 @@ def chunking(node: Node, dims: dict) -> Chunking | None:
     shape = node.type.concrete_shape(dims)
     row = int(np.prod(shape[1:], dtype=np.int64))
     rows = max(1, CHUNK_ELEMENTS // max(row, 1))
-    if shape[0] < 4 * rows:
+    if shape[0] < 2 * rows:
         return None
     for b in node.attrs["body"].nodes:
         if b.op not in SOURCE_OPS and b.op != "broadcast_to" and (

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 
 import graphc as gc
-from tests.strategies import assert_close, graphs, run_reference
+from graphc.backends import numpy as numpy_backend
+from tests.strategies import OP_FAMILIES, assert_close, graphs, run_reference
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_random_graphs_numpy_o2_vs_reference_o0(dtype):
-    @settings(max_examples=30)
-    @given(graphs(dtype=dtype, max_ops=8))
+def _check_random_graphs(dtype, examples, families=tuple(OP_FAMILIES)):
+    @settings(max_examples=examples)
+    @given(graphs(dtype=dtype, max_ops=8, families=families))
     def check(case):
         outputs, feeds = case
         expected = run_reference(outputs, feeds)
@@ -27,6 +27,18 @@ def test_random_graphs_numpy_o2_vs_reference_o0(dtype):
                 assert_close(a, e, dtype, what=f"output {k}\n{fn.source}")
 
     check()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_random_graphs_numpy_o2_vs_reference_o0(dtype):
+    _check_random_graphs(dtype, examples=30)
+
+
+def test_random_graphs_with_every_pointwise_kernel_chunked(monkeypatch):
+    # The random graphs are small: chunks of one row make every fused pointwise kernel
+    # of 2 or more rows run chunk by chunk, with broadcast operands.
+    monkeypatch.setattr(numpy_backend, "CHUNK_ELEMENTS", 1)
+    _check_random_graphs("float64", examples=30, families=("unary", "binary"))
 
 
 def _mlp(dtype, sizes=(12, 16, 16, 4)):
