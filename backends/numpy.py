@@ -230,9 +230,11 @@ class Codegen:
 
 
 # Pointwise kernels over large arrays run in chunks along their first axis, about this
-# many elements each: a chunk's operands and temporaries stay in the L2 cache from one
-# ufunc to the next, so memory traffic is the kernel's inputs and output, not each step's.
-CHUNK_ELEMENTS = 32768
+# many elements each: a chunk's operands and temporaries stay in cache from one ufunc to
+# the next, so memory traffic is the kernel's inputs and output, not each step's. (256 KiB
+# of float32 an array; measured on bench C, 32Ki-256Ki elements all run within 10%, and
+# 1.3x faster than unchunked; smaller chunks pay Python's per-call cost more often.)
+CHUNK_ELEMENTS = 65536
 
 
 @dataclass(frozen=True)
