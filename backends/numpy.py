@@ -16,6 +16,10 @@ build(graph, dims) does, once per input-shape signature:
 The generated function returns fresh copies of the graph's outputs (the caller keeps them
 while the buffers are reused by the next call) and the update values as they are: views
 of buffers, valid until the next call (gc.compile copies them into the params at once).
+An update whose kernel runs after every other reader of its param and after every kernel
+that can raise is written straight into the param (`updates_in_place`): the value
+returned is then the param itself, and the caller's copy is a no-op; a call that raises
+still leaves every param as it was.
 """
 
 from __future__ import annotations
@@ -53,6 +57,44 @@ def alias_of(node: Node):
     return node.inputs[0] if node.op in numpy_ops.VIEWS else None
 
 
+def updates_in_place(graph: Graph, dims: dict) -> dict:
+    """{update value: param} for the updates the generated code may write straight into
+    their param, saving the caller's copy: the value is computed by a kernel that runs
+    once nothing else will read the param's old value (no later kernel, no output), and
+    after the last kernel that could raise (one_hot's label check, max over an empty
+    axis), so a call that fails still leaves every param as it was."""
+    position = {node: i for i, node in enumerate(graph.nodes)}
+    root = {}
+    for node in graph.nodes:
+        base = alias_of(node)
+        root[node] = node if base is None else root[base]
+    last_read = {}
+    for node in graph.nodes:
+        for inp in node.inputs:
+            last_read[root[inp]] = position[node]
+    for node in list(graph.outputs) + list(graph.updates.values()):  # read at the return
+        last_read[root[node]] = len(graph.nodes)
+    last_risky = max((position[n] for n in graph.nodes if _can_raise(n, dims)), default=-1)
+    chosen = {}
+    for param, value in graph.updates.items():
+        if (value.op not in SOURCE_OPS and alias_of(value) is None and value not in chosen
+                and position[value] > last_risky
+                and position[value] >= last_read.get(param, -1)):
+            chosen[value] = param
+    return chosen
+
+
+def _can_raise(node: Node, dims: dict) -> bool:
+    if node.op == "fused":
+        return any(_can_raise(b, dims) for b in node.attrs["body"].nodes)
+    if node.op == "one_hot":
+        return True
+    if node.op == "max":
+        shape = node.inputs[0].type.concrete_shape(dims)
+        return any(shape[a] == 0 for a in node.attrs["axes"])
+    return False
+
+
 # --- storage ---------------------------------------------------------------------------
 
 @dataclass
@@ -60,6 +102,9 @@ class Kernel:
     """One kernel's code: the node it computes, its output array, its statements."""
     node: Node
     out: str                                  # the kernel's output array expression
+    shape: tuple                              # the output's shape and dtype
+    dtype: np.dtype
+    spare: str | None = None                  # an array of the output's type, for a temporary
     lines: list = field(default_factory=list)  # (statement, the node it computes)
 
 
@@ -101,6 +146,7 @@ class Codegen:
         self._views_per_buffer = {}
         self._taken = set(self.namespace) | set(keyword.kwlist)
         self.line_nodes = {}  # line number of the generated source -> node it computes
+        self.into_param = updates_in_place(graph, dims)  # update value -> its param
 
     # names --------------------------------------------------------------------------
 
@@ -183,8 +229,16 @@ class Codegen:
             node = alias_of(node)
         return node
 
-    def _buffer_of(self, node: Node):
-        return self.plan.buffer.get(self._storage_root(node))
+    def _storage(self, node: Node):
+        """Which memory a value lives in: ("buffer", index), ("param", param) for a param
+        or an update value written straight into its param, or None (other sources)."""
+        root = self._storage_root(node)
+        if root in self.into_param:
+            return ("param", self.into_param[root])
+        if root.op == "param":
+            return ("param", root)
+        index = self.plan.buffer.get(root)
+        return None if index is None else ("buffer", index)
 
     def _out_array(self, node: Node) -> str:
         shape, dtype = node.type.concrete_shape(self.dims), numpy_dtype(node.dtype)
@@ -206,15 +260,19 @@ class Codegen:
         """Whether the kernel writes over an operand that it reads in another layout (a
         view, or another shape or dtype): then a chunk could clobber rows that a later
         chunk reads. An operand of the output's own layout is read row for row."""
-        own = self.plan.buffer.get(node)
+        own = self._storage(node)
         return own is not None and any(
-            self._buffer_of(i) == own and (alias_of(i) is not None or i.type != node.type)
+            self._storage(i) == own and (alias_of(i) is not None or i.type != node.type)
             for i in node.inputs)
 
     def _kernel(self, node: Node) -> Kernel:
-        out = self._out_array(node)
+        param = self.into_param.get(node)
+        out = self.expr[param] if param is not None else self._out_array(node)
         self.expr[node] = out
-        kernel = Kernel(node, out)
+        kernel = Kernel(node, out, node.type.concrete_shape(self.dims), numpy_dtype(node.dtype))
+        if param is not None and node in self.plan.buffer:
+            # the value's planned buffer is free: a temporary of the kernel goes there
+            kernel.spare = self._out_array(node)
         if node.op == "fused":
             body = node.attrs["body"]
             leaves = {b: node.inputs[int(b.name[2:])] for b in body.nodes if b.op == "input"}
@@ -268,14 +326,14 @@ class BodyWriter:
         self.expr, self.root = {}, {}
         self.slot = {}                # root value -> slot name
         self.chunked = {}             # value -> whether it is taken a chunk at a time
-        own = gen.plan.buffer.get(kernel.node)
+        own = gen._storage(kernel.node)
         for body_node, outer_node in leaves.items():
             self.chunked[body_node] = chunk is not None and _spans_first_axis(
                 body_node, kernel.node, gen.dims)
             self.expr[body_node] = gen.expr[outer_node] + ("[i:j]" if self.chunked[body_node]
                                                            else "")
             self.root[body_node] = body_node
-            if own is not None and gen._buffer_of(outer_node) == own:
+            if own is not None and gen._storage(outer_node) == own:
                 self.slot[body_node] = kernel.out
 
     def write(self, steps: list, result: Node):
@@ -368,12 +426,15 @@ class BodyWriter:
         if self.chunked[node]:
             shape = (self.chunk.rows,) + shape[1:]
         dtype = numpy_dtype(node.dtype)
-        out = self.gen.namespace[self.kernel.out]
-        out_shape = out.shape if self.chunk is None else (self.chunk.rows,) + out.shape[1:]
-        fits_out = out_shape == shape and out.dtype == dtype and (
+        out_shape = self.kernel.shape
+        if self.chunk is not None:
+            out_shape = (self.chunk.rows,) + out_shape[1:]
+        fits_out = out_shape == shape and self.kernel.dtype == dtype and (
             self.chunk is None or self.chunked[node])
         if fits_out and self.kernel.out not in busy and node not in self.keep_out_free:
             return self.kernel.out
+        if fits_out and self.kernel.spare is not None and self.kernel.spare not in busy:
+            return self.kernel.spare
         name = self.gen.scratch.take(shape, dtype, busy | {self.kernel.out})
         self.gen.namespace[name] = self.gen.scratch.arrays[name]
         return name

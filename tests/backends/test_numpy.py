@@ -227,3 +227,63 @@ def test_a_numpy_failure_at_run_time_names_the_op_shapes_and_line():
                                              r"\(made at test_numpy.py:\d+") as info:
         fn(x=np.ones((0, 3)))
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+# --- parameter updates -----------------------------------------------------------------
+
+def _steps(backend, make, calls=3):
+    params, outputs, updates, feeds = make()
+    fn = gc.compile(outputs, updates=updates, backend=backend)
+    results = [[np.array(r) for r in fn(**feeds)] for _ in range(calls)]
+    return fn, results, [p.value.copy() for p in params]
+
+
+def _agree(make):
+    _, ref, ref_params = _steps("reference", make)
+    fn, got, got_params = _steps("numpy", make)
+    for a, b in zip(got + [got_params], ref + [ref_params]):
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x, y, rtol=1e-6)
+    return fn
+
+
+def test_sgd_writes_new_values_straight_into_the_params():
+    def make():
+        x = gc.input("x", (4, 3))
+        W = gc.param("W", np.arange(6.0).reshape(3, 2) / 10)
+        loss = gc.sum(gc.tanh(x @ W))
+        return [W], [loss], gc.optim.sgd(loss, [W], lr=0.5), {"x": np.ones((4, 3))}
+
+    fn = _agree(make)
+    assert re.search(r"np\.subtract\(W, \w+, out=W\)", fn.source)
+    assert fn.source.rstrip().endswith(", W]")  # the caller's copy is then a no-op
+
+
+def test_updates_that_read_other_params_see_their_old_values():
+    def make():
+        a, b = gc.param("a", [1.0, 2.0]), gc.param("b", [3.0, 4.0])
+        return [a, b], [a * 1], {a: a + b, b: b * a}, {}
+
+    _agree(make)
+
+
+def test_swapping_updates_and_a_param_as_output():
+    def make():
+        a, b = gc.param("a", [1.0, 2.0]), gc.param("b", [3.0, 4.0])
+        return [a, b], [a, b * 2], {a: b, b: a * 3}, {}
+
+    _agree(make)
+
+
+def test_a_failing_step_leaves_the_params_as_they_were():
+    x = gc.input("x", (2, 3))
+    y = gc.input("y", (2,), dtype="int64")
+    W = gc.param("W", np.ones((3, 4)))
+    loss = gc.nn.softmax_cross_entropy(x @ W, y)
+    step = gc.compile(loss, updates=gc.optim.sgd(loss, [W], lr=0.1), backend="numpy")
+    step(x=np.ones((2, 3)), y=[0, 1])
+    before = W.value.copy()
+    with pytest.raises(gc.GraphcError, match="one_hot"):
+        step(x=np.ones((2, 3)), y=[0, 9])
+    np.testing.assert_array_equal(W.value, before)
+    assert "out=W)" in step.source  # written in place, but only after the label check
