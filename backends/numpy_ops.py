@@ -44,6 +44,7 @@ VIEWS = {
     "expand_dims": lambda node, a, shape: f"np.expand_dims({a}, {node.attrs['axis']})",
     "squeeze": lambda node, a, shape: f"{a}.squeeze({node.attrs['axes']})",
     "slice": _slice,
+    "stop_gradient": lambda node, a, shape: a,
 }
 
 

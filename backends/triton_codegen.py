@@ -173,6 +173,7 @@ ELEMENTWISE = {
     "relu": lambda em, n, x: f"tl.where({x} > 0, {x}, 0)",
     "step": lambda em, n, x: f"({x} > 0).to({TL_DTYPE[n.dtype]})",
     "cast": lambda em, n, x: _cast(em, x, n),
+    "stop_gradient": lambda em, n, x: x,
     "add": lambda em, n, a, b: f"{a} + {b}",
     "sub": lambda em, n, a, b: f"{a} - {b}",
     "mul": lambda em, n, a, b: f"{a} * {b}",

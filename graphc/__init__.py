@@ -11,8 +11,8 @@ from graphc.compile import Function, compile
 from graphc.dsl import (
     abs, add, broadcast_to, cast, concat, const, div, eq, exp, expand_dims, ge, getitem, gt,
     input, le, lift, log, log1p, lt, matmul, max, maximum, mean, minimum, mul, neg, one_hot,
-    param, pow, relu, reshape, sigmoid, sign, size, sqrt, squeeze, step, sub, sum, tanh,
-    transpose, where)
+    param, pow, relu, reshape, sigmoid, sign, size, sqrt, squeeze, step, stop_gradient, sub,
+    sum, tanh, transpose, where)
 from graphc.errors import (
     BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, ParseError, ShapeError)
 from graphc.ir import Graph, Node
@@ -24,7 +24,7 @@ __all__ = [
     "optim", "testing", "abs", "add", "broadcast_to", "cast", "concat", "const", "div", "eq",
     "exp", "expand_dims", "ge", "getitem", "gt", "input", "le", "lift", "log", "log1p", "lt",
     "matmul", "max", "maximum", "mean", "minimum", "mul", "neg", "one_hot", "param", "pow",
-    "relu", "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step", "sub", "sum",
+    "relu", "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step", "stop_gradient", "sub", "sum",
     "tanh", "transpose", "where", "GraphcError", "ShapeError", "DtypeError", "FeedError",
     "GradError", "ParseError", "BackendUnavailable",
 ]

@@ -365,7 +365,7 @@ RULES = {
     "sigmoid": _unary(lambda n, x, g: _mul(g, _mul(n, _one_minus(n)))),
     "relu": _relu,
     "cast": _identity,  # _fit casts back to the input's (float) dtype
-    "step": _zero, "sign": _zero,
+    "step": _zero, "sign": _zero, "stop_gradient": _zero,
     # elementwise binary
     "add": _identity, "sub": _sub, "mul": _mul_rule, "div": _div_rule, "pow": _pow,
     "maximum": _extremum("gt"), "minimum": _extremum("lt"),

@@ -122,9 +122,9 @@ def _binary(op):
     return fn
 
 
-neg, exp, log, log1p, sqrt, abs, sign, tanh, sigmoid, relu, step = map(
+neg, exp, log, log1p, sqrt, abs, sign, tanh, sigmoid, relu, step, stop_gradient = map(
     _unary, ["neg", "exp", "log", "log1p", "sqrt", "abs", "sign", "tanh", "sigmoid", "relu",
-             "step"])
+             "step", "stop_gradient"])
 add, sub, mul, div, pow, maximum, minimum, gt, ge, lt, le, eq = map(
     _binary, ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "gt", "ge", "lt",
               "le", "eq"])

@@ -47,6 +47,9 @@ def logsumexp(x, axis=-1, keepdims=False):
     # An infinite max (a fully masked row of -inf, or a +inf) would make x - shift nan:
     # shift by 0 there, as torch does. The shift cancels, so no other value changes.
     shift = where(dsl.abs(shift) < np.inf, shift, 0.0)
+    # The shift cancels in value, so its gradient is zero too: say so, and the backward
+    # pass is softmax alone, without the max's tie mask.
+    shift = dsl.stop_gradient(shift)
     total = dsl.sum(exp(x - shift), axis=axis, keepdims=True)
     out = log(total) + shift
     return out if keepdims else dsl.squeeze(out, axis)
@@ -57,7 +60,7 @@ def log_softmax(x, axis=-1):
 
 
 def softmax(x, axis=-1):
-    shifted = exp(x - dsl.max(x, axis=axis, keepdims=True))
+    shifted = exp(x - dsl.stop_gradient(dsl.max(x, axis=axis, keepdims=True)))
     return shifted / dsl.sum(shifted, axis=axis, keepdims=True)
 
 

@@ -302,6 +302,10 @@ OPS: dict[str, OpDef] = dict(
     + [_row(n, "compare", 2, (), _compare(n), _binary_impl(f)) for n, f in _COMPARE.items()]
     + [
         _row("cast", "unary", 1, ("dtype",), _infer_cast, lambda a, at, s: a[0]),
+        # The identity, whose gradient is zero: marks values autodiff must treat as
+        # constants (the max shift of logsumexp). simplify removes it after differentiation.
+        _row("stop_gradient", "unary", 1, (), lambda types, attrs: types[0],
+             lambda a, at, s: a[0]),
         _row("where", "where", 3, (), _infer_where, lambda a, at, s: np.where(*a)),
         _row("sum", "reduce", 1, ("axes", "keepdims"), _reduce("sum"),
              lambda a, at, s: np.sum(a[0], axis=at["axes"], keepdims=at["keepdims"])),

@@ -229,8 +229,8 @@ def make_fused(kind: str, operands, body, loc=None, tags=()) -> Node:
 
 # Elementwise ops cheap enough to recompute inside each consumer kernel rather than store:
 # no transcendental, so a duplicate costs about what the load it replaces would.
-CHEAP_OPS = frozenset(("neg", "abs", "sign", "relu", "step", "cast", "add", "sub", "mul",
-                       "maximum", "minimum", "gt", "ge", "lt", "le", "eq", "where")
+CHEAP_OPS = frozenset(("neg", "abs", "sign", "relu", "step", "cast", "stop_gradient", "add",
+                       "sub", "mul", "maximum", "minimum", "gt", "ge", "lt", "le", "eq", "where")
                       + LAYOUT_OPS)
 MAX_RECOMPUTE_KERNELS = 4   # a cheap value is recomputed in at most this many kernels
 INLINE_CONST_SIZE = 1       # consts this small are copied into bodies, not passed in

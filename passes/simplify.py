@@ -199,6 +199,8 @@ RULES = [
     Rule("sub-self-int", Op("sub", "x", "x"), lambda b: _zeros_like(b["x"]),
          when=lambda b: not is_float(b["x"].dtype)),
     Rule("div-const", Op("div", "x", Const("c")), _times_reciprocal, when=_reciprocal_ok),
+    # Gradients are built before optimization, so the marker has done its work.
+    Rule("stop-gradient", Op("stop_gradient", "x"), lambda b: b["x"]),
     # negation
     Rule("neg-neg", Op("neg", Op("neg", "x")), lambda b: b["x"]),
     Rule("add-neg", Op("add", "x", Op("neg", "y")), lambda b: dsl.sub(b["x"], b["y"])),

@@ -191,7 +191,7 @@ def _binary(op):
 
 ROUND_TRIP = {
     **{op: _unary(op) for op in ("neg", "exp", "log", "log1p", "sqrt", "abs", "sign", "tanh",
-                                 "sigmoid", "relu", "step")},
+                                 "sigmoid", "relu", "step", "stop_gradient")},
     **{op: _binary(op) for op in ("add", "sub", "mul", "div", "pow", "maximum", "minimum",
                                   "gt", "ge", "lt", "le", "eq")},
     "cast": lambda v: gc.cast(v["x"] * 3, "int32"),

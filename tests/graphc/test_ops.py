@@ -31,6 +31,7 @@ UNARY = {
     "abs": np.abs, "sign": np.sign, "tanh": np.tanh,
     "sigmoid": lambda v: 1 / (1 + np.exp(-v.astype(np.float64))),
     "relu": lambda v: np.maximum(v, 0), "step": lambda v: (v > 0).astype(v.dtype),
+    "stop_gradient": lambda v: v,
 }
 POSITIVE_DOMAIN = ("log", "log1p", "sqrt")
 

@@ -71,6 +71,18 @@ CASES = {
         '%c = const(value=[1.0, 0.0, 2.0]) : f32[3]\n'
         '%0 = div(%x, %c) : f32[3]\n'
         'return %0\n'),
+    'stop-gradient': (
+        '%x = input() : f32[3]\n'
+        '%0 = stop_gradient(%x) : f32[3]\n'
+        '%1 = exp(%0) : f32[3]\n'
+        'return %1\n',
+        '%x = input() : f32[3]\n'
+        '%0 = exp(%x) : f32[3]\n'
+        'return %0\n',
+        '%x = input() : f32[3]\n'
+        '%0 = step(%x) : f32[3]\n'
+        '%1 = exp(%0) : f32[3]\n'
+        'return %1\n'),
     'neg-neg': (
         '%x = input() : f32[3]\n'
         '%0 = neg(%x) : f32[3]\n'
