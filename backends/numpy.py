@@ -328,11 +328,7 @@ class BodyWriter:
         self.chunked = {}             # value -> whether it is taken a chunk at a time
         own = gen._storage(kernel.node)
         for body_node, outer_node in leaves.items():
-            self.chunked[body_node] = chunk is not None and _spans_first_axis(
-                body_node, kernel.node, gen.dims)
-            self.expr[body_node] = gen.expr[outer_node] + ("[i:j]" if self.chunked[body_node]
-                                                           else "")
-            self.root[body_node] = body_node
+            self._read(body_node, gen.expr[outer_node])
             if own is not None and gen._storage(outer_node) == own:
                 self.slot[body_node] = kernel.out
 
@@ -394,10 +390,17 @@ class BodyWriter:
     def _operand(self, node: Node, user) -> str:
         if _is_literal(node, user):
             return numpy_ops.literal(node.value.reshape(()))
-        if node not in self.expr:  # a const inside a fused body
-            self.expr[node] = self.gen._bind_array(node, node.value, "c")
-            self.root[node] = node
+        if node not in self.expr:  # a const inside a fused body: read like an operand
+            self._read(node, self.gen._bind_array(node, node.value, "c"))
         return self.expr[node]
+
+    def _read(self, node: Node, array: str):
+        """A value the kernel reads from `array`: a chunk at a time if it spans the output's
+        first axis (an operand, or a const of the body such as a (rows, 1) column)."""
+        self.chunked[node] = self.chunk is not None and _spans_first_axis(
+            node, self.kernel.node, self.gen.dims)
+        self.expr[node] = array + ("[i:j]" if self.chunked[node] else "")
+        self.root[node] = node
 
     def _last_reads(self, steps, result) -> dict:
         """root value -> index of the last step that reads it or a view of it."""

@@ -13,6 +13,7 @@ import graphc as gc
 from graphc import dsl
 from graphc.backends import numpy as numpy_backend
 from graphc.ir import Graph, Node
+from graphc.passes.fusion import make_fused
 
 RNG = np.random.default_rng(0)
 
@@ -121,6 +122,29 @@ def test_fused_body_with_array_consts():
     x = gc.input("x", (2, 3))
     k = fused("pointwise", [x], lambda i0: i0 * gc.const([1.0, 2.0, 3.0]) + gc.const([0.5]))
     run_both([k], {"x": RNG.standard_normal((2, 3))})
+
+
+def test_kernel_built_with_make_fused_adds_an_array_const():
+    # A non-scalar const inside a body has no name in the outer graph; build(graph, dims)
+    # is called as gc.compile calls it.
+    x = gc.input("x", (4, 3))
+    c = gc.const(np.array([1.0, 2.0, 3.0], np.float32))
+    k = make_fused("pointwise", [x], lambda i0: i0 + c)
+    X = RNG.standard_normal((4, 3)).astype(np.float32)
+    (got,) = numpy_backend.build(Graph([k]), {})({x: X})
+    np.testing.assert_array_equal(got, X + c.value)
+
+
+@pytest.mark.parametrize("shape", [(37, 3), (37, 1)])
+def test_chunked_kernel_reads_a_const_that_spans_its_rows(monkeypatch, shape):
+    # A body const as tall as the output is read a chunk of rows at a time, as an operand
+    # is (it was read whole, and the ufunc could not broadcast it into the chunk).
+    monkeypatch.setattr(numpy_backend, "CHUNK_ELEMENTS", 8)
+    x = gc.input("x", (37, 3))
+    c = gc.const(RNG.standard_normal(shape).astype(np.float32))
+    k = make_fused("pointwise", [x], lambda i0: gc.tanh(i0 + c) * c)
+    fn, _ = run_both([k], {"x": RNG.standard_normal((37, 3)).astype(np.float32)})
+    assert "for i in range(0, 37, 2):" in fn.source
 
 
 def test_large_pointwise_kernels_run_in_chunks(monkeypatch):
