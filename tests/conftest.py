@@ -13,3 +13,41 @@ from hypothesis import settings  # noqa: E402
 
 settings.register_profile("graphc", deadline=None, max_examples=40, derandomize=True)
 settings.load_profile("graphc")
+
+
+import dataclasses  # noqa: E402
+
+import pytest  # noqa: E402
+
+import graphc as gc  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """A backend together with the optimization level its tests compile at."""
+
+    name: str
+    opt: str
+
+    def __str__(self):
+        return f"{self.name}-{self.opt}"
+
+    def compile(self, outputs, **kwargs):
+        return gc.compile(outputs, backend=self.name, opt=self.opt, **kwargs)
+
+    def run(self, outputs, **feeds):
+        """Compile `outputs` and call the function once on `feeds`."""
+        return self.compile(outputs)(**feeds)
+
+
+# The reference interpreter on the graph as written (the oracle), and what users get by
+# default: the numpy backend after the whole pipeline, which fuses and reorders float math.
+BACKENDS = [Backend("reference", "O0"), Backend("numpy", "O2")]
+
+
+# Module scope, not function scope: hypothesis refuses function-scoped fixtures, and a
+# module-scoped parameter only regroups tests within their own module.
+@pytest.fixture(scope="module", params=BACKENDS, ids=str)
+def backend(request):
+    """Each test that takes `backend` runs once per entry of BACKENDS."""
+    return request.param
