@@ -22,8 +22,9 @@ def here(offset=0) -> str:
     return f"test_ir.py:{inspect.currentframe().f_back.f_lineno + offset}"
 
 
-def run(outputs, feeds):
-    f = gc.compile(list(outputs), backend="reference", opt="O0")
+def run(backend, outputs, feeds):
+    """The outputs' values, given the feeds the graph has inputs for."""
+    f = backend.compile(list(outputs))
     names = {n.name for n in f.source_graph.inputs}
     return f(**{k: v for k, v in feeds.items() if k in names})
 
@@ -232,30 +233,30 @@ def assert_equivalent(g, parsed):
     parsed.lint()
 
 
-def run_both(g, parsed):
+def run_both(backend, g, parsed):
     by_name = {p.name: p for p in g.params}
     for p in parsed.params:  # parse gives params zeros: the text holds no data
         assert not p.value.any()
         p.value[...] = by_name[p.name].value
-    for want, got in zip(run(g.outputs, FEEDS), run(parsed.outputs, FEEDS)):
+    for want, got in zip(run(backend, g.outputs, FEEDS), run(backend, parsed.outputs, FEEDS)):
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("op", sorted(ROUND_TRIP))
-def test_round_trip(op):
+def test_round_trip(op, backend):
     out = ROUND_TRIP[op](_inputs())
     g = gc.Graph(out)
     assert op in {n.op for n in g.nodes}
     parsed = ir.parse(str(g))
     assert_equivalent(g, parsed)
-    run_both(g, parsed)
-    (value,) = run(g.outputs, FEEDS)  # the result has exactly the type the op declared
+    run_both(backend, g, parsed)
+    (value,) = run(backend, g.outputs, FEEDS)  # the result has exactly the type the op declared
     assert value.dtype == numpy_dtype(out.dtype)
     assert value.shape == out.type.concrete_shape({"n": 2})
 
 
-def test_round_trip_keeps_tags_updates_and_multiple_outputs():
+def test_round_trip_keeps_tags_updates_and_multiple_outputs(backend):
     v = _inputs()
     W = v["W"]
     h = dsl.apply("exp", v["x"] @ W, tags={"grad", "fwd"})
@@ -267,7 +268,7 @@ def test_round_trip_keeps_tags_updates_and_multiple_outputs():
     assert_equivalent(g, parsed)
     (p, new_value), = parsed.updates.items()
     assert p.name == "W" and p.op == "param" and new_value.op == "sub"
-    run_both(g, parsed)
+    run_both(backend, g, parsed)
 
 
 @pytest.mark.parametrize("value,dtype", [
@@ -284,7 +285,7 @@ def test_consts_round_trip_exactly(value, dtype):
     assert_equivalent(g, parsed)
 
 
-def test_parse_a_hand_written_graph():
+def test_parse_a_hand_written_graph(backend):
     text = """
     # a comment and blank lines are fine
 
@@ -300,7 +301,7 @@ def test_parse_a_hand_written_graph():
     assert out.op == "add" and out.tags == {"grad"} and out.loc == "model.py:7"
     assert h.type == gc.TensorType(("batch", 3)) and [n.name for n in g.inputs] == ["x"]
     assert out.name == "out"  # a named op keeps its name
-    np.testing.assert_array_equal(run([out], {"x": np.ones((1, 2))})[0], np.ones((1, 3)))
+    np.testing.assert_array_equal(run(backend, [out], {"x": np.ones((1, 2))})[0], np.ones((1, 3)))
 
 
 @pytest.mark.parametrize("text,message", [
@@ -323,12 +324,12 @@ def test_parse_errors_name_the_line(text, message):
 
 @settings(max_examples=30)
 @given(case=graphs(dtype="float64", max_ops=8))
-def test_random_graphs_round_trip(case):
+def test_random_graphs_round_trip(case, backend):
     outputs, feeds = case
     g = gc.Graph(outputs)
     parsed = ir.parse(str(g))
     assert_equivalent(g, parsed)
-    for want, got in zip(run(g.outputs, feeds), run(parsed.outputs, feeds)):
+    for want, got in zip(run(backend, g.outputs, feeds), run(backend, parsed.outputs, feeds)):
         np.testing.assert_array_equal(got, want)
 
 
