@@ -84,19 +84,21 @@ def test_compile_runs_the_pipeline_and_keeps_the_values():
     assert optimized_fn.graph is not optimized_fn.source_graph
 
 
-def test_a_training_step_updates_params_the_same_at_every_level():
+def test_a_training_step_updates_params_the_same_at_every_level_and_on_numpy():
     rng = np.random.default_rng(1)
     feeds = {"x": rng.standard_normal((8, 16)), "y": rng.integers(0, 4, 8)}
     results = {}
-    for level in ("O0", "O2"):
+    for backend, level in [("reference", "O0"), ("reference", "O2"), ("numpy", "O2")]:
         x = gc.input("x", ("batch", 16))
         y = gc.input("y", ("batch",), dtype="int64")
         out, params = gc.nn.mlp(x, [16, 16, 4], rng=np.random.default_rng(0))
         loss = gc.nn.softmax_cross_entropy(out, y)
         step = gc.compile(loss, updates=gc.optim.sgd(loss, params, lr=0.1),
-                          backend="reference", opt=level)
+                          backend=backend, opt=level)
         losses = [step(**feeds) for _ in range(3)]
-        results[level] = losses, [p.value.copy() for p in params]
-    np.testing.assert_allclose(results["O2"][0], results["O0"][0], rtol=1e-5)
-    for a, b in zip(results["O2"][1], results["O0"][1]):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        results[backend, level] = losses, [p.value.copy() for p in params]
+    want_losses, want_params = results.pop(("reference", "O0"))  # the unoptimized oracle
+    for losses, params in results.values():
+        np.testing.assert_allclose(losses, want_losses, rtol=1e-5)
+        for a, b in zip(params, want_params):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
