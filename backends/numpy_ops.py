@@ -48,6 +48,11 @@ VIEWS = {
 }
 
 
+def alias_of(node):
+    """The operand whose storage a node views (layout ops are NumPy views), else None."""
+    return node.inputs[0] if node.op in VIEWS else None
+
+
 def view_expr(node, operand: str, dims: dict) -> str:
     return VIEWS[node.op](node, operand, node.type.concrete_shape(dims))
 

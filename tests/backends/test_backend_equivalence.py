@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 
 import graphc as gc
-from graphc.backends import numpy as numpy_backend
+from graphc.backends import numpy_kernels
 from tests.strategies import OP_FAMILIES, assert_close, graphs, run_reference
 
 
@@ -37,7 +37,7 @@ def test_random_graphs_numpy_o2_vs_reference_o0(dtype):
 def test_random_graphs_with_every_pointwise_kernel_chunked(monkeypatch):
     # The random graphs are small: chunks of one row make every fused pointwise kernel
     # of 2 or more rows run chunk by chunk, with broadcast operands.
-    monkeypatch.setattr(numpy_backend, "CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(numpy_kernels, "CHUNK_ELEMENTS", 1)
     _check_random_graphs("float64", examples=30, families=("unary", "binary"))
 
 

@@ -12,6 +12,7 @@ import pytest
 import graphc as gc
 from graphc import dsl
 from graphc.backends import numpy as numpy_backend
+from graphc.backends import numpy_kernels
 from graphc.ir import Graph, Node
 from graphc.passes.fusion import make_fused
 
@@ -139,7 +140,7 @@ def test_kernel_built_with_make_fused_adds_an_array_const():
 def test_chunked_kernel_reads_a_const_that_spans_its_rows(monkeypatch, shape):
     # A body const as tall as the output is read a chunk of rows at a time, as an operand
     # is (it was read whole, and the ufunc could not broadcast it into the chunk).
-    monkeypatch.setattr(numpy_backend, "CHUNK_ELEMENTS", 8)
+    monkeypatch.setattr(numpy_kernels, "CHUNK_ELEMENTS", 8)
     x = gc.input("x", (37, 3))
     c = gc.const(RNG.standard_normal(shape).astype(np.float32))
     k = make_fused("pointwise", [x], lambda i0: gc.tanh(i0 + c) * c)
@@ -148,7 +149,7 @@ def test_chunked_kernel_reads_a_const_that_spans_its_rows(monkeypatch, shape):
 
 
 def test_large_pointwise_kernels_run_in_chunks(monkeypatch):
-    monkeypatch.setattr(numpy_backend, "CHUNK_ELEMENTS", 8)  # 37 rows: chunks and a tail
+    monkeypatch.setattr(numpy_kernels, "CHUNK_ELEMENTS", 8)  # 37 rows: chunks and a tail
     x = gc.input("x", (37, 3))
     col = gc.input("col", (37, 1))
     bias = gc.input("bias", (3,))
@@ -162,7 +163,7 @@ def test_large_pointwise_kernels_run_in_chunks(monkeypatch):
 
 
 def test_chunked_kernel_writing_over_its_operand(monkeypatch):
-    monkeypatch.setattr(numpy_backend, "CHUNK_ELEMENTS", 8)
+    monkeypatch.setattr(numpy_kernels, "CHUNK_ELEMENTS", 8)
     x = gc.input("x", (40, 2))
     t = gc.exp(x)  # its buffer is free for the kernel's output once the kernel read it
     k = fused("pointwise", [t, x], lambda i0, i1: gc.tanh(i0 * 2) * i0 + i1 * i0)
