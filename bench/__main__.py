@@ -17,6 +17,8 @@ BENCHMARKS = {
                       "A/B: MLP 784-512-512-10 SGD step and forward vs NumPy, torch, matmuls"),
     "pointwise": ("bench.pointwise_expr",
                   "C: sigmoid(tanh(x*a+b) * exp(-x*x)) + relu(x), 4M values, value and grad"),
+    "compile_time": ("bench.compile_time",
+                     "O2 pipeline time on MLP training graphs of 2..200 layers (linear scaling)"),
     "gpu_traffic": ("bench.gpu_traffic",
                     "D: modelled GPU memory traffic of the MLP step, fused kernels vs one per op"),
 }
