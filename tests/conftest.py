@@ -1,7 +1,9 @@
 """Test-suite settings shared by every test module."""
 
+import dataclasses
 import os
 
+import pytest
 import torch  # noqa: F401  (imported first: the triton interpreter needs torch's CPU tensors)
 
 # Triton's interpreter must be chosen before triton is first imported; without a CUDA
@@ -11,15 +13,10 @@ if not torch.cuda.is_available():
 
 from hypothesis import settings  # noqa: E402
 
+import graphc as gc  # noqa: E402
+
 settings.register_profile("graphc", deadline=None, max_examples=40, derandomize=True)
 settings.load_profile("graphc")
-
-
-import dataclasses  # noqa: E402
-
-import pytest  # noqa: E402
-
-import graphc as gc  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
