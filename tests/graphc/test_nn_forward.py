@@ -112,7 +112,7 @@ def test_binary_cross_entropy_with_logits_like_torch(dtype, backend):
     z, y = gc.input("z", ("n",), dtype), gc.input("y", ("n",), dtype)
     targets = np.array([0, 1, 1, 0, 1, 0, 0.5, 0.25, 1.0])
     out = backend.run(gc.nn.binary_cross_entropy_with_logits(z, y), z=EXTREME.astype(dtype),
-              y=targets.astype(dtype))
+                      y=targets.astype(dtype))
     want = F.binary_cross_entropy_with_logits(t(EXTREME), t(targets)).item()
     assert np.isfinite(out) and out.dtype == np.dtype(dtype)
     assert out == pytest.approx(want, rel=1e-6)
@@ -124,8 +124,8 @@ def test_bce_takes_integer_and_python_targets(backend):
     logits = np.array([-2.0, 0.5, 3.0])
     want = F.binary_cross_entropy_with_logits(t(logits), t([0.0, 1.0, 1.0])).item()
     from_ints, from_list = backend.run([gc.nn.binary_cross_entropy_with_logits(z, labels),
-                                gc.nn.binary_cross_entropy_with_logits(z, [0, 1, 1])],
-                               z=logits, labels=np.array([0, 1, 1]))
+                                        gc.nn.binary_cross_entropy_with_logits(z, [0, 1, 1])],
+                                       z=logits, labels=np.array([0, 1, 1]))
     assert from_ints == pytest.approx(want, rel=1e-12)
     assert from_list == pytest.approx(want, rel=1e-12)
 
@@ -137,7 +137,7 @@ def test_softmax_cross_entropy_with_class_indices_like_torch(label_dtype, backen
     v = np.concatenate([RNG.standard_normal((5, 4)), [[1000.0, -1000.0, 0.0, 5.0]]])
     y = np.array([0, 3, 1, 2, 2, 1])
     out = backend.run(gc.nn.softmax_cross_entropy(logits, labels), logits=v,
-              labels=y.astype(label_dtype))
+                      labels=y.astype(label_dtype))
     assert np.isfinite(out)
     assert out == pytest.approx(F.cross_entropy(t(v), t(y)).item(), rel=1e-12)
 
@@ -156,8 +156,8 @@ def test_dense(backend):
     W = gc.param("W", RNG.standard_normal((3, 2)))
     b = gc.param("b", [0.5, -0.5])
     v = RNG.standard_normal((4, 3)).astype(np.float32)
-    linear, activated, no_bias = backend.run([gc.nn.dense(x, W, b), gc.nn.dense(x, W, b, gc.tanh),
-                                      gc.nn.dense(x, W)], x=v)
+    linear, activated, no_bias = backend.run(
+        [gc.nn.dense(x, W, b), gc.nn.dense(x, W, b, gc.tanh), gc.nn.dense(x, W)], x=v)
     np.testing.assert_allclose(linear, v @ W.value + b.value, rtol=1e-5)
     np.testing.assert_allclose(activated, np.tanh(v @ W.value + b.value), rtol=1e-5)
     np.testing.assert_allclose(no_bias, v @ W.value, rtol=1e-5)

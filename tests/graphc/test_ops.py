@@ -236,7 +236,7 @@ def test_mean_of_bools_and_ints_is_a_float_fraction(backend):
     avg_label = gc.mean(labels)
     assert accuracy.dtype == "float32" and avg_label.dtype == "float32"
     out_acc, out_lab = backend.run([accuracy, avg_label], x=np.array([1.0, -1.0, 2.0, 3.0]),
-                           labels=np.array([0, 1, 2, 3]))
+                                   labels=np.array([0, 1, 2, 3]))
     assert out_acc == pytest.approx(0.75) and out_lab == pytest.approx(1.5)
 
 
