@@ -71,11 +71,15 @@ class CompileLog:
     # --- the pass pipeline -----------------------------------------------------------
 
     def pipeline_start(self, graph, level: str):
+        if not self.active:  # printing a graph costs as much as a pass: only when asked
+            return
         self._previous = graph
         self._emit("passes", f"input to {level}", str(graph), f"{next(self._steps):02d}_input.ir")
 
     def after_pass(self, name: str, graph):
         """The PassManager's dump hook: called with each pass's result."""
+        if not self.active:
+            return
         before, self._previous = self._previous, graph
         step = next(self._steps)
         topic = PASS_TOPICS.get(name)
@@ -92,6 +96,8 @@ class CompileLog:
 
     def built(self, executable, dims: dict):
         """A backend built `executable` for `dims`: its buffer plan and its source."""
+        if not self.active:
+            return
         tag = "_".join(f"{k}{v}" for k, v in sorted(dims.items())) or "static"
         plan = getattr(executable, "plan_text", None)  # backends with a buffer plan
         if plan:
