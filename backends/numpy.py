@@ -35,7 +35,8 @@ import numpy as np
 
 from graphc import ops
 from graphc.backends import numpy_ops
-from graphc.backends.numpy_kernels import BodyWriter, Kernel, ScratchPool, chunking, describe
+from graphc.backends.numpy_kernels import (LOCAL_NAMES, BodyWriter, Kernel, ScratchPool,
+                                          chunking, describe)
 from graphc.backends.numpy_ops import alias_of
 from graphc.errors import GraphcError
 from graphc.ir import SOURCE_OPS, Graph, Node, node_names
@@ -43,9 +44,9 @@ from graphc.passes.schedule import format_plan, plan_buffers, schedule
 from graphc.types import format_shape, numpy_dtype
 
 _fn_ids = itertools.count()
-# Names the generated code makes up (buffer views, scratch arrays, params, body consts):
-# a user's name of this form gets a prefix.
-_GENERATED = re.compile(r"[bs]\d+(_\d+)?|_param\d+|body\d+|fn_\d+")
+# Names the generated code makes up (buffer views, scratch and filled arrays, params,
+# body consts): a user's name of this form gets a prefix.
+_GENERATED = re.compile(r"[bsz]\d+(_\d+)?|_param\d+|body\d+|fn_\d+")
 
 
 def build(graph: Graph, dims: dict) -> "NumpyExecutable":
@@ -105,8 +106,9 @@ class Codegen:
         self.scratch = ScratchPool()
         self.arenas = [np.empty(size, np.uint8) for size in plan.sizes]
         self._views = {}      # (buffer index, dtype, shape) -> name of that view
+        self._filled = {}     # (shape, dtype, number) -> name of an array holding it
         self._views_per_buffer = {}
-        self._taken = set(self.namespace) | set(keyword.kwlist)
+        self._taken = set(self.namespace) | set(keyword.kwlist) | set(LOCAL_NAMES)
         self.line_nodes = {}  # line number of the generated source -> node it computes
         self.into_param = updates_in_place(graph, dims)  # update value -> its param
 
@@ -122,6 +124,17 @@ class Codegen:
             name = f"{prefix}_{name}"
         self._taken.add(name)
         return name
+
+    def filled(self, shape: tuple, dtype: np.dtype, value: str) -> str:
+        """The name of a read-only array of that shape and dtype holding the number
+        `value` (a Python literal), one per (shape, dtype, value)."""
+        key = (shape, dtype, value)
+        if key not in self._filled:
+            array = np.full(shape, float(value), dtype)
+            array.flags.writeable = False
+            self._filled[key] = f"z{len(self._filled)}"
+            self.namespace[self._filled[key]] = array
+        return self._filled[key]
 
     def bind_array(self, node: Node, array: np.ndarray, prefix: str) -> str:
         name = self._identifier(node, prefix)

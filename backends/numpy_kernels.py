@@ -12,6 +12,7 @@ function from the Codegen of backends/numpy.py, which assembles the kernels into
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -64,23 +65,45 @@ class ScratchPool:
 # of float32 an array; measured on bench C, 32Ki-256Ki elements all run within 10%, and
 # 1.3x faster than unchunked; smaller chunks pay Python's per-call cost more often.)
 CHUNK_ELEMENTS = 65536
+# The chunks of a kernel are shared out among this many threads, each with its own scratch
+# arrays (NumPy's ufuncs release the GIL); as many as the cores we may run on, the
+# count OpenBLAS takes for its own threads.
+THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+    os.cpu_count() or 1)
+# Names the generated code uses for its own locals: no user's name may take them.
+LOCAL_NAMES = ("i", "j", "n", "lo", "hi", "_kernel")
 
 
 @dataclass(frozen=True)
 class Chunking:
-    rows: int    # rows of the first axis per chunk
-    total: int   # length of the first axis
+    rows: int      # rows of the first axis per chunk
+    total: int     # length of the first axis
+    threads: int   # how many threads share the chunks out
 
     @property
     def exact(self) -> bool:
         return self.total % self.rows == 0
 
-    def header(self) -> list:
-        if self.exact:
-            return [f"for i in range(0, {self.total}, {self.rows}):",
-                    f"    j = i + {self.rows}"]
-        return [f"for i in range(0, {self.total}, {self.rows}):",
-                f"    j = min(i + {self.rows}, {self.total}); n = j - i"]
+    def loop(self, start: str, stop: str) -> list:
+        bound = "i + {0}".format(self.rows) if self.exact else (
+            f"min(i + {self.rows}, {self.total}); n = j - i")
+        return [f"for i in range({start}, {stop}, {self.rows}):", f"    j = {bound}"]
+
+    def wrap(self, body: list, scratch: list, more_scratch: list) -> list:
+        """The loop over the chunks around `body` (statements for chunk [i:j]): inline,
+        or, with threads, a function over a range of chunks and its scratch arrays that
+        _run_chunks calls once per thread (`more_scratch`: one list per extra thread)."""
+        indent = lambda lines, n: [" " * n + line for line in lines]
+        if self.threads == 1:
+            return self.loop("0", str(self.total)) + indent(body, 4)
+        sets = ", ".join(_tuple(names) for names in [scratch] + more_scratch)
+        return ([f"def _kernel(lo, hi{''.join(', ' + name for name in scratch)}):"]
+                + indent(self.loop("lo", "hi"), 4) + indent(body, 8)
+                + [f"_run_chunks(_kernel, {self.total}, {self.rows}, ({sets}))"])
+
+
+def _tuple(names: list) -> str:
+    return f"({', '.join(names)}{',' if len(names) == 1 else ''})"
 
 
 class BodyWriter:
@@ -134,7 +157,8 @@ class BodyWriter:
             busy = {slot for slot, count in self.occupants.items() if count}
             slot = self._choose_slot(node, node is result, busy)
             target = self._at(slot, self.chunked[node])
-            lines = numpy_ops.emit(node, args, target, self.gen.dims)
+            lines = numpy_ops.emit(node, args, target, self.gen.dims,
+                                   lambda value, node=node: self._filled(node, value))
             if node is result and slot != self.kernel.out:
                 lines.append(f"np.copyto({self._at(self.kernel.out, True)}, {target})")
             self._append(node, lines)
@@ -146,15 +170,38 @@ class BodyWriter:
             out = self._at(self.kernel.out, True)
             self._append(result, [f"np.copyto({out}, {self._operand(result, None)})"])
         if self.chunk is not None:
-            header = self.kernel.lines[:1] + [(t, self.kernel.node) for t in self.chunk.header()]
-            body = [("    " + text, node) for text, node in self.kernel.lines[1:]]
-            self.kernel.lines = header + body
+            self._wrap_in_chunk_loop()
+
+    def _wrap_in_chunk_loop(self):
+        lines = self.kernel.lines[1:]
+        scratch = sorted({slot for slot in self.slot.values()} - {
+            self.kernel.out, self.kernel.spare}, key=lambda name: int(name[1:]))
+        more, taken = [], set(scratch)
+        for _ in range(self.chunk.threads - 1):
+            more.append([])
+            for name in scratch:
+                more[-1].append(self._another(name, taken))
+                taken.add(more[-1][-1])
+        wrapped = self.chunk.wrap([text for text, _ in lines], scratch, more)
+        # each statement keeps its node (for error messages); the loop lines the kernel's
+        nodes = iter(node for _, node in lines)
+        head = len(wrapped) - len(lines) - (self.chunk.threads > 1)
+        self.kernel.lines = self.kernel.lines[:1] + [
+            (text, next(nodes) if head <= k < head + len(lines) else self.kernel.node)
+            for k, text in enumerate(wrapped)]
+
+    def _another(self, name: str, taken: set) -> str:
+        """A scratch array like `name` for another thread, none of those `taken`."""
+        array = self.gen.scratch.arrays[name]
+        other = self.gen.scratch.take(array.shape, array.dtype, taken)
+        self.gen.namespace[other] = self.gen.scratch.arrays[other]
+        return other
 
     def _at(self, slot: str, chunked: bool) -> str:
         """The expression of a slot for the current chunk (the whole slot if unchunked)."""
         if self.chunk is None or not chunked:
             return slot
-        if slot == self.kernel.out:
+        if slot in (self.kernel.out, self.kernel.spare):  # arrays of the output's shape
             return f"{slot}[i:j]"
         return slot if self.chunk.exact else f"{slot}[:n]"
 
@@ -195,10 +242,18 @@ class BodyWriter:
         for slot in self.expiring.pop(i, ()):
             self.occupants[slot] -= 1
 
-    def _choose_slot(self, node, is_result, busy) -> str:
+    def _shape(self, node) -> tuple:
+        """The shape of a step's value in one chunk (the whole value if unchunked)."""
         shape = node.type.concrete_shape(self.gen.dims)
-        if self.chunked[node]:
-            shape = (self.chunk.rows,) + shape[1:]
+        return (self.chunk.rows,) + shape[1:] if self.chunked[node] else shape
+
+    def _filled(self, node, value: str) -> str:
+        """An array holding `value` that lines up with the step's result, chunk for chunk."""
+        name = self.gen.filled(self._shape(node), numpy_dtype(node.dtype), value)
+        return f"{name}[:n]" if self.chunked[node] and not self.chunk.exact else name
+
+    def _choose_slot(self, node, is_result, busy) -> str:
+        shape = self._shape(node)
         dtype = numpy_dtype(node.dtype)
         out_shape = self.kernel.shape
         if self.chunk is not None:
@@ -248,7 +303,7 @@ def chunking(node: Node, dims: dict) -> Chunking | None:
         if b.op not in SOURCE_OPS and b.op != "broadcast_to" and (
                 ops.OPS[b.op].kind not in ops.ELEMENTWISE_KINDS):
             return None
-    return Chunking(rows, shape[0])
+    return Chunking(rows, shape[0], min(THREADS, -(-shape[0] // rows)))
 
 
 def _spans_first_axis(value: Node, kernel: Node, dims: dict) -> bool:

@@ -12,6 +12,8 @@ an operand, so their result may go into the storage of an operand that dies here
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from graphc import ops
@@ -154,7 +156,7 @@ def _one_hot(node, args, out, dims):
 
 EMIT = {
     **{op: _ufunc(name) for op, name in UFUNCS.items()},
-    "relu": lambda node, args, out, dims: [f"np.maximum({args[0]}, 0, out={out})"],
+    "relu": lambda node, args, out, dims: [f"np.maximum({args[0]}, {args[1]}, out={out})"],
     "step": lambda node, args, out, dims: [f"np.greater({args[0]}, 0, out={out})"],
     "sigmoid": _sigmoid,
     "cast": lambda node, args, out, dims: [f"np.copyto({out}, {args[0]}, casting='unsafe')"],
@@ -172,8 +174,17 @@ EMIT = {
 SAFE_IN_PLACE = frozenset(UFUNCS) | {"relu", "step", "sigmoid", "cast", "size"}
 
 
-def emit(node, args: list, out: str, dims: dict) -> list:
-    """The statements that compute `node` from operand expressions into `out`."""
+def emit(node, args: list, out: str, dims: dict, filled) -> list:
+    """The statements that compute `node` from operand expressions into `out`.
+
+    `filled(number)` names an array of out's shape and dtype that holds the number: NumPy's
+    maximum and minimum run several times slower against a number (a broadcast operand
+    without a vector loop) than against such an array, so relu(x) is maximum(x, zeros)."""
+    if node.op == "relu":
+        args = [args[0], "0"]
+    if node.op in ("relu", "maximum", "minimum") and node.dtype.startswith("float") and all(
+            i.dtype == node.dtype for i in node.inputs):
+        args = [filled(a) if _finite_number(a) else a for a in args]
     return EMIT[node.op](node, args, out, dims)
 
 
@@ -187,7 +198,32 @@ def one_hot(labels, out, loc):
     np.equal(labels[..., None], np.arange(depth), out=out)
 
 
-HELPERS = {"np": np, "_one_hot": one_hot}
+def run_chunks(kernel, total: int, rows: int, scratch: tuple):
+    """Run kernel(lo, hi, *scratch arrays) over the rows [0, total), split into one range
+    of whole chunks per scratch set: the first on this thread, the others on the pool's.
+    Every range has finished when this returns or raises (they write shared buffers)."""
+    chunks = -(-total // rows)
+    bounds = [min(total, rows * (chunks * k // len(scratch))) for k in range(len(scratch) + 1)]
+    futures = [_pool(len(scratch) - 1).submit(kernel, lo, hi, *arrays) for lo, hi, arrays
+               in zip(bounds[1:-1], bounds[2:], scratch[1:])]
+    try:
+        kernel(bounds[0], bounds[1], *scratch[0])
+    finally:
+        for future in futures:
+            future.result()
+
+
+_pools = {}
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The threads that run chunks beside the caller's, started at first use."""
+    if workers not in _pools:
+        _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="graphc-numpy")
+    return _pools[workers]
+
+
+HELPERS = {"np": np, "_one_hot": one_hot, "_run_chunks": run_chunks}
 
 
 def literal(value: np.ndarray) -> str:

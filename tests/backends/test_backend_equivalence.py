@@ -34,10 +34,13 @@ def test_random_graphs_numpy_o2_vs_reference_o0(dtype):
     _check_random_graphs(dtype, examples=30)
 
 
-def test_random_graphs_with_every_pointwise_kernel_chunked(monkeypatch):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_random_graphs_with_every_pointwise_kernel_chunked(monkeypatch, threads):
     # The random graphs are small: chunks of one row make every fused pointwise kernel
-    # of 2 or more rows run chunk by chunk, with broadcast operands.
+    # of 2 or more rows run chunk by chunk, with broadcast operands, on one thread or
+    # shared out to two.
     monkeypatch.setattr(numpy_kernels, "CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(numpy_kernels, "THREADS", threads)
     _check_random_graphs("float64", examples=30, families=("unary", "binary"))
 
 
