@@ -117,12 +117,15 @@ def _where(node, args, out, dims):
     for keep, zero in ((1, 2), (2, 1)):
         if bits and _is_zero(chosen[zero]) and node.inputs[keep].dtype == node.dtype and (
                 not _finite_number(chosen[keep])):
-            # where(c, a, 0) as bits: a & (all ones where c), several times faster than
-            # a masked copy and exact for every value, inf and nan included.
+            # where(c, a, 0) on the bits: a's bits times c (0 or 1) as integers, or a & (all
+            # ones where not c); several times faster than a masked copy and exact for every
+            # value, inf and nan included.
+            ob, kept = f"{out}.view(np.{bits})", f"{chosen[keep]}.view(np.{bits})"
+            if keep == 1 and node.inputs[0].dtype == "bool":
+                return [f"np.multiply({kept}, {cond}, out={ob}, dtype=np.{bits})"]
             mask = f"0, {cond}" if keep == 1 else f"{cond}, 1"
-            ob = f"{out}.view(np.{bits})"
             return [f"np.subtract({mask}, out={ob}, dtype=np.{bits})",
-                    f"np.bitwise_and({ob}, {chosen[keep]}.view(np.{bits}), out={ob})"]
+                    f"np.bitwise_and({ob}, {kept}, out={ob})"]
     return [f"np.copyto({out}, {b})", f"np.copyto({out}, {a}, where={cond})"]
 
 

@@ -270,6 +270,8 @@ def test_where_with_a_zero_branch_is_exact(dtype):
     fn, got = run_both(outs, feeds)
     assert np.isfinite(got[0]).all() and not np.signbit(got[0]).any()
     assert "np.bitwise_and(" in fn.source and "np.multiply(" in fn.source
+    # where(c, a, 0): a's bits times the mask in one integer multiply
+    assert re.search(r"np\.multiply\(\w+\.view\(np\.int(32|64)\), \w+, out=", fn.source)
 
 
 def test_a_numpy_failure_at_run_time_names_the_op_shapes_and_line():
