@@ -82,6 +82,18 @@ def updates_in_place(graph: Graph, dims: dict) -> dict:
     return chosen
 
 
+def known_number(node: Node, dims: dict):
+    """The number every element of a node holds, as a 0-d array, if the build knows it: a
+    one-element const, or a size (an element count, fixed once the dims are)."""
+    if node.op == "const" and node.value.size == 1:
+        return node.value.reshape(())
+    if node.op == "size":
+        shape = node.inputs[0].type.concrete_shape(dims)
+        count = np.prod([shape[a] for a in node.attrs["axes"]], dtype=np.int64)
+        return np.asarray(count).astype(numpy_dtype(node.dtype))
+    return None
+
+
 def _can_raise(node: Node, dims: dict) -> bool:
     if node.op == "fused":
         return any(_can_raise(b, dims) for b in node.attrs["body"].nodes)
@@ -111,6 +123,8 @@ class Codegen:
         self._taken = set(self.namespace) | set(keyword.kwlist) | set(LOCAL_NAMES)
         self.line_nodes = {}  # line number of the generated source -> node it computes
         self.into_param = updates_in_place(graph, dims)  # update value -> its param
+        numbers = ((n, known_number(n, dims)) for n in graph.nodes)
+        self.known = {n: v for n, v in numbers if v is not None}  # node -> its number
 
     # names --------------------------------------------------------------------------
 

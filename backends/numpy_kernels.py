@@ -22,7 +22,7 @@ from graphc import ops
 from graphc.backends import numpy_ops
 from graphc.backends.numpy_ops import alias_of
 from graphc.ir import SOURCE_OPS, Node
-from graphc.types import numpy_dtype
+from graphc.types import TensorType, numpy_dtype
 
 
 @dataclass
@@ -120,9 +120,15 @@ class BodyWriter:
         self.expr, self.root = {}, {}
         self.slot = {}                # root value -> slot name
         self.chunked = {}             # value -> whether it is taken a chunk at a time
+        # value -> its number, for values whose elements all hold the same number known
+        # at build time: one-element consts, sizes, and what elementwise and layout ops
+        # make of them alone (the gradient of a mean divides by the batch size).
+        self.known = {}
         own = gen.storage(kernel.node)
         for body_node, outer_node in leaves.items():
             self._read(body_node, gen.expr[outer_node])
+            if outer_node in gen.known:
+                self.known[body_node] = gen.known[outer_node]
             if own is not None and gen.storage(outer_node) == own:
                 self.slot[body_node] = kernel.out
 
@@ -137,15 +143,14 @@ class BodyWriter:
         for value, slot in self.slot.items():  # operands in the output's buffer
             self._occupy(value, slot, last, -1)
         for i, node in enumerate(steps):
-            args = [self._operand(inp, node) for inp in node.inputs]
             self.chunked[node] = self.chunk is not None and _spans_first_axis(
                 node, self.kernel.node, self.gen.dims)
+            if self._fold(node):
+                continue
+            args = [self._operand(inp, node) for inp in node.inputs]
             if self.chunk is not None and node.op == "broadcast_to":
                 # the ufuncs that read it broadcast their operands into each chunk
-                (inp,) = node.inputs
-                self.expr[node] = (numpy_ops.literal(inp.value.reshape(()))
-                                   if inp.op == "const" and inp.value.size == 1 else args[0])
-                self.root[node] = self.root[inp]
+                self.expr[node], self.root[node] = args[0], self.root[node.inputs[0]]
                 continue
             if alias_of(node) is not None:
                 self.expr[node] = numpy_ops.view_expr(node, args[0], self.gen.dims)
@@ -205,11 +210,24 @@ class BodyWriter:
             return f"{slot}[i:j]"
         return slot if self.chunk.exact else f"{slot}[:n]"
 
+    def _fold(self, node: Node) -> bool:
+        """Computes an elementwise or layout step at build time if every operand is known."""
+        known = [self.known.get(i, _one_element_const(i)) for i in node.inputs]
+        if any(value is None for value in known) or not (
+                alias_of(node) is not None or ops.OPS[node.op].kind in ops.ELEMENTWISE_KINDS):
+            return False
+        self.known[node] = known[0] if alias_of(node) is not None else ops.evaluate(
+            node.op, known, node.attrs, TensorType((), node.dtype), {})
+        return True
+
     def _operand(self, node: Node, user) -> str:
-        if _is_literal(node, user):
-            return numpy_ops.literal(node.value.reshape(()))
-        if node not in self.expr:  # a const inside a fused body: read like an operand
-            self._read(node, self.gen.bind_array(node, node.value, "c"))
+        value = self.known.get(node, _one_element_const(node))
+        if value is not None and _literal_for(node, user):
+            return numpy_ops.literal(value)
+        if node not in self.expr:  # a const inside a fused body, a known value: an array
+            array = node.value if node.op == "const" else np.full(
+                node.type.concrete_shape(self.gen.dims), value)
+            self._read(node, self.gen.bind_array(node, array, "c"))
         return self.expr[node]
 
     def _read(self, node: Node, array: str):
@@ -277,15 +295,20 @@ class BodyWriter:
         self.kernel.lines += [(line, node) for line in lines[1:]]
 
 
-def _is_literal(node: Node, user) -> bool:
-    """A one-element const read by an elementwise op that it cannot widen is written as a
-    Python number: `np.multiply(x, 0.5, out=o)`."""
-    if node.op != "const" or node.value.size != 1:
-        return False
+def _one_element_const(node: Node):
+    return node.value.reshape(()) if node.op == "const" and node.value.size == 1 else None
+
+
+def _literal_for(node: Node, user) -> bool:
+    """Whether a value known to hold one number throughout is written as that number when
+    `user` reads it (None: the kernel's result is copied out of it). The user's `out=`
+    array gives the shape, so the number must merely not widen the user's rank:
+    `np.multiply(x, 0.5, out=o)`, `np.copyto(o, 0.5)`."""
+    if user is None:
+        return True
     if node.ndim == 0:
-        return user is None or alias_of(user) is None
-    return (user is not None and ops.OPS[user.op].kind in ops.ELEMENTWISE_KINDS
-            and node.ndim <= user.ndim)
+        return alias_of(user) is None
+    return ops.OPS[user.op].kind in ops.ELEMENTWISE_KINDS and node.ndim <= user.ndim
 
 
 def chunking(node: Node, dims: dict) -> Chunking | None:

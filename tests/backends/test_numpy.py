@@ -156,6 +156,23 @@ def test_chunked_kernel_reads_a_const_that_spans_its_rows(monkeypatch, shape, th
     assert all(line in fn.source for line in CHUNK_LOOPS[threads])
 
 
+def test_sizes_and_numbers_known_at_build_time_are_folded():
+    # d mean(x*x)/dx = 2x/n: the element count is known once the dims are, so 1/n and the
+    # ops on it are numbers in the source, not ufunc calls on a buffer holding n.
+    x = gc.input("x", ("batch", 3))
+    (g,) = gc.grad(gc.mean(x * x), [x])
+    fn, _ = run_both([g], {"x": RNG.standard_normal((5, 3)).astype(np.float32)}, opt="O2")
+    assert "np.multiply(0.06666667, x, out=" in fn.source
+
+
+def test_a_known_number_read_by_a_reduction_is_an_array():
+    x = gc.input("x", (5, 3))
+    k = fused("reduction", [x, gc.size(x)], lambda i0, i1: gc.sum(
+        gc.broadcast_to(1.0 / i1, (5, 3)), axis=1) + gc.sum(i0 * 2.0, axis=1))
+    fn, _ = run_both([k], {"x": RNG.standard_normal((5, 3)).astype(np.float32)})
+    assert re.search(r"np\.sum\(c\w+, axis=\(1,\)", fn.source)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_large_pointwise_kernels_run_in_chunks(monkeypatch, threads):
     monkeypatch.setattr(numpy_kernels, "CHUNK_ELEMENTS", 8)  # 37 rows: chunks and a tail
