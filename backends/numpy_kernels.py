@@ -85,21 +85,21 @@ class Chunking:
         return self.total % self.rows == 0
 
     def loop(self, start: str, stop: str) -> list:
-        bound = "i + {0}".format(self.rows) if self.exact else (
+        bound = f"i + {self.rows}" if self.exact else (
             f"min(i + {self.rows}, {self.total}); n = j - i")
         return [f"for i in range({start}, {stop}, {self.rows}):", f"    j = {bound}"]
 
-    def wrap(self, body: list, scratch: list, more_scratch: list) -> list:
-        """The loop over the chunks around `body` (statements for chunk [i:j]): inline,
-        or, with threads, a function over a range of chunks and its scratch arrays that
-        _run_chunks calls once per thread (`more_scratch`: one list per extra thread)."""
-        indent = lambda lines, n: [" " * n + line for line in lines]
+    def wrap(self, scratch: list, more_scratch: list) -> tuple:
+        """(lines before, indent, lines after) the statements of one chunk [i:j]: an inline
+        loop over the chunks, or, with threads, a function over a range of chunks and its
+        scratch arrays that _run_chunks calls once per thread (`more_scratch`: the scratch
+        arrays of each further thread, in the order of `scratch`)."""
         if self.threads == 1:
-            return self.loop("0", str(self.total)) + indent(body, 4)
+            return self.loop("0", str(self.total)), 4, []
         sets = ", ".join(_tuple(names) for names in [scratch] + more_scratch)
-        return ([f"def _kernel(lo, hi{''.join(', ' + name for name in scratch)}):"]
-                + indent(self.loop("lo", "hi"), 4) + indent(body, 8)
-                + [f"_run_chunks(_kernel, {self.total}, {self.rows}, ({sets}))"])
+        head = [f"def _kernel(lo, hi{''.join(', ' + name for name in scratch)}):"]
+        head += ["    " + line for line in self.loop("lo", "hi")]
+        return head, 8, [f"_run_chunks(_kernel, {self.total}, {self.rows}, ({sets}))"]
 
 
 def _tuple(names: list) -> str:
@@ -178,7 +178,6 @@ class BodyWriter:
             self._wrap_in_chunk_loop()
 
     def _wrap_in_chunk_loop(self):
-        lines = self.kernel.lines[1:]
         scratch = sorted({slot for slot in self.slot.values()} - {
             self.kernel.out, self.kernel.spare}, key=lambda name: int(name[1:]))
         more, taken = [], set(scratch)
@@ -187,13 +186,12 @@ class BodyWriter:
             for name in scratch:
                 more[-1].append(self._another(name, taken))
                 taken.add(more[-1][-1])
-        wrapped = self.chunk.wrap([text for text, _ in lines], scratch, more)
-        # each statement keeps its node (for error messages); the loop lines the kernel's
-        nodes = iter(node for _, node in lines)
-        head = len(wrapped) - len(lines) - (self.chunk.threads > 1)
-        self.kernel.lines = self.kernel.lines[:1] + [
-            (text, next(nodes) if head <= k < head + len(lines) else self.kernel.node)
-            for k, text in enumerate(wrapped)]
+        head, indent, tail = self.chunk.wrap(scratch, more)
+        node = self.kernel.node
+        comment, *body = self.kernel.lines
+        self.kernel.lines = ([comment] + [(text, node) for text in head]
+                             + [(" " * indent + text, step) for text, step in body]
+                             + [(text, node) for text in tail])
 
     def _another(self, name: str, taken: set) -> str:
         """A scratch array like `name` for another thread, none of those `taken`."""

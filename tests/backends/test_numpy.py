@@ -206,6 +206,15 @@ def test_maximum_and_minimum_against_a_number_read_a_filled_array(monkeypatch, t
     assert re.search(r"np\.maximum\(x\[i:j\], z\d+\[:n\], out=", fn.source)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inputs_named_like_the_chunk_loop_locals(monkeypatch, threads):
+    monkeypatch.setattr(numpy_kernels, "CHUNK_ELEMENTS", 8)
+    monkeypatch.setattr(numpy_kernels, "THREADS", threads)
+    i, n = gc.input("i", (37, 3)), gc.input("n", (37, 3))
+    k = fused("pointwise", [i, n], lambda i0, i1: gc.tanh(i0) * i1 + i0)
+    run_both([k], {"i": RNG.standard_normal((37, 3)), "n": RNG.standard_normal((37, 3))})
+
+
 def test_chunked_kernel_writing_over_its_operand(monkeypatch):
     monkeypatch.setattr(numpy_kernels, "CHUNK_ELEMENTS", 8)
     x = gc.input("x", (40, 2))
