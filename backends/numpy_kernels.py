@@ -61,10 +61,11 @@ class ScratchPool:
 
 # Pointwise kernels over large arrays run in chunks along their first axis, about this
 # many elements each: a chunk's operands and temporaries stay in cache from one ufunc to
-# the next, so memory traffic is the kernel's inputs and output, not each step's. (256 KiB
-# of float32 an array; measured on bench C, 32Ki-256Ki elements all run within 10%, and
-# 1.3x faster than unchunked; smaller chunks pay Python's per-call cost more often.)
-CHUNK_ELEMENTS = 65536
+# the next, so memory traffic is the kernel's inputs and output, not each step's. (512 KiB
+# of float32 an array. Measured on bench C, 2 cores with 1 MiB of L2 each: on one thread
+# 64Ki-256Ki elements run within 3%, 1.3x faster than unchunked, 32Ki 5% slower (Python's
+# per-call cost); on two threads 128Ki-256Ki run 10-15% faster than 64Ki.)
+CHUNK_ELEMENTS = 131072
 # The chunks of a kernel are shared out among this many threads, each with its own scratch
 # arrays (NumPy's ufuncs release the GIL); as many as the cores we may run on, the
 # count OpenBLAS takes for its own threads.
