@@ -120,9 +120,7 @@ class _Planner:
         extra = {"max_row_block": self.max_row_block} if kind == "reduction" else {}
         parts = cg.GENERATORS[kind](name, info, **extra)
         kernel = cg.Kernel(operands=operands, output=node, nodes=body_ops,
-                           arg_dtypes=[o.dtype for o in operands] + [node.dtype], **{
-                               k: v for k, v in parts.items() if k != "grid_source"},
-                           grid_source=parts["grid_source"])
+                           arg_dtypes=[o.dtype for o in operands] + [node.dtype], **parts)
         self.kernels.append(kernel)
         out = self.buffer[node] = f"b{len(self.buffer)}"
         shape = node.type.concrete_shape(self.dims)
