@@ -17,7 +17,6 @@ import graphc as gc
 from graphc.backends import triton_host
 from graphc.ir import Graph
 from graphc.passes import optimize
-from graphc.types import numpy_dtype
 
 SIZES = (784, 512, 512, 10)
 BATCH = 256
@@ -32,18 +31,14 @@ def training_step_graph() -> Graph:
     return Graph([loss], gc.optim.sgd(loss, params, lr=0.01))
 
 
-def nbytes(node, dims) -> int:
-    shape = node.type.concrete_shape(dims)
-    return int(np.prod(shape, dtype=np.int64)) * numpy_dtype(node.dtype).itemsize
-
-
 def kernel_traffic(graph: Graph, dims: dict) -> list:
     """[(kernel name, kind, bytes read, bytes written)] for the program of `graph`."""
     program = triton_host.generate(graph, dims)
     rows = []
     for k in program.kernels:
         read = dict.fromkeys(k.operands[i] for i in k.loaded)   # an operand twice: once
-        rows.append((k.name, k.kind, sum(nbytes(o, dims) for o in read), nbytes(k.output, dims)))
+        rows.append((k.name, k.kind, sum(o.type.nbytes(dims) for o in read),
+                     k.output.type.nbytes(dims)))
     return rows
 
 
