@@ -39,7 +39,8 @@ class Function:
         self.updates = dict(updates or {})
         self.source_graph = Graph(self.outputs, self.updates)
         _check_updates(self.updates)
-        self.inputs = list(inputs) if inputs is not None else self.source_graph.inputs
+        self._fed = self.source_graph.inputs  # Graph.inputs walks every node: once, here
+        self.inputs = list(inputs if inputs is not None else self._fed)
         _check_unique_names(self.source_graph)
         _check_dims_bound(self.source_graph)
         self.backend_name = backend
@@ -52,8 +53,8 @@ class Function:
 
     def __call__(self, *args, **feeds):
         feeds = self._bind_positional(args, feeds)
-        arrays, dims = check_feeds(self.source_graph.inputs, feeds)
-        signature = tuple((node.name, arrays[node].shape) for node in self.source_graph.inputs)
+        arrays, dims = check_feeds(self._fed, feeds)
+        signature = tuple((node.name, arrays[node].shape) for node in self._fed)
         executable = self._executables.get(signature)
         if executable is None:
             executable = self._backend.build(self.graph, dims)
