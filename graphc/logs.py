@@ -56,7 +56,7 @@ class CompileLog:
         self.dir = os.path.join(debug_dir, name) if debug_dir else None
         self.stream = stream if stream is not None else sys.stderr
         self._steps = itertools.count()
-        self._previous = None
+        self._previous = self._previous_text = None  # the last graph shown, and its text
 
     @classmethod
     def for_function(cls, outputs, debug_dir=None) -> "CompileLog":
@@ -73,23 +73,25 @@ class CompileLog:
     def pipeline_start(self, graph, level: str):
         if not self.active:  # printing a graph costs as much as a pass: only when asked
             return
-        self._previous = graph
-        self._emit("passes", f"input to {level}", str(graph), f"{next(self._steps):02d}_input.ir")
+        self._previous, self._previous_text = graph, str(graph)
+        self._emit("passes", f"input to {level}", self._previous_text,
+                   f"{next(self._steps):02d}_input.ir")
 
     def after_pass(self, name: str, graph):
         """The PassManager's dump hook: called with each pass's result."""
         if not self.active:
             return
-        before, self._previous = self._previous, graph
+        text = str(graph)  # once per pass: the next pass compares against it
+        before, before_text = self._previous, self._previous_text
+        self._previous, self._previous_text = graph, text
         step = next(self._steps)
         topic = PASS_TOPICS.get(name)
         if topic == "fusion" and self._wants(topic):
-            self._emit(topic, "before fuse", str(before), None)
+            self._emit(topic, "before fuse", before_text, None)
             self._emit(topic, "why not fused", _why_not_fused(before), "fusion.txt")
         if topic is not None and topic in self.topics:
-            self._emit(topic, f"after {name}", str(graph), None)
-        text = str(graph)
-        shown = "(unchanged)" if before is not None and text == str(before) else text
+            self._emit(topic, f"after {name}", text, None)
+        shown = "(unchanged)" if text == before_text else text
         self._emit("passes", f"after {name}", text, f"{step:02d}_{name}.ir", shown)
 
     # --- the backend -----------------------------------------------------------------
