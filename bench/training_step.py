@@ -48,7 +48,8 @@ def graphc_model(weights):
 
 
 def graphc_step(weights):
-    """(step function, seconds of its first call: compile, build and run)."""
+    """(step function, perf_counter() before the graph was built): the caller times its
+    first call (optimize, build and run) from there."""
     start = time.perf_counter()
     loss, params = graphc_model(weights)
     step = gc.compile(loss, updates=gc.optim.sgd(loss, params, lr=LR))
