@@ -14,12 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 import graphc as gc
+from bench.training_step import BATCH, SIZES  # the step that benchmark A times
 from graphc.backends import triton_host
 from graphc.ir import Graph
 from graphc.passes import optimize
-
-SIZES = (784, 512, 512, 10)
-BATCH = 256
 
 
 def training_step_graph() -> Graph:
