@@ -20,7 +20,7 @@ from collections import Counter
 import graphviz
 
 from graphc.errors import GraphcError
-from graphc.ir import Graph, Node, node_names
+from graphc.ir import SOURCE_OPS, Graph, Node, node_names
 from graphc.types import DTYPES, is_float
 
 # role -> graphviz node attributes. "fused" styles a kernel's cluster, not a node.
@@ -133,7 +133,7 @@ def _draw_kernel(dot, fused: Node, kernel_id: str, drawn_as: dict, outputs: set,
                  caption) -> str:
     """Draw a fused node's body inside a cluster; return the DOT id of its result."""
     body = fused.attrs["body"]
-    ops = [n for n in body.nodes if n.op not in ("input", "param", "const")]
+    ops = [n for n in body.nodes if n.op not in SOURCE_OPS]
     # Body inputs in0, in1, ... stand for the fused node's inputs, in order.
     outer = {n: drawn_as[fused.inputs[int(n.name[2:])]] for n in body.nodes if n.op == "input"}
     # "k0.3": printed names are \w+, so the dot keeps these apart from top-level names.
@@ -166,7 +166,7 @@ def _label(node: Node, caption) -> str:
 
 
 def role(node: Node) -> str:
-    if node.op in ("input", "param", "const"):
+    if node.op in SOURCE_OPS:
         return node.op
     return "grad-op" if "grad" in node.tags else "op"
 
