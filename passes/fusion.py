@@ -42,6 +42,8 @@ from graphc import ops
 from graphc.ir import SOURCE_OPS, Graph, Node, node_names
 from graphc.types import format_shape
 
+from .rewrite import rebuild
+
 KINDS = ("pointwise", "reduction", "matmul")
 LAYOUT_OPS = ("broadcast_to", "transpose", "reshape", "expand_dims", "squeeze")
 REDUCE_OPS = ("sum", "max")
@@ -463,14 +465,6 @@ def _build_kernel(plan: FusionPlan, k: int, new: dict) -> Node:
                 tags=root.tags)
 
 
-def _rebuild(node: Node, new: dict) -> Node:
-    inputs = [new[i] for i in node.inputs]
-    if all(a is b for a, b in zip(inputs, node.inputs)):
-        return node
-    return Node(node.op, inputs, node.attrs, node.type, name=node.name, loc=node.loc,
-                tags=node.tags)
-
-
 def apply_plan(plan: FusionPlan) -> Graph:
     graph, new = plan.graph, {}
     roots = {kernel.root: k for k, kernel in enumerate(plan.kernels)}
@@ -478,7 +472,7 @@ def apply_plan(plan: FusionPlan) -> Graph:
         if node in roots and len(plan.kernels[roots[node]].members) > 1:
             new[node] = _build_kernel(plan, roots[node], new)
         elif node.op in SOURCE_OPS or node in roots or not plan.member_of[node]:
-            new[node] = _rebuild(node, new)
+            new[node] = rebuild(node, tuple(new[i] for i in node.inputs))
     return Graph([new[o] for o in graph.outputs],
                  {p: new[v] for p, v in graph.updates.items()})
 
