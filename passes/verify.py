@@ -14,6 +14,8 @@ from graphc import ops
 from graphc.errors import GraphcError
 from graphc.ir import Graph
 
+from .rewrite import FED_OPS
+
 
 class VerifyError(GraphcError, AssertionError):
     """A pass produced malformed IR; the message names the pass and the node."""
@@ -52,9 +54,9 @@ def check_same_interface(before: Graph, after: Graph) -> None:
     for param in before.updates:
         if before.updates[param].type != after.updates[param].type:
             raise VerifyError(f"the update of {param.name!r} changed type")
-    sources = {id(n) for n in before.nodes if n.op in ("input", "param")}
+    sources = {id(n) for n in before.nodes if n.op in FED_OPS}
     for node in after.nodes:
-        if node.op in ("input", "param") and id(node) not in sources:
+        if node.op in FED_OPS and id(node) not in sources:
             raise VerifyError(f"{node!r} is a new {node.op}: passes must keep the source "
                               "nodes they were given")
 
