@@ -36,7 +36,7 @@ import numpy as np
 from graphc import ops
 from graphc.backends import numpy_ops
 from graphc.backends.numpy_kernels import (LOCAL_NAMES, BodyWriter, Kernel, ScratchPool,
-                                          chunking, describe)
+                                          chunking, describe, one_element_const)
 from graphc.backends.numpy_ops import alias_of
 from graphc.errors import GraphcError
 from graphc.ir import SOURCE_OPS, Graph, Node, node_names
@@ -85,13 +85,11 @@ def updates_in_place(graph: Graph, dims: dict) -> dict:
 def known_number(node: Node, dims: dict):
     """The number every element of a node holds, as a 0-d array, if the build knows it: a
     one-element const, or a size (an element count, fixed once the dims are)."""
-    if node.op == "const" and node.value.size == 1:
-        return node.value.reshape(())
     if node.op == "size":
         shape = node.inputs[0].type.concrete_shape(dims)
         count = np.prod([shape[a] for a in node.attrs["axes"]], dtype=np.int64)
         return np.asarray(count).astype(numpy_dtype(node.dtype))
-    return None
+    return one_element_const(node)
 
 
 def _can_raise(node: Node, dims: dict) -> bool:

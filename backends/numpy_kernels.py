@@ -211,7 +211,7 @@ class BodyWriter:
 
     def _fold(self, node: Node) -> bool:
         """Computes an elementwise or layout step at build time if every operand is known."""
-        known = [self.known.get(i, _one_element_const(i)) for i in node.inputs]
+        known = [self.known.get(i, one_element_const(i)) for i in node.inputs]
         if any(value is None for value in known) or not (
                 alias_of(node) is not None or ops.OPS[node.op].kind in ops.ELEMENTWISE_KINDS):
             return False
@@ -220,7 +220,7 @@ class BodyWriter:
         return True
 
     def _operand(self, node: Node, user) -> str:
-        value = self.known.get(node, _one_element_const(node))
+        value = self.known.get(node, one_element_const(node))
         if value is not None and _literal_for(node, user):
             return numpy_ops.literal(value)
         if node not in self.expr:  # a const inside a fused body, a known value: an array
@@ -294,7 +294,8 @@ class BodyWriter:
         self.kernel.lines += [(line, node) for line in lines[1:]]
 
 
-def _one_element_const(node: Node):
+def one_element_const(node: Node):
+    """A one-element const's number, as a 0-d array; None for any other node."""
     return node.value.reshape(()) if node.op == "const" and node.value.size == 1 else None
 
 
