@@ -236,7 +236,7 @@ class Codegen:
         # buffer reads as in place: np.add(b0, b1, out=b0).
         key = (index, dtype, shape)
         if key not in self._views:
-            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            nbytes = node.type.nbytes(self.dims)
             count = self._views_per_buffer[index] = self._views_per_buffer.get(index, -1) + 1
             name = f"b{index}" + (f"_{count}" if count else "")
             self.namespace[name] = self.arenas[index][:nbytes].view(dtype).reshape(shape)
