@@ -10,6 +10,7 @@ the interpreter.
 import argparse
 import sys
 
+from graphc.cli.opt import read_source, unbound_dims
 from graphc.errors import GraphcError
 from graphc.ir import parse
 from graphc.passes import PIPELINES, optimize
@@ -45,18 +46,12 @@ def _dims(pairs) -> dict:
     return dims
 
 
-def _unbound(graph, dims) -> list:
-    names = {d for n in graph.nodes for d in n.shape if isinstance(d, str)}
-    return sorted(names - set(dims))
-
-
 def run(args) -> int:
     from graphc.backends import triton_aot, triton_host
 
-    text = sys.stdin.read() if args.file == "-" else open(args.file).read()
-    graph = optimize(parse(text), "O" + args.level)
+    graph = optimize(parse(read_source(args.file)), "O" + args.level)
     dims = _dims(args.dim)
-    missing = _unbound(graph, dims)
+    missing = unbound_dims(graph, dims)
     if missing:
         print(f"graphc kernels: give sizes for the symbolic dims {', '.join(missing)} "
               f"(e.g. --dim {missing[0]}=64)", file=sys.stderr)

@@ -47,7 +47,8 @@ def add_arguments(parser):
                              "not fused (as '# ' comment lines), at the fuse pass")
 
 
-def _read(path: str) -> str:
+def read_source(path: str) -> str:
+    """The text of FILE, or of stdin for "-"."""
     if path == "-":
         return sys.stdin.read()
     with open(path) as f:
@@ -69,7 +70,7 @@ def _explaining(graph, dump):
 
 
 def run(args) -> int:
-    graph = parse(_read(args.file))
+    graph = parse(read_source(args.file))
     if args.passes is not None:
         names = [name.strip() for name in args.passes.split(",") if name.strip()]
     else:
@@ -101,9 +102,14 @@ def _dims(text: str, graph) -> dict:
         if not name.isidentifier() or not size.isdigit():
             raise GraphcError(f"--plan: expected DIM=SIZE pairs like batch=256, got {item!r}")
         dims[name] = int(size)
-    symbolic = {d for node in graph.nodes for d in node.shape if isinstance(d, str)}
-    missing = sorted(symbolic - set(dims))
+    missing = unbound_dims(graph, dims)
     if missing:
         raise GraphcError(f"--plan: give a size for the symbolic dim {missing[0]!r}, e.g. "
                           f"--plan {missing[0]}=256")
     return dims
+
+
+def unbound_dims(graph, dims: dict) -> list:
+    """The graph's symbolic dims that `dims` gives no size, sorted."""
+    symbolic = {d for node in graph.nodes for d in node.shape if isinstance(d, str)}
+    return sorted(symbolic - set(dims))
