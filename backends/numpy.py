@@ -132,7 +132,7 @@ class Codegen:
         # A user's name is kept unless it could clash with buffer/scratch names (b0, s1_2).
         usable = re.fullmatch(r"[A-Za-z_]\w*", base) and not _GENERATED.fullmatch(base)
         name = base if usable else f"{prefix}{base}"
-        while name in self._taken or keyword.iskeyword(name):
+        while name in self._taken:  # which holds the keywords too
             name = f"{prefix}_{name}"
         self._taken.add(name)
         return name
