@@ -46,6 +46,9 @@ INT32_LIMIT = 2**31 - 1
 MAX_ROW_BLOCK = 4096
 LOOP_ROW_BLOCK = 1024
 ROW_TILE = 1024       # a reduction program holds BLOCK_M rows of BLOCK_R: up to this many
+# Layout ops that keep row-major order: a flat index passes through them unchanged (and on
+# a contiguous buffer the host makes them torch views).
+ROW_MAJOR_VIEWS = ("reshape", "expand_dims", "squeeze")
 
 TL_DTYPE = {"float32": "tl.float32", "float64": "tl.float64", "int32": "tl.int32",
             "int64": "tl.int64", "bool": "tl.int1"}
@@ -282,7 +285,7 @@ def _layout_ctx(em, node, ctx, out_shape, in_shape):
     op, attrs = node.op, node.attrs
     if op == "broadcast_to":
         return broadcast_ctx(em, ctx, out_shape, in_shape)
-    if op in ("reshape", "expand_dims", "squeeze"):
+    if op in ROW_MAJOR_VIEWS:
         return ("f", to_flat(em, ctx, out_shape))          # row-major order is unchanged
     exprs = to_multi(em, ctx, out_shape)
     if op == "transpose":

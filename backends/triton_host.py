@@ -31,7 +31,7 @@ from graphc.backends import triton_codegen as cg
 from graphc.errors import GraphcError
 from graphc.ir import SOURCE_OPS, Graph, Node
 
-VIEW_OPS = ("reshape", "expand_dims", "squeeze")
+VIEW_OPS = cg.ROW_MAJOR_VIEWS   # of a whole buffer: torch views, no kernel
 KIND_OF_OP = {"reduce": "reduction", "matmul": "matmul"}   # every other op: pointwise
 
 TORCH_DTYPE = {"float32": "torch.float32", "float64": "torch.float64",
