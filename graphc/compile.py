@@ -1,9 +1,9 @@
 """gc.compile: from output nodes to a callable Function.
 
-The Function checks each call's feeds (names, ranks, dims, dtypes), binds symbolic dims,
-builds an executable once per distinct input-shape signature (optimize, then hand the
-graph to a backend), runs it, and only then applies parameter updates, so that a step
-that raises leaves every parameter as it was.
+The Function optimizes the graph once, when it is made. Each call checks the feeds
+(names, ranks, dims, dtypes), binds symbolic dims, has the backend build an executable
+once per distinct input-shape signature, runs it, and only then applies parameter
+updates, so that a step that raises leaves every parameter as it was.
 """
 
 from __future__ import annotations
