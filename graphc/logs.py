@@ -10,7 +10,7 @@ Topics (one row each in TOPICS):
   output_code  the generated source per shape signature
 `GRAPHC_LOGS=all` turns every topic on. With `debug_dir`, every topic is written under
 debug_dir/<function>/ (00_input.ir, 01_simplify.ir, ..., fusion.txt, plan_*.txt,
-code_*.py) whatever GRAPHC_LOGS says; stderr still shows only the topics it names.
+source_*.txt) whatever GRAPHC_LOGS says; stderr still shows only the topics it names.
 """
 
 from __future__ import annotations
