@@ -8,7 +8,8 @@ Two kinds of value are dead here:
   dims of x, yet keeps all of x computed and alive. dce points such a size at a graph
   input with the same dims on the counted axes (inputs are fed, not computed), so x
   dies when nothing else reads it. Fixed dims need no input: fold makes them consts.
-One walk, with the inputs indexed by the dims they carry: linear in the nodes.
+One walk over the nodes, plus one search of the inputs per distinct tuple of counted
+dims (memoised), not one per size node.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ the root, that is the output, of a new kernel. A producer joins its consumers' k
 when three separate rules allow it, each refusal a one-line reason `explain_fusion`
 reports for the producer -> consumer pair:
 - capability (`FITS`, `_admit`): the kernel's kind may hold the op where it would sit;
-- legality (`_Planner.why_stored`): a producer also needed by a node outside the kernel
+- legality (`_Planner.leads_back`): a producer also needed by a node outside the kernel
   that leads back into it could only join by being stored from inside the kernel: a
   cycle; refused as "would create a cycle through %v" (found with ancestor bit sets);
 - profitability: a value stored anyway gains nothing from joining, and a value read by
