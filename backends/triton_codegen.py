@@ -424,7 +424,6 @@ class BodyInfo:
     shapes: dict          # body node -> concrete shape
     operand_of: dict      # body input node -> operand index
     out_shape: tuple
-    out_dtype: str
     n_operands: int
 
 
@@ -435,7 +434,7 @@ def body_info(body: Graph, operand_shapes: list, dims: dict) -> BodyInfo:
         shapes[n] = (tuple(operand_shapes[operand_of[n]]) if n.op == "input"
                      else n.type.concrete_shape(dims))
     (out,) = body.outputs
-    return BodyInfo(body, shapes, operand_of, shapes[out], out.dtype, len(operand_shapes))
+    return BodyInfo(body, shapes, operand_of, shapes[out], len(operand_shapes))
 
 
 def _index_dtype(info: BodyInfo) -> str:
