@@ -240,9 +240,13 @@ INLINE_CONST_SIZE = 1       # consts this small are copied into bodies, not pass
 
 @dataclass
 class Kernel:
-    root: Node               # the kernel's output
     state: KernelState
     members: list            # the nodes it computes, in the order they joined
+
+    @property
+    def root(self) -> Node:
+        """The kernel's output: the node it was made for, so the first member."""
+        return self.members[0]
 
 
 @dataclass(frozen=True)
@@ -389,7 +393,7 @@ class _Planner:
 
     def materialize(self, node: Node) -> None:
         state = state_for(node) if role(node) in ("reduce", "matmul") else KernelState()
-        self.kernels.append(Kernel(node, state, [node]))
+        self.kernels.append(Kernel(state, [node]))
         self.member_of[node] = [len(self.kernels) - 1]
 
     # -- reporting and reachability
