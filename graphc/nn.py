@@ -27,7 +27,7 @@ def leaky_relu(x, alpha=0.01):
 
 def prelu(x, alpha: Node):
     """Leaky ReLU whose slope `alpha` is a node (usually a param), so it is learned."""
-    return where(x > 0, x, x * alpha)
+    return leaky_relu(x, alpha)
 
 
 def maxout(x, pieces: int, axis=-1):
