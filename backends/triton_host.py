@@ -11,8 +11,9 @@ says why (`note`).
 Buffers: one torch tensor per computed value, allocated by the host function when it is
 produced and deleted after its last use, so torch's caching allocator can give its memory
 to a later value (the numpy backend's static buffer plan is not used here).
-Sources (inputs, params, consts, and non-scalar consts found inside kernel bodies) are
-passed in as tensors, in the order of `Program.sources`.
+Sources (inputs, params, consts, and the body consts holding more than one distinct
+value: a kernel embeds only single numbers) are passed in as tensors, in the order of
+`Program.sources`.
 
 Nothing here imports triton: the program is text until `load_module` imports it.
 """
