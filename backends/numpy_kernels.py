@@ -58,7 +58,6 @@ class ScratchPool:
         return sum(a.nbytes for a in self.arrays.values())
 
 
-
 # Pointwise kernels over large arrays run in chunks along their first axis, about this
 # many elements each: a chunk's operands and temporaries stay in cache from one ufunc to
 # the next, so memory traffic is the kernel's inputs and output, not each step's. (512 KiB
@@ -179,7 +178,7 @@ class BodyWriter:
             self._wrap_in_chunk_loop()
 
     def _wrap_in_chunk_loop(self):
-        scratch = sorted({slot for slot in self.slot.values()} - {
+        scratch = sorted(set(self.slot.values()) - {
             self.kernel.out, self.kernel.spare}, key=lambda name: int(name[1:]))
         more, taken = [], set(scratch)
         for _ in range(self.chunk.threads - 1):
