@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 import graphc as gc
-from bench.common import blas_threads, print_table, ratio, time_side_by_side
+from bench.common import blas_threads, megabytes, print_table, ratio, time_side_by_side
 
 N = 4 * 2**20
 A, B = 0.5, -0.25
@@ -69,8 +69,8 @@ def run(repeats: int) -> None:
                 f"{N} float32 values; ratios < 1 mean graphc is faster than the row")
     stats = fn.stats
     speedup, speedup_of_mins = ratio(medians, "numpy", "graphc")
-    print(f"  graphc: {stats['kernels']} kernels; buffers {stats['peak_bytes'] / 2**20:.1f} MiB "
-          f"(naive {stats['naive_bytes'] / 2**20:.1f} MiB), scratch "
-          f"{stats['scratch_bytes'] / 2**20:.1f} MiB")
+    print(f"  graphc: {stats['kernels']} kernels; buffers {megabytes(stats['peak_bytes'])} "
+          f"(naive {megabytes(stats['naive_bytes'])}), scratch "
+          f"{megabytes(stats['scratch_bytes'])}")
     print(f"  speedup over plain NumPy: {speedup:.2f}x of medians, {speedup_of_mins:.2f}x of "
           f"mins (target >= 1.3x: {'met' if speedup >= 1.3 else 'NOT met'} on medians)")
