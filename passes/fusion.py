@@ -36,7 +36,7 @@ none of the above (slice, concat, one_hot, size, fused) stay plain and end kerne
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from graphc import ops
 from graphc.ir import SOURCE_OPS, Graph, Node, node_names
@@ -205,7 +205,7 @@ def check_kernel(kind: str, body: Graph) -> str | None:
         state = state_for(anchors[0])
     users = body.users
     for node in reversed(members):  # consumers first, as the pass grows kernels
-        reason = _admit(state, node, [u for u in users[node]])
+        reason = _admit(state, node, users[node])
         if reason:
             return f"{node.op}: {reason}"
     return None
@@ -363,7 +363,7 @@ class _Planner:
         kernel = self.kernels[k]
         if kernel.state.kind == "pointwise" and role(node) in ("reduce", "matmul"):
             return self.try_transition(k, node, users)
-        state = KernelState(**{**vars(kernel.state), "operands": set(kernel.state.operands)})
+        state = replace(kernel.state, operands=set(kernel.state.operands))  # _admit may add
         return _admit(state, node, users), state
 
     def try_transition(self, k: int, node: Node, users: list):
