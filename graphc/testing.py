@@ -51,7 +51,7 @@ def check_grads(outputs_or_fn, feeds: dict, eps=1e-6, rtol=1e-5, atol=1e-6, wrt=
 
 def _outputs(outputs_or_fn, feeds):
     feeds = {name: np.asarray(v) for name, v in feeds.items()}
-    if isinstance(outputs_or_fn, Node) or isinstance(outputs_or_fn, (list, tuple)):
+    if isinstance(outputs_or_fn, (Node, list, tuple)):
         outs = outputs_or_fn
     else:
         nodes = {name: dsl.input(name, v.shape, _feed_dtype(v)) for name, v in feeds.items()}
