@@ -31,6 +31,7 @@ from graphc import ops
 from graphc.backends import triton_codegen as cg
 from graphc.errors import GraphcError
 from graphc.ir import SOURCE_OPS, Graph, Node
+from graphc.passes.rewrite import rewrite
 
 VIEW_OPS = cg.ROW_MAJOR_VIEWS   # of a whole buffer: torch views, no kernel
 KIND_OF_OP = {"reduce": "reduction", "matmul": "matmul"}   # every other op: pointwise
@@ -165,13 +166,9 @@ def _consts_as_operands(body: Graph, operands: list):
     arrays = [n for n in body.nodes if n.op == "const" and not _is_fill(n)]
     if not arrays:
         return body, operands
-    mapping = {c: Node("input", (), {}, c.type, name=f"in{len(operands) + j}", loc=c.loc)
-               for j, c in enumerate(arrays)}
-    for n in body.nodes:
-        if n not in mapping and n.op not in SOURCE_OPS:
-            mapping[n] = Node(n.op, [mapping.get(i, i) for i in n.inputs], n.attrs, n.type,
-                              name=n.name, loc=n.loc, tags=n.tags)
-    return Graph([mapping.get(body.outputs[0], body.outputs[0])]), operands + arrays
+    as_input = {c: Node("input", (), {}, c.type, name=f"in{len(operands) + j}", loc=c.loc)
+                for j, c in enumerate(arrays)}
+    return rewrite(body, as_input.get), operands + arrays
 
 
 # --- the host function ------------------------------------------------------------------
