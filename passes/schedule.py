@@ -278,5 +278,8 @@ def schedule(graph: Graph) -> Graph:
     memory_first = Graph(graph.outputs, graph.updates,
                          order=memory_first_order(depth_first, dims))
     greedy = Graph(graph.outputs, graph.updates, order=greedy_order(memory_first, dims))
-    candidates = (greedy, memory_first, depth_first, graph)
-    return min(candidates, key=lambda g: plan_buffers(g, dims).peak_bytes)
+    # A pass hands over a depth-first graph, so orders repeat: cost each distinct one once.
+    candidates = {}
+    for candidate in (greedy, memory_first, depth_first, graph):
+        candidates.setdefault(tuple(map(id, candidate.nodes)), candidate)
+    return min(candidates.values(), key=lambda g: plan_buffers(g, dims).peak_bytes)
