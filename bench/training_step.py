@@ -88,8 +88,7 @@ def numpy_step(x, y, w):
 
 def matmul_floor(x, w, forward_only=False):
     W1, _, W2, _, W3, _ = w
-    h1, h2 = np.empty((BATCH, 512), np.float32), np.empty((BATCH, 512), np.float32)
-    z = np.empty((BATCH, 10), np.float32)
+    h1, h2, z = (np.empty((BATCH, n), np.float32) for n in SIZES[1:])
     g1, g2, g3 = np.empty_like(W1), np.empty_like(W2), np.empty_like(W3)
     d2, d1 = np.empty_like(h2), np.empty_like(h1)
 
