@@ -181,12 +181,11 @@ class Codegen:
                         "source": [text for text, _ in k.lines],
                         "nodes": _source_nodes(k.node, self.names)} for k in kernels]
         fn = self.namespace[fn_name]
-        inputs = [n for n in self.graph.nodes if n.op == "input"]
-        return (fn, inputs, source, kernel_info, stats, format_plan(self.plan),
+        return (fn, self.graph.inputs, source, kernel_info, stats, format_plan(self.plan),
                 RunErrors(filename, self.line_nodes, self.dims))
 
     def _source(self, fn_name, params, kernels) -> str:
-        inputs = [self.expr[n] for n in self.graph.nodes if n.op == "input"]
+        inputs = [self.expr[n] for n in self.graph.inputs]
         lines = [f"# graphc numpy backend, dims {self.dims}: {len(kernels)} kernels, "
                  f"buffers peak {self.plan.peak_bytes} B (naive plan {self.plan.naive_bytes} B)",
                  f"def {fn_name}({', '.join(inputs)}):"]
