@@ -166,9 +166,11 @@ def _convert(node: Node, value) -> np.ndarray:
     if not np.can_cast(array.dtype, target, "same_kind"):
         raise FeedError(f"input {node.name!r} expects {node.dtype}; casting {array.dtype} "
                         f"values to it would lose information")
-    if array.dtype.kind in "iu" and target.kind == "i" and array.size:
+    # int64 -> int32 is safe only in range; an int dtype that always fits needs no scan.
+    if (array.dtype.kind in "iu" and target.kind == "i" and array.size
+            and not np.can_cast(array.dtype, target, "safe")):
         low, high = np.iinfo(target).min, np.iinfo(target).max
-        if array.min() < low or array.max() > high:  # int64 -> int32 is safe only in range
+        if array.min() < low or array.max() > high:
             raise FeedError(f"input {node.name!r} expects {node.dtype}; values from "
                             f"{array.min()} to {array.max()} do not fit in it")
     return np.asarray(array, dtype=target, order="C")  # (ascontiguousarray makes 0-d 1-d)
