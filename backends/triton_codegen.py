@@ -580,11 +580,9 @@ def _matmul_operand(node: Node):
 
 def _operand_strides(shape, transposed, batch_shape):
     """Strides of a [..., rows, cols] view of a contiguous buffer; batch dims broadcast."""
-    strides = list(contiguous_strides(shape))
+    strides, logical = list(contiguous_strides(shape)), list(shape)
     if transposed:
         strides[-1], strides[-2] = strides[-2], strides[-1]
-    logical = list(shape)
-    if transposed:
         logical[-1], logical[-2] = logical[-2], logical[-1]
     pad = len(batch_shape) - (len(shape) - 2)
     batch = [0] * pad + [0 if d == 1 else s for d, s in zip(logical[:-2], strides[:-2])]
