@@ -1,9 +1,10 @@
 """The IR: one node type, a graph of nodes, and a text form that reads back.
 
-A `Node` is an op applied to input nodes, with attributes and a `TensorType`. Nodes are
-immutable and compare by identity: two nodes are the same value only if they are the
-same object, never because their values happen to be equal. The one mutable thing is a
-parameter's `value`, which training updates.
+A `Node` is an op applied to input nodes, with attributes and a `TensorType`. What a
+node computes (op, inputs, attrs, type) is immutable, and nodes compare by identity: two
+nodes are the same value only if they are the same object, never because their values
+happen to be equal. A parameter's `value` changes as training updates it; a node's
+labels (name, loc, tags) may be set by the passes that build it.
 
 A `Graph` is the set of nodes reachable from some outputs (and parameter updates), in a
 deterministic topological order. Its text form (`str(graph)`) is one node a line:
