@@ -261,7 +261,7 @@ class Codegen:
             kernel.spare = self._out_array(node)
         if node.op == "fused":
             body = node.attrs["body"]
-            leaves = {b: node.inputs[int(b.name[2:])] for b in body.nodes if b.op == "input"}
+            leaves = {b: node.inputs[ops.body_input_index(b)] for b in body.inputs}
             kernel.lines.append((f"# {describe(node, self.names)}", node))
             steps = [b for b in body.nodes if b.op not in SOURCE_OPS]
             result = body.outputs[0]

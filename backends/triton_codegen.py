@@ -428,7 +428,7 @@ class BodyInfo:
 
 
 def body_info(body: Graph, operand_shapes: list, dims: dict) -> BodyInfo:
-    operand_of = {n: int(n.name[2:]) for n in body.nodes if n.op == "input"}
+    operand_of = {n: ops.body_input_index(n) for n in body.inputs}
     shapes = {}
     for n in body.nodes:
         shapes[n] = (tuple(operand_shapes[operand_of[n]]) if n.op == "input"

@@ -134,7 +134,7 @@ class _Planner:
 def _expand(fused: Node, body: Graph, operands: list):
     """The body's ops as outer nodes (body inputs replaced by the fused node's operands);
     returns (nodes in order, the node standing for the body's output)."""
-    mapping = {n: operands[int(n.name[2:])] for n in body.nodes if n.op == "input"}
+    mapping = {n: operands[ops.body_input_index(n)] for n in body.inputs}
     outer = []
     for n in body.nodes:
         if n in mapping:

@@ -212,6 +212,13 @@ def _infer_matmul(types, attrs):
     return TensorType(batch + (a.shape[-2], b.shape[-1]), promote(a.dtype, b.dtype))
 
 
+def body_input_index(node) -> int | None:
+    """Which operand of its kernel a body input stands for: in0 is operand 0, and so on
+    (None for a node that is not a body input)."""
+    match = re.fullmatch(r"in(\d+)", node.name or "")
+    return int(match.group(1)) if node.op == "input" and match else None
+
+
 def _infer_fused(types, attrs):
     """A kernel's type is its body's output type; the body's inputs in0, in1, ... stand
     for the operands by index and must have their types (see passes/fusion.py)."""
@@ -219,7 +226,7 @@ def _infer_fused(types, attrs):
     if len(body.outputs) != 1:
         raise ShapeError(f"fused: the body must have one output, has {len(body.outputs)}")
     for node in body.inputs:
-        k = int(node.name[2:]) if re.fullmatch(r"in\d+", node.name or "") else None
+        k = body_input_index(node)
         if k is None or k >= len(types):
             raise ShapeError(f"fused: body input {node.name!r} is not one of "
                              f"in0..in{len(types) - 1}")
@@ -234,7 +241,7 @@ def _fused_impl(args, attrs, shape):
     from graphc.backends.reference import run_graph  # backends import ops: import late
 
     body = attrs["body"]
-    feeds = {node: args[int(node.name[2:])] for node in body.inputs}
+    feeds = {node: args[body_input_index(node)] for node in body.inputs}
     # Symbolic dims in the body are bound by the operands' and the result's actual sizes.
     dims = {}
     bound = [(n.type.shape, a.shape) for n, a in feeds.items()]

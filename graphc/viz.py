@@ -19,6 +19,7 @@ from collections import Counter
 
 import graphviz
 
+from graphc.ops import body_input_index
 from graphc.errors import GraphcError
 from graphc.ir import SOURCE_OPS, Graph, Node, node_names
 from graphc.types import DTYPES, is_float
@@ -135,7 +136,7 @@ def _draw_kernel(dot, fused: Node, kernel_id: str, drawn_as: dict, outputs: set,
     body = fused.attrs["body"]
     ops = [n for n in body.nodes if n.op not in SOURCE_OPS]
     # Body inputs in0, in1, ... stand for the fused node's inputs, in order.
-    outer = {n: drawn_as[fused.inputs[int(n.name[2:])]] for n in body.nodes if n.op == "input"}
+    outer = {n: drawn_as[fused.inputs[body_input_index(n)]] for n in body.inputs}
     # "k0.3": printed names are \w+, so the dot keeps these apart from top-level names.
     names = {n: f"{kernel_id}.{name}" for n, name in node_names(body.nodes).items()}
     label = kernel_label(fused.attrs["kind"], kernel_id, [n.op for n in ops])
