@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphc import ops
-from graphc.backends import numpy_ops
+from graphc.backends import blas, numpy_ops
 from graphc.backends.numpy_kernels import (LOCAL_NAMES, BodyWriter, Kernel, ScratchPool,
                                           chunking, describe, one_element_const)
 from graphc.backends.numpy_ops import alias_of
@@ -49,10 +49,13 @@ _fn_ids = itertools.count()
 _GENERATED = re.compile(r"[bsz]\d+(_\d+)?|_param\d+|body\d+|fn_\d+")
 
 
-def build(graph: Graph, dims: dict) -> "NumpyExecutable":
+def build(graph: Graph, dims: dict, use_blas: bool = True) -> "NumpyExecutable":
+    """use_blas=False keeps to NumPy calls (np.matmul and ufunc epilogues) even where
+    NumPy's BLAS could be called directly (backends/blas.py)."""
     graph = schedule(graph)
     plan = plan_buffers(graph, dims, alias_of=alias_of)
-    return NumpyExecutable(*Codegen(graph, dict(dims), plan).generate())
+    gemm = blas.find() if use_blas else None
+    return NumpyExecutable(*Codegen(graph, dict(dims), plan, gemm).generate())
 
 
 def updates_in_place(graph: Graph, dims: dict) -> dict:
@@ -108,10 +111,11 @@ def _can_raise(node: Node, dims: dict) -> bool:
 class Codegen:
     """Writes the function for one graph and one binding of its symbolic dims."""
 
-    def __init__(self, graph: Graph, dims: dict, plan):
+    def __init__(self, graph: Graph, dims: dict, plan, gemm: blas.Gemm | None):
         self.graph, self.dims, self.plan = graph, dims, plan
+        self.gemm = gemm  # NumPy's BLAS gemm with alpha and beta, if found
         self.names = node_names(graph.nodes)
-        self.namespace = dict(numpy_ops.HELPERS)
+        self.namespace = dict(numpy_ops.HELPERS, _gemm=gemm)
         self.expr = {}        # node -> Python expression of its value
         self.scratch = ScratchPool()
         self.arenas = [np.empty(size, np.uint8) for size in plan.sizes]

@@ -20,6 +20,7 @@ import numpy as np
 
 from graphc import ops
 from graphc.backends import numpy_ops
+from graphc.backends.numpy_gemm import gemm_chains
 from graphc.backends.numpy_ops import alias_of
 from graphc.ir import SOURCE_OPS, Node
 from graphc.types import TensorType, numpy_dtype
@@ -133,6 +134,7 @@ class BodyWriter:
                 self.slot[body_node] = kernel.out
 
     def write(self, steps: list, result: Node):
+        self._steps = steps
         last = self._last_reads(steps, result)
         # An op that may not write over its operands (where, a reduction, ...) and ends the
         # kernel must find the output slot free: its operands go to scratch instead.
@@ -142,9 +144,16 @@ class BodyWriter:
         self.expiring = defaultdict(list)    # step -> slots whose value it reads last
         for value, slot in self.slot.items():  # operands in the output's buffer
             self._occupy(value, slot, last, -1)
+        chains = gemm_chains(steps, result, self._number) if self.gen.gemm else {}
+        done_until = -1
         for i, node in enumerate(steps):
+            if i <= done_until:  # a step of a run that one gemm call computed
+                continue
             self.chunked[node] = self.chunk is not None and _spans_first_axis(
                 node, self.kernel.node, self.gen.dims)
+            if node in chains:
+                done_until = self._write_gemm(chains[node], i, last, result)
+                continue
             if self._fold(node):
                 continue
             args = [self._operand(inp, node) for inp in node.inputs]
@@ -176,6 +185,52 @@ class BodyWriter:
             self._append(result, [f"np.copyto({out}, {self._operand(result, None)})"])
         if self.chunk is not None:
             self._wrap_in_chunk_loop()
+
+    def _write_gemm(self, chain, i, last, result) -> int:
+        """Writes a matmul and the linear steps after it as one BLAS call (see
+        numpy_gemm.py); returns the index of the run's last step."""
+        head, end, form = chain.head, chain.end, chain.form
+        self.chunked[end] = False  # matmul kernels run whole
+        a, b = (self._operand(x, head) for x in head.inputs)
+        operand_slots = {self.slot.get(self.root.get(x)) for x in head.inputs} - {None}
+        addend = form.addend
+        if (addend is not None and end is result and addend.type == end.type
+                and self.root.get(addend) is addend and self.slot.get(addend) == self.kernel.out
+                and self.kernel.out not in operand_slots):
+            slot, lines = self.kernel.out, []  # C lives in the output: accumulate there
+        else:
+            busy = {slot for slot, count in self.occupants.items() if count}
+            slot = self._choose_slot(end, end is result, busy | operand_slots)
+            lines = [] if addend is None else [
+                f"np.copyto({self._shaped(slot, form.added_at)}, "
+                f"{self._operand(addend, form.added_at)})"]
+        number = lambda x: numpy_ops.literal(np.asarray(x, numpy_dtype(end.dtype)))
+        lines.append(f"_gemm({a}, {b}, {slot}, {number(form.alpha)}, {number(form.beta)})")
+        if end is result and slot != self.kernel.out:
+            lines.append(f"np.copyto({self.kernel.out}, {slot})")
+        stop = i + chain.length - 1
+        run = ", ".join(step.op for step in self._steps[i:stop + 1])
+        self._append(end, lines, note=f"{run}: one BLAS gemm, C = alpha * A @ B + beta * C")
+        self.expr[end], self.root[end], self.slot[end] = slot, end, slot
+        for k in range(i, stop + 1):
+            self._release(k)
+        self._occupy(end, slot, last, stop)
+        return stop
+
+    def _shaped(self, slot: str, node: Node) -> str:
+        """A slot's array viewed in a node's shape (the same elements, in order)."""
+        shape = node.type.concrete_shape(self.gen.dims)
+        return slot if self._array_shape(slot) == shape else f"{slot}.reshape({shape})"
+
+    def _array_shape(self, slot: str) -> tuple:
+        if slot in self.gen.scratch.arrays:
+            return self.gen.scratch.arrays[slot].shape
+        return self.kernel.shape
+
+    def _number(self, node: Node):
+        """The number every element of a value holds, if the build knows it, else None."""
+        value = self.known.get(node, one_element_const(node))
+        return None if value is None else value.item()
 
     def _wrap_in_chunk_loop(self):
         scratch = sorted(set(self.slot.values()) - {
@@ -284,11 +339,11 @@ class BodyWriter:
         self.gen.namespace[name] = self.gen.scratch.arrays[name]
         return name
 
-    def _append(self, node, lines):
+    def _append(self, node, lines, note=None):
         if self.kernel.node.op == "fused":
-            note = f"{node.op}" + (f"  {node.loc}" if node.loc else "")
+            note = f"{note or node.op}" + (f"  {node.loc}" if node.loc else "")
         else:
-            note = describe(node, self.gen.names)
+            note = describe(node, self.gen.names) + (f"  ({note})" if note else "")
         self.kernel.lines.append((f"{lines[0]}  # {note}", node))
         self.kernel.lines += [(line, node) for line in lines[1:]]
 

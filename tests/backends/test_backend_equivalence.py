@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 
 import graphc as gc
-from graphc.backends import numpy_kernels
+from graphc.backends import blas, numpy_kernels
 from tests.strategies import OP_FAMILIES, assert_close, graphs, run_reference
 
 
@@ -32,6 +32,14 @@ def _check_random_graphs(dtype, examples, families=tuple(OP_FAMILIES)):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_random_graphs_numpy_o2_vs_reference_o0(dtype):
     _check_random_graphs(dtype, examples=30)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_random_graphs_without_direct_blas_calls(monkeypatch, dtype):
+    # As on a NumPy whose BLAS graphc cannot call: matmuls and their epilogues are NumPy
+    # calls (np.matmul, ufuncs) instead of gemm with alpha and beta.
+    monkeypatch.setattr(blas, "find", lambda: None)
+    _check_random_graphs(dtype, examples=15)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -62,8 +70,11 @@ def _mlp(dtype, sizes=(12, 16, 16, 4)):
     return loss, params, data
 
 
+@pytest.mark.parametrize("direct_blas", [True, False], ids=["blas", "no-blas"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_mlp_training_steps_agree_with_the_reference(dtype):
+def test_mlp_training_steps_agree_with_the_reference(monkeypatch, dtype, direct_blas):
+    if not direct_blas:
+        monkeypatch.setattr(blas, "find", lambda: None)
     runs = {}
     for backend, opt in (("reference", "O0"), ("numpy", "O2")):
         loss, params, data = _mlp(dtype)

@@ -11,12 +11,24 @@ import pytest
 
 import graphc as gc
 from graphc import dsl
+from graphc.backends import blas
 from graphc.backends import numpy as numpy_backend
 from graphc.backends import numpy_kernels
 from graphc.ir import Graph, Node
 from graphc.passes.fusion import make_fused
 
 RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(params=["blas", "no-blas"])
+def use_blas(request, monkeypatch):
+    """Runs a test with NumPy's BLAS called directly (gemm with alpha and beta) and with
+    NumPy calls alone, as on a NumPy whose BLAS graphc cannot find."""
+    if request.param == "no-blas":
+        monkeypatch.setattr(blas, "find", lambda: None)
+    elif blas.find() is None:
+        pytest.skip("this NumPy's BLAS has no gemm graphc can call")
+    return request.param == "blas"
 
 
 def run_both(outputs, feeds, opt="O0"):
@@ -77,12 +89,16 @@ def _mlp_layer():
     return x, W, b
 
 
-def test_matmul_kernel_runs_its_epilogue_in_place_on_the_output():
+def test_matmul_kernel_runs_its_epilogue_in_place_on_the_output(use_blas):
     x, W, b = _mlp_layer()
     layer = fused("matmul", [x, W, b], lambda i0, i1, i2: gc.relu(i0 @ i1 + i2))
     fn, _ = run_both([layer], {"x": RNG.standard_normal((4, 6))})
-    (out,) = re.findall(r"np\.matmul\(x, W, out=(\w+)\)", fn.source)
-    assert f"np.add({out}, b, out={out})" in fn.source
+    if use_blas:  # the bias goes in first, gemm adds the product to it (beta = 1)
+        (out,) = re.findall(r"_gemm\(x, W, (\w+), 1\.0, 1\.0\)", fn.source)
+        assert f"np.copyto({out}, b)" in fn.source
+    else:
+        (out,) = re.findall(r"np\.matmul\(x, W, out=(\w+)\)", fn.source)
+        assert f"np.add({out}, b, out={out})" in fn.source
     # relu against an array of zeros: NumPy's maximum is slow against a broadcast number
     assert re.search(rf"np\.maximum\({out}, z\d+, out={out}\)", fn.source)
     assert fn.stats["kernels"] == 1 and fn.stats["scratch_bytes"] == 0
@@ -327,7 +343,7 @@ def _agree(make):
     return fn
 
 
-def test_sgd_writes_new_values_straight_into_the_params():
+def test_sgd_writes_new_values_straight_into_the_params(use_blas):
     def make():
         x = gc.input("x", (4, 3))
         W = gc.param("W", np.arange(6.0).reshape(3, 2) / 10)
@@ -335,7 +351,10 @@ def test_sgd_writes_new_values_straight_into_the_params():
         return [W], [loss], gc.optim.sgd(loss, [W], lr=0.5), {"x": np.ones((4, 3))}
 
     fn = _agree(make)
-    assert re.search(r"np\.subtract\(W, \w+, out=W\)", fn.source)
+    if use_blas:  # W - 0.5 * (x.T @ g): gemm accumulates into W itself
+        assert re.search(r"_gemm\(x\.T, \w+, W, -0\.5, 1\.0\)", fn.source)
+    else:
+        assert re.search(r"np\.subtract\(W, \w+, out=W\)", fn.source)
     assert fn.source.rstrip().endswith(", W]")  # the caller's copy is then a no-op
 
 
@@ -355,7 +374,7 @@ def test_swapping_updates_and_a_param_as_output():
     _agree(make)
 
 
-def test_a_failing_step_leaves_the_params_as_they_were():
+def test_a_failing_step_leaves_the_params_as_they_were(use_blas):
     x = gc.input("x", (2, 3))
     y = gc.input("y", (2,), dtype="int64")
     W = gc.param("W", np.ones((3, 4)))
@@ -366,4 +385,6 @@ def test_a_failing_step_leaves_the_params_as_they_were():
     with pytest.raises(gc.GraphcError, match="one_hot"):
         step(x=np.ones((2, 3)), y=[0, 9])
     np.testing.assert_array_equal(W.value, before)
-    assert "out=W)" in step.source  # written in place, but only after the label check
+    # written in place, but only after the label check
+    assert re.search(r"_gemm\(x\.T, \w+, W, " if use_blas else r"out=W\)", step.source)
+    assert step.source.index("_one_hot") < step.source.index("W, -0.1" if use_blas else "out=W)")
