@@ -10,7 +10,9 @@ build(graph, dims) does, once per input-shape signature:
      calls with `out=` into the node's buffer, intermediates of a body go into that same
      buffer when they can (an in-place chain) or into scratch arrays shared by all
      kernels; a matmul reads its operands through transposed views and its epilogue
-     runs in place on its output;
+     runs in place on its output, and the linear start of that epilogue (a scale, a
+     bias, the weight an SGD step updates) is done by BLAS's gemm itself, alpha * A @ B
+     + beta * C, when NumPy's BLAS can be called directly (numpy_gemm.py, blas.py);
   4. exec the source under a readable file name ("<graphc:fn_...>", registered with
      linecache so tracebacks show the generated line).
 
