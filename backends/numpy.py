@@ -27,6 +27,7 @@ still leaves every param as it was.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import keyword
 import linecache
@@ -36,7 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphc import ops
-from graphc.backends import blas, numpy_ops
+from graphc.backends import blas, c_kernels, ccompile, numpy_ops
+from graphc.backends.numpy_gemm import gemm_chains
 from graphc.backends.numpy_kernels import (LOCAL_NAMES, BodyWriter, Kernel, ScratchPool,
                                           chunking, describe, one_element_const)
 from graphc.backends.numpy_ops import alias_of
@@ -51,13 +53,14 @@ _fn_ids = itertools.count()
 _GENERATED = re.compile(r"[bsz]\d+(_\d+)?|_param\d+|body\d+|fn_\d+")
 
 
-def build(graph: Graph, dims: dict, use_blas: bool = True) -> "NumpyExecutable":
-    """use_blas=False keeps to NumPy calls (np.matmul and ufunc epilogues) even where
-    NumPy's BLAS could be called directly (backends/blas.py)."""
+def build(graph: Graph, dims: dict) -> "NumpyExecutable":
+    """Matmuls call NumPy's BLAS directly where it can be found (blas.py), and small or
+    cheap fused kernels are C loops where a C compiler works (c_kernels.py); without
+    them, the same kernels are NumPy calls."""
     graph = schedule(graph)
     plan = plan_buffers(graph, dims, alias_of=alias_of)
-    gemm = blas.find() if use_blas else None
-    return NumpyExecutable(*Codegen(graph, dict(dims), plan, gemm).generate())
+    compile_c = ccompile.compile_library if ccompile.available() else None
+    return NumpyExecutable(*Codegen(graph, dict(dims), plan, blas.find(), compile_c).generate())
 
 
 def updates_in_place(graph: Graph, dims: dict) -> dict:
@@ -113,9 +116,12 @@ def _can_raise(node: Node, dims: dict) -> bool:
 class Codegen:
     """Writes the function for one graph and one binding of its symbolic dims."""
 
-    def __init__(self, graph: Graph, dims: dict, plan, gemm: blas.Gemm | None):
+    def __init__(self, graph: Graph, dims: dict, plan, gemm: blas.Gemm | None, compile_c=None):
         self.graph, self.dims, self.plan = graph, dims, plan
         self.gemm = gemm  # NumPy's BLAS gemm with alpha and beta, if found
+        self.compile_c = compile_c  # C source -> loaded library, if a compiler works
+        self.c_kernels = []         # the C kernels of this function, compiled together
+        self.per_call_addresses = {}  # input or param name -> the name of its address
         self.names = node_names(graph.nodes)
         self.namespace = dict(numpy_ops.HELPERS, _gemm=gemm)
         self.expr = {}        # node -> Python expression of its value
@@ -176,7 +182,7 @@ class Codegen:
                 self.expr[node] = numpy_ops.view_expr(node, self.expr[node.inputs[0]], self.dims)
             else:
                 kernels.append(self._kernel(node))
-        source = self._source(fn_name, params, kernels)
+        source = self._source(fn_name, params, kernels) + self._load_c_kernels()
         filename = f"<graphc:{fn_name}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         exec(compile(source, filename, "exec"), self.namespace)
@@ -198,6 +204,8 @@ class Codegen:
         for i, node in enumerate(params):
             self.namespace[f"_param{i}"] = node
             lines.append(f"    {self.expr[node]} = _param{i}.value")
+        for array, address in self.per_call_addresses.items():  # for C kernels
+            lines.append(f"    {address} = _address({array})")
         for kernel in kernels:
             for text, node in kernel.lines:
                 lines.append("    " + text)
@@ -274,13 +282,164 @@ class Codegen:
         else:
             leaves = {i: i for i in node.inputs}
             steps, result = [node], node
+        if self.compile_c is not None and (
+                _kind(node) not in ("layout", "matmul", "other") or node.op == "one_hot"):
+            c_kernel = self._plan_c(kernel, leaves, steps, result)
+            if c_kernel is not None:
+                self._call_c(kernel, c_kernel, steps)
+                return kernel
+        if self.compile_c is not None and _kind(node) == "matmul" and node.op == "fused":
+            if self._matmul_then_c(kernel, leaves, steps, result):
+                return kernel
         chunk = None if self._overwrites_operand_elsewhere(node) else chunking(node, self.dims)
         BodyWriter(self, kernel, leaves, chunk).write(steps, result)
         return kernel
 
+    def _matmul_then_c(self, kernel: Kernel, leaves: dict, steps: list, result: Node) -> bool:
+        """A matmul kernel as the matmul (with the linear steps gemm takes in) into the
+        output, then its other steps (a relu, a relu-backward mask) as one C kernel that
+        reads and overwrites the output; False if C cannot do those steps."""
+        matmuls = [s for s in steps if s.op == "matmul"]
+        known = self._known_in_body(kernel.node, leaves)
+        number_of = lambda v: None if known.get(v) is None else known[v].item()
+        chains = gemm_chains(steps, result, number_of) if self.gemm else {}
+        chain = chains.get(matmuls[0]) if matmuls else None
+        # gemm takes in a scale, and an addend already in the output (an SGD update);
+        # another addend (a bias) C adds in the pass it makes anyway, saving gemm's copy
+        addend = chain.form.addend if chain else None
+        end = chain.end if chain and (addend is None or addend in leaves and self.storage(
+            leaves[addend]) == self.storage(kernel.node)) else (
+            matmuls[0] if matmuls else None)
+        if len(matmuls) != 1 or end is result or end.type != result.type:
+            return False  # (the product is stored in the output, so it must fit there)
+        product = _cone(end)
+        rest = [s for s in steps if s not in product]
+        reads_of_rest = {i for s in rest for i in s.inputs} - set(rest)
+        own = self.storage(kernel.node)
+        if any(v in product and v is not end for v in reads_of_rest) or any(
+                self.storage(leaves[v]) == own for v in reads_of_rest if v in leaves):
+            return False
+        reads = {v: leaves[v] for v in reads_of_rest if v in leaves}
+        c_kernel = self._plan_c(kernel, {**reads, end: kernel.node}, rest, result,
+                                aliased={end})
+        if c_kernel is None:
+            return False
+        BodyWriter(self, kernel, leaves, None).write([s for s in steps if s in product], end)
+        self._call_c(kernel, c_kernel, rest)
+        return True
+
+    # C kernels -----------------------------------------------------------------------
+
+    def _plan_c(self, kernel: Kernel, leaves: dict, steps: list, result: Node,
+                aliased=frozenset()):
+        """The C kernel (c_kernels.py) for a body's steps if C can express them and it is
+        worth it; else None, with the reason as a comment in the source."""
+        elements = max(int(np.prod(s.type.concrete_shape(self.dims), dtype=np.int64))
+                       for s in steps + [result])
+        if not c_kernels.worth_compiling(steps, elements):
+            return None
+        body = kernel.node.attrs["body"].nodes if kernel.node.op == "fused" else []
+        reads = dict(leaves)
+        reads.update({b: b for b in body if b.op == "const" and b.value.size > 1})
+        known = self._known_in_body(kernel.node, leaves)
+        own = self.storage(kernel.node)
+        aliased = set(aliased) | {b for b, o in leaves.items()
+                                  if own is not None and self.storage(o) == own}
+        try:
+            if any(not self._contiguous(o) for o in reads.values()):
+                raise c_kernels.Unsupported("an operand is a strided view")
+            return c_kernels.plan(f"_k{len(self.c_kernels)}", steps, result, reads,
+                                  self.dims, known, aliased)
+        except c_kernels.Unsupported as why:
+            kernel.lines.append((f"# (NumPy, not C: {why})", kernel.node))
+            return None
+
+    def _known_in_body(self, node: Node, leaves: dict) -> dict:
+        """Body value -> the number it holds, for operands and consts known at build."""
+        known = {b: self.known[o] for b, o in leaves.items() if o in self.known}
+        body = node.attrs["body"].nodes if node.op == "fused" else []
+        known.update({b: one_element_const(b) for b in body if one_element_const(b) is not None})
+        return known
+
+    def _call_c(self, kernel: Kernel, c_kernel, steps: list):
+        self.c_kernels.append(c_kernel)
+        args = [self._address(o) for o in c_kernel.operands] + [self._address_of_out(kernel)]
+        if c_kernel.scratch:
+            args.append(self._address_of_scratch(c_kernel.scratch))
+        call = f"{c_kernel.name}({', '.join(args)})"
+        if c_kernel.labels is not None:
+            loc = next(s.loc for s in steps if s.op == "one_hot")
+            call = (f"if {call}: _label_error({self.expr[c_kernel.labels]}, "
+                    f"{c_kernel.depth}, {loc!r})")
+        kernel.lines.append((f"{call}  # C: {', '.join(s.op for s in steps)}", kernel.node))
+
+    def _contiguous(self, source) -> bool:
+        """Whether a kernel operand is its storage, element for element: no transposed,
+        sliced or broadcast view (a reshape keeps the elements where they are)."""
+        while isinstance(source, Node) and alias_of(source) is not None:
+            if source.op not in ("reshape", "squeeze", "expand_dims", "stop_gradient"):
+                return False
+            source = alias_of(source)
+        return True
+
+    def _address(self, source) -> str:
+        """The name of a value's data address: bound once here for arrays the function
+        owns (buffers, consts), read at the start of each call for inputs and params."""
+        if isinstance(source, Node) and source.op == "const" and source not in self.expr:
+            name = self.bind_array(source, np.ascontiguousarray(source.value), "c")
+            return self._bind_address(name, self.namespace[name])
+        root = self._storage_root(source)
+        name = self.expr[root]
+        if root.op in ("input", "param") or root in self.into_param:
+            return self.per_call_addresses.setdefault(name, f"{name}_at")
+        return self._bind_address(name, eval(name, self.namespace))
+
+    def _address_of_out(self, kernel: Kernel) -> str:
+        if kernel.node in self.into_param:
+            return self.per_call_addresses.setdefault(kernel.out, f"{kernel.out}_at")
+        return self._bind_address(kernel.out, self.namespace[kernel.out])
+
+    def _address_of_scratch(self, scratch) -> str:
+        elements, dtype = scratch
+        name = self.scratch.take((elements,), numpy_dtype(dtype), set())
+        self.namespace[name] = self.scratch.arrays[name]
+        return self._bind_address(name, self.namespace[name])
+
+    def _bind_address(self, name: str, array: np.ndarray) -> str:
+        assert array.flags.c_contiguous, name
+        self.namespace[f"{name}_at"] = array.ctypes.data
+        return f"{name}_at"
+
+    def _load_c_kernels(self) -> str:
+        """Compiles this function's C kernels into one library and binds each by name;
+        returns their source, shown after the Python function."""
+        if not self.c_kernels:
+            return ""
+        source = "\n".join(k.source for k in self.c_kernels)
+        library = self.compile_c(source)
+        for k in self.c_kernels:
+            function = getattr(library, k.name)
+            function.argtypes = [ctypes.c_void_p] * (len(k.operands) + 1 + bool(k.scratch))
+            function.restype = ctypes.c_int
+            self.namespace[k.name] = function
+        flags = " ".join(ccompile.FLAGS)
+        return (f"\n# C kernels, compiled with `cc {flags}`:\n"
+                + "".join(f"# {line}\n" if line else "#\n" for line in source.splitlines()))
+
 
 def _kind(node: Node) -> str:
     return node.attrs["kind"] if node.op == "fused" else ops.OPS[node.op].kind
+
+
+def _cone(node: Node) -> set:
+    """A body value and every value of the body it is computed from."""
+    seen, stack = set(), [node]
+    while stack:
+        value = stack.pop()
+        if value not in seen:
+            seen.add(value)
+            stack += value.inputs
+    return seen
 
 
 def _source_nodes(node: Node, names: dict) -> list:

@@ -234,7 +234,22 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return _pools[workers]
 
 
-HELPERS = {"np": np, "_one_hot": one_hot, "_run_chunks": run_chunks}
+def address(array: np.ndarray) -> int:
+    """An input's or param's data address, for a C kernel (which reads it densely)."""
+    if not array.flags.c_contiguous:
+        raise GraphcError(f"an array of shape {array.shape} is not C-contiguous; a param's "
+                          "value must be (np.ascontiguousarray)")
+    return array.ctypes.data
+
+
+def label_error(labels, depth, loc):
+    """Raised after a C kernel found a one_hot label outside [0, depth)."""
+    bad = labels[(labels < 0) | (labels >= depth)].flat[0]
+    raise GraphcError(f"one_hot: label {bad} is outside [0, {depth}) (made at {loc})")
+
+
+HELPERS = {"np": np, "_one_hot": one_hot, "_run_chunks": run_chunks, "_address": address,
+           "_label_error": label_error}
 
 
 def literal(value: np.ndarray) -> str:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 
 import graphc as gc
-from graphc.backends import blas, numpy_kernels
+from graphc.backends import blas, ccompile, numpy_kernels
 from tests.strategies import OP_FAMILIES, assert_close, graphs, run_reference
 
 
@@ -40,6 +40,13 @@ def test_random_graphs_without_direct_blas_calls(monkeypatch, dtype):
     # calls (np.matmul, ufuncs) instead of gemm with alpha and beta.
     monkeypatch.setattr(blas, "find", lambda: None)
     _check_random_graphs(dtype, examples=15)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_random_graphs_without_a_c_compiler(monkeypatch, dtype):
+    # Every kernel as NumPy calls, none as C (c_kernels.py).
+    monkeypatch.setattr(ccompile, "available", lambda: False)
+    _check_random_graphs(dtype, examples=30)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -99,7 +106,8 @@ def test_mlp_step_buffer_plan_beats_the_naive_plan():
     assert stats["kernels"] > 0
 
 
-def test_mlp_step_source_uses_out_in_place_and_transposed_views():
+def test_mlp_step_source_uses_out_in_place_and_transposed_views(monkeypatch):
+    monkeypatch.setattr(ccompile, "available", lambda: False)  # NumPy kernels throughout
     loss, params, data = _mlp("float32")
     step = gc.compile(loss, updates=gc.optim.sgd(loss, params, lr=0.1), backend="numpy")
     step(**data)

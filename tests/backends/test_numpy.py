@@ -1,7 +1,9 @@
-"""The numpy backend on its own: generated code forms, fused kernels, buffer reuse.
+"""The numpy backend's NumPy kernels: generated code forms, fused kernels, buffer reuse.
 
 Every value is checked against the reference backend; the source-text checks pin the
-forms the backend promises (out=, in-place chains, matmuls on transposed views).
+forms the backend promises (out=, in-place chains, matmuls on transposed views). The
+kernels it writes in C where a compiler works are tested in test_c_kernels.py; here they
+are NumPy calls throughout, as on a machine without a C compiler.
 """
 
 import re
@@ -11,13 +13,18 @@ import pytest
 
 import graphc as gc
 from graphc import dsl
-from graphc.backends import blas
+from graphc.backends import blas, ccompile
 from graphc.backends import numpy as numpy_backend
 from graphc.backends import numpy_kernels
 from graphc.ir import Graph, Node
 from graphc.passes.fusion import make_fused
 
 RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def numpy_kernels_only(monkeypatch):
+    monkeypatch.setattr(ccompile, "available", lambda: False)
 
 
 @pytest.fixture(params=["blas", "no-blas"])

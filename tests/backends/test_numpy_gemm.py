@@ -3,7 +3,8 @@
 backends/numpy_gemm.py finds the linear runs after a matmul (the structure, checked on
 bodies here), backends/blas.py calls NumPy's own gemm (checked against np.matmul), and
 the numpy backend writes them (numbers checked against the reference backend, with BLAS
-called directly and without).
+called directly and without). Kernels are NumPy calls here (numpy_kernels_only); how
+gemm and C kernels share a matmul kernel is in test_c_kernels.py.
 """
 
 import re
@@ -18,7 +19,8 @@ from graphc.backends import blas
 from graphc.backends.numpy_gemm import gemm_chains
 from graphc.backends.numpy_kernels import one_element_const
 from graphc.ir import SOURCE_OPS, Graph
-from tests.backends.test_numpy import fused, run_both, use_blas  # noqa: F401 (fixture)
+from tests.backends.test_numpy import (  # noqa: F401 (fixtures)
+    fused, numpy_kernels_only, run_both, use_blas)
 from tests.strategies import assert_close, run_reference
 
 RNG = np.random.default_rng(3)

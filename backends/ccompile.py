@@ -1,0 +1,71 @@
+"""The system C compiler, for the numpy backend's C kernels (c_kernels.py).
+
+`compile_library(source)` builds a shared library from C99 source and loads it with
+ctypes. Libraries are cached on disk under the source's hash (in $XDG_CACHE_HOME/graphc,
+else ~/.cache/graphc), so a model compiles once per machine, not once per process.
+`available()` says whether a compiler works here at all: $CC, else `cc`, tried once on
+a small program; without one the numpy backend keeps to NumPy calls.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from graphc.errors import GraphcError
+
+FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC", "-fno-math-errno")
+PRELUDE = "#include <math.h>\n#include <stdint.h>\n\n"
+
+
+@functools.cache
+def _compiler() -> str | None:
+    return shutil.which(os.environ.get("CC", "cc"))
+
+
+def _cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "graphc")
+
+
+@functools.cache
+def available() -> bool:
+    """Whether C kernels can be built here (checked once a process)."""
+    if _compiler() is None or not sys.platform.startswith(("linux", "darwin")):
+        return False
+    try:
+        library = compile_library("int graphc_probe(void) { return 42; }\n")
+        return library.graphc_probe() == 42
+    except (GraphcError, OSError):
+        return False
+
+
+def compile_library(source: str) -> ctypes.CDLL:
+    """Compile C99 source (PRELUDE is added) into a shared library and load it."""
+    compiler = _compiler()
+    if compiler is None:
+        raise GraphcError("no C compiler found (set CC or install cc)")
+    text = PRELUDE + source
+    key = hashlib.sha256("\0".join((compiler,) + FLAGS + (text,)).encode()).hexdigest()[:24]
+    folder = _cache_dir()
+    path = os.path.join(folder, f"kernels_{key}.so")
+    if not os.path.exists(path):
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder) as work:
+            c_file = os.path.join(work, "kernels.c")
+            with open(c_file, "w") as f:
+                f.write(text)
+            built = os.path.join(work, "kernels.so")
+            run = subprocess.run([compiler, *FLAGS, "-o", built, c_file, "-lm"],
+                                 capture_output=True, text=True)
+            if run.returncode != 0:
+                raise GraphcError(f"the C compiler failed on graphc's kernels ({c_file}):\n"
+                                  f"{run.stderr[-2000:]}")
+            os.replace(built, path)  # atomic: a concurrent build writes the same bytes
+    return ctypes.CDLL(path)
