@@ -147,7 +147,22 @@ class _Writer:
         return shapes.pop()
 
     def _index_of(self, node) -> str:
-        shape, d = self._shape(node), self.domain
+        """How a value is read at (r, c), from its own shape."""
+        return self._index_of_shape(self._shape(node))
+
+    def _read_as(self, node, rank: int) -> str:
+        """How an operand is read by an op of higher rank: NumPy broadcasting lines its
+        axes up with the op's last ones (a row reduction's (R,) value read beside an
+        R x C one would be read along the columns)."""
+        shape = self._shape(node)
+        index = self._index_of_shape((1,) * (rank - len(shape)) + shape)
+        if index != self.index[node] and self.index[node] != "0":
+            raise Unsupported(f"a value of shape {shape} broadcast to rank {rank} is read "
+                              "along other axes than it was computed")
+        return index
+
+    def _index_of_shape(self, shape) -> str:
+        d = self.domain
         size = int(np.prod(shape, dtype=np.int64))
         if _squeezed(shape) == _squeezed(d):  # the domain's elements in its order
             return "rc"
@@ -247,9 +262,12 @@ class _Writer:
     def _alias(self, step):
         (operand,) = step.inputs
         index = self._index_of(step)
-        if index != self.index[operand] and not (
-                step.op == "broadcast_to" and self.index[operand] in ("0", index) or
-                step.op == "broadcast_to" and index == "rc"):
+        if step.op == "broadcast_to":
+            read = self._read_as(operand, len(self._shape(step)))
+            fits = _reads(index, read)
+        else:  # reshape, squeeze, expand_dims keep the elements in their order
+            fits = index == self.index[operand]
+        if not fits:
             raise Unsupported(f"{step.op} from {self._shape(operand)} to {self._shape(step)} "
                               "moves elements")
         self.index[step], self.level[step] = self.index[operand], self.level[operand]
@@ -257,8 +275,10 @@ class _Writer:
 
     def _elementwise(self, step):
         index = self._index_of(step)
+        rank = len(self._shape(step))
         for i in step.inputs:
-            if not _reads(index, self.index[i]):
+            read = self._read_as(i, rank) if len(self._shape(i)) < rank else self.index[i]
+            if not _reads(index, read):
                 raise Unsupported(f"{step.op} reads a {self.index[i]}-value into a {index}-value")
         self.index[step] = index
         self.level[step] = max((self.level[i] for i in step.inputs), key=_LEVELS.get,

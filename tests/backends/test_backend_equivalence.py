@@ -13,7 +13,10 @@ from graphc.backends import blas, ccompile, numpy_kernels
 from tests.strategies import OP_FAMILIES, assert_close, graphs, run_reference
 
 
-def _check_random_graphs(dtype, examples, families=tuple(OP_FAMILIES)):
+def _check_random_graphs(dtype, examples, families=tuple(OP_FAMILIES)) -> int:
+    """Checks random graphs; returns how many of them ran a C kernel."""
+    with_c = []
+
     @settings(max_examples=examples)
     @given(graphs(dtype=dtype, max_ops=8, families=families))
     def check(case):
@@ -25,13 +28,16 @@ def _check_random_graphs(dtype, examples, families=tuple(OP_FAMILIES)):
             for k, (a, e) in enumerate(zip(actual, expected)):
                 assert a.dtype == e.dtype, f"output {k}: dtype {a.dtype} != {e.dtype}"
                 assert_close(a, e, dtype, what=f"output {k}\n{fn.source}")
+        with_c.append("# C:" in fn.source)
 
     check()
+    return sum(with_c)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_random_graphs_numpy_o2_vs_reference_o0(dtype):
-    _check_random_graphs(dtype, examples=30)
+    with_c = _check_random_graphs(dtype, examples=40)
+    assert with_c >= 8 or not ccompile.available()  # C kernels are among those checked
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -1,0 +1,178 @@
+"""The numpy backend's C kernels (backends/c_kernels.py, ccompile.py).
+
+Which bodies become C and which stay NumPy, with the reason printed in the source; the
+same numbers as the reference backend, NaN and inf included; one_hot's label check; the
+compiler's cache. Skipped where no C compiler works (the NumPy kernels are then all there
+is, and test_numpy.py covers them).
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.backends import ccompile
+from graphc.backends.c_kernels import worth_compiling
+from tests.backends.test_numpy import fused, run_both
+
+pytestmark = pytest.mark.skipif(not ccompile.available(), reason="no working C compiler")
+
+RNG = np.random.default_rng(5)
+
+
+def c_calls(fn) -> list:
+    """The C kernels a compiled function calls, as the ops each computes."""
+    return re.findall(r"_k\d+\([^)]*\).*# C: (.*)", fn.source)
+
+
+def numpy_reasons(fn) -> list:
+    return re.findall(r"# \(NumPy, not C: (.*)\)", fn.source)
+
+
+# --- which bodies are C ------------------------------------------------------------------
+
+def _x(shape=(4, 6)):
+    return gc.input("x", shape), {"x": RNG.standard_normal(shape).astype(np.float32)}
+
+
+# name -> (kind, body of in0 = x (4, 6)): each must be one C kernel with the reference numbers
+C_BODIES = {
+    "softmax: two row reductions": ("reduction", lambda a: gc.nn.softmax(a)),
+    "logsumexp": ("reduction", lambda a: gc.nn.logsumexp(a, axis=1)),
+    "column sum then a pointwise epilogue": ("reduction", lambda a: gc.sum(a, axis=0) * 2 - 1),
+    "two column sums": ("reduction", lambda a: gc.sum(a, axis=0) + gc.sum(a * a, axis=0)),
+    "a row and a column broadcast": ("pointwise", lambda a: gc.relu(
+        a - gc.sum(a, axis=1, keepdims=True) * 0 + gc.const(np.arange(6.0, dtype=np.float32)))),
+    "compare, where, cast": ("pointwise", lambda a: gc.cast(
+        gc.where(a > 0, a, -a) >= 0.5, "float32")),
+    "every unary op": ("pointwise", lambda a: gc.exp(gc.tanh(a)) + gc.log1p(gc.abs(a)) +
+                       gc.sqrt(gc.abs(a)) + gc.sigmoid(a) + gc.sign(a) + gc.step(a) +
+                       gc.log(gc.abs(a) + 1) - a ** 2 + gc.maximum(a, 0.1) + gc.minimum(a, 0.2)),
+}
+
+
+@pytest.mark.parametrize("name", C_BODIES)
+def test_a_supported_body_is_one_c_kernel_with_the_reference_numbers(name):
+    kind, make = C_BODIES[name]
+    x, feeds = _x()
+    fn, _ = run_both([fused(kind, [x], make)], feeds)
+    assert len(c_calls(fn)) == 1 and not numpy_reasons(fn), fn.source
+    assert "int _k0(" in fn.source  # the C source is shown after the Python
+
+
+# name -> (kind, body of in0 = x, x's shape, the reason printed for NumPy)
+NUMPY_BODIES = {
+    "a reduction over a middle axis": ("reduction", lambda a: gc.sum(a, axis=1), (2, 3, 4),
+                                       "reduction over other axes"),
+    "a transposed operand": ("pointwise", lambda a: gc.transpose(a) * 2, (3, 4),
+                             "is not a row, a column or all of (4, 3)"),
+    "a row's value over a square domain": ("pointwise", lambda a: a + gc.sum(a, axis=1), (3, 3),
+                                           "ambiguous"),
+}
+
+
+@pytest.mark.parametrize("name", NUMPY_BODIES)
+def test_a_body_c_cannot_express_stays_numpy_and_says_why(name):
+    kind, make, shape, reason = NUMPY_BODIES[name]
+    x, feeds = _x(shape)
+    fn, _ = run_both([fused(kind, [x], make)], feeds)
+    assert not c_calls(fn)
+    assert any(reason in why for why in numpy_reasons(fn)), fn.source
+
+
+def test_large_kernels_of_exp_or_tanh_stay_numpy_and_others_go_to_c():
+    # NumPy's SIMD exp and tanh beat libm on big arrays; a relu does not care.
+    x = gc.input("x", (1 << 17,))
+    relu, tanh = gc.relu(x * 2), gc.tanh(x * 2)
+    assert worth_compiling([relu], 1 << 20) and not worth_compiling([tanh], 1 << 20)
+    assert worth_compiling([tanh], 1000)
+
+
+# --- numbers: NaN and inf as in NumPy ------------------------------------------------------
+
+def test_nan_and_inf_go_through_c_kernels_as_through_numpy():
+    x = gc.input("x", (2, 5))
+    values = np.array([[np.nan, 1.0, -np.inf, 0.0, -0.0],
+                       [np.inf, -2.0, 3.0, np.nan, 0.5]], np.float32)
+    outs = [fused("pointwise", [x], lambda a: gc.relu(a)),
+            fused("pointwise", [x], lambda a: gc.maximum(a, 0.25) + gc.minimum(a, -0.25)),
+            fused("pointwise", [x], lambda a: gc.where(a > 0, a, 0.0) * gc.sign(a)),
+            fused("reduction", [x], lambda a: gc.max(a, axis=1)),
+            fused("reduction", [x], lambda a: gc.sum(a, axis=0))]
+    ref = gc.compile(outs, backend="reference", opt="O0")(x=values)
+    fn = gc.compile(outs, backend="numpy", opt="O0")
+    for got, want in zip(fn(x=values), ref):
+        np.testing.assert_array_equal(got, want)
+    assert len(c_calls(fn)) == len(outs)
+
+
+# --- the MLP step: gemm and C share the matmul kernels ------------------------------------
+
+def _mlp_step():
+    x = gc.input("x", ("batch", 6))
+    y = gc.input("y", ("batch",), dtype="int64")
+    W1, b1 = gc.param("W1", RNG.standard_normal((6, 8))), gc.param("b1", np.zeros(8))
+    W2, b2 = gc.param("W2", RNG.standard_normal((8, 3))), gc.param("b2", np.zeros(3))
+    loss = gc.nn.softmax_cross_entropy(gc.relu(x @ W1 + b1) @ W2 + b2, y)
+    params = [W1, b1, W2, b2]
+    return loss, params, gc.compile(loss, updates=gc.optim.sgd(loss, params, lr=0.1))
+
+
+def test_mlp_step_source_bias_and_relu_in_c_updates_in_gemm():
+    loss, params, step = _mlp_step()
+    step(x=RNG.standard_normal((16, 6)), y=RNG.integers(0, 3, 16))
+    calls = c_calls(step)
+    assert "add, relu" in calls  # the bias add and relu after the first matmul, one pass
+    assert any(c.startswith("gt, where") for c in calls)  # relu's backward mask, one pass
+    assert any("one_hot" in c for c in calls)
+    assert re.search(r"_gemm\(\w+\.T, \w+, W1, -0\.1, 1\.0\)", step.source)
+    assert "np.copyto(b" not in step.source  # no bias copied in for a gemm to add to
+
+
+def test_mlp_step_trains_like_the_reference_and_a_bad_label_changes_nothing():
+    loss, params, step = _mlp_step()
+    start = [p.value.copy() for p in params]
+    feeds = {"x": RNG.standard_normal((16, 6)), "y": RNG.integers(0, 3, 16)}
+    losses = [float(step(**feeds)) for _ in range(5)]
+    finals = [p.value.copy() for p in params]
+    for p, value in zip(params, start):
+        p.value[...] = value
+    ref = gc.compile(loss, updates=gc.optim.sgd(loss, params, lr=0.1), backend="reference")
+    np.testing.assert_allclose(losses, [float(ref(**feeds)) for _ in range(5)], rtol=1e-5)
+    for got, p in zip(finals, params):
+        np.testing.assert_allclose(got, p.value, rtol=1e-5, atol=1e-6)
+    before = [p.value.copy() for p in params]
+    with pytest.raises(gc.GraphcError, match=r"one_hot: label 7 is outside \[0, 3\)"):
+        step(x=feeds["x"], y=np.full(16, 7))
+    for p, value in zip(params, before):
+        np.testing.assert_array_equal(p.value, value)
+
+
+def test_a_param_whose_value_is_reassigned_is_read_at_its_new_address():
+    x = gc.input("x", (3, 4))
+    b = gc.param("b", np.zeros(4))
+    fn = gc.compile(fused("pointwise", [x, b], lambda a, c: gc.relu(a + c)))
+    feed = RNG.standard_normal((3, 4)).astype(np.float32)
+    fn(x=feed)
+    b.value = np.full(4, 10.0, np.float32)
+    np.testing.assert_allclose(fn(x=feed), np.maximum(feed + 10, 0))
+    assert c_calls(fn)
+
+
+# --- the compiler and its cache -------------------------------------------------------------
+
+def test_compiled_libraries_are_cached_by_source(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    source = "int graphc_test_answer(void) { return 7; }\n"
+    assert ccompile.compile_library(source).graphc_test_answer() == 7
+    (cached,) = (tmp_path / "graphc").glob("kernels_*.so")
+    stamp = cached.stat().st_mtime_ns
+    assert ccompile.compile_library(source).graphc_test_answer() == 7
+    assert cached.stat().st_mtime_ns == stamp  # loaded, not built again
+
+
+def test_a_compiler_error_names_the_compiler_output(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with pytest.raises(gc.GraphcError, match="the C compiler failed.*error"):
+        ccompile.compile_library("int broken( { return; }\n")
