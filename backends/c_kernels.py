@@ -463,10 +463,13 @@ class _Writer:
         for k, reduction in enumerate(self.reductions):
             lines.append("        " + self._definition(reduction, f"acc[{k} * C + c]"))
         after = self._cone([self.result], "elem", final)
-        if any(self.index[v] == "rc" for v in after) or self.index[self.result] not in "c0":
+        out_index = self._index_of(self.result)
+        if out_index == "rc" and self.R == 1:  # one row: the domain is one column's worth
+            out_index = "c"
+        if any(self.index[v] == "rc" for v in after) or out_index not in ("c", "0"):
             raise Unsupported("a column reduction's epilogue reads the whole domain")
         lines += ["        " + d for d in map(self._definition, after) if d is not None]
-        store = "c" if self._index_of(self.result) == "c" else "0"
+        store = "c" if out_index == "c" else "0"
         return lines + [f"        o[{store}] = {self._value(self.result)};", "    }"]
 
 
