@@ -13,6 +13,10 @@ build(graph, dims) does, once per input-shape signature:
      runs in place on its output, and the linear start of that epilogue (a scale, a
      bias, the weight an SGD step updates) is done by BLAS's gemm itself, alpha * A @ B
      + beta * C, when NumPy's BLAS can be called directly (numpy_gemm.py, blas.py);
+     where a C compiler works, a kernel that is small, or cheap per element, is instead
+     one call of a C loop nest (c_kernels.py), all of a function's compiled into one
+     library (ccompile.py), and so is a matmul kernel's epilogue after its matmul; the
+     source says, for each kernel left to NumPy, why C could not take it;
   4. exec the source under a readable file name ("<graphc:fn_...>", registered with
      linecache so tracebacks show the generated line).
 
