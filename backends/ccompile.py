@@ -20,7 +20,7 @@ import tempfile
 
 from graphc.errors import GraphcError
 
-FLAGS = ("-O3", "-std=c99", "-shared", "-fPIC", "-fno-math-errno")
+FLAGS = ("-O2", "-fvect-cost-model=dynamic", "-std=c99", "-shared", "-fPIC", "-fno-math-errno")
 PRELUDE = "#include <math.h>\n#include <stdint.h>\n\n"
 
 
