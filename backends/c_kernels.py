@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphc import ops
-from graphc.ir import SOURCE_OPS, Node
+from graphc.ir import Node
 from graphc.types import TensorType, promote
 
 C_TYPES = {"float32": "float", "float64": "double", "bool": "unsigned char",
@@ -125,7 +125,7 @@ class _Writer:
         self.columns = bool(reductions) and len(self.domain) == 2 and all(
             r.attrs["axes"] == (0,) for r in reductions) and last != (0,)
         if reductions and not self.columns and any(r.attrs["axes"] != last for r in reductions):
-            raise Unsupported("a reduction over other axes than all-but-none of the last")
+            raise Unsupported("a reduction over other axes than the last (or the first of two)")
         self.reductions = reductions
         self.index, self.level, self.expr = {}, {}, {}
         self.operands, self.names = [], {}
@@ -142,7 +142,7 @@ class _Writer:
             shapes = [self._shape(v) for v in self.steps + [self.result]]
             return max(shapes, key=lambda s: (int(np.prod(s, dtype=np.int64)), len(s))) or (1,)
         shapes = {self._shape(r.inputs[0]) for r in reductions}
-        if len(shapes) != 1 or not shapes.copy().pop():
+        if len(shapes) != 1 or () in shapes:
             raise Unsupported("reductions over inputs of different shapes, or of scalars")
         return shapes.pop()
 
@@ -289,9 +289,8 @@ class _Writer:
         (operand,) = step.inputs
         if step.dtype not in FLOATS or self.index[operand] != "rc":
             raise Unsupported(f"{step.op} of a {operand.dtype} {self.index[operand]}-value")
-        if any(self._depends_on_reduction(i) for i in step.inputs):
-            if self.columns:
-                raise Unsupported("a column reduction of another reduction's result")
+        if self.columns and self._depends_on_reduction(operand):
+            raise Unsupported("a column reduction of another reduction's result")
         if step.op == "max" and (self.R if self.columns else self.C) == 0:
             raise Unsupported("max over an empty axis (NumPy raises)")
         self.index[step] = "c" if self.columns else self._index_of(step)
@@ -300,8 +299,7 @@ class _Writer:
 
     def _one_hot(self, step):
         (labels,) = step.inputs
-        if self.index.get(step) is None and (self._index_of(step) != "rc" or
-                                              self.index[labels] != "r" or self.columns):
+        if self.columns or self._index_of(step) != "rc" or self.index[labels] != "r":
             raise Unsupported("a one_hot that is not one row of the domain a label")
         if self.labels is not None or labels not in self.leaves:
             raise Unsupported("a one_hot of computed labels, or two of them")
