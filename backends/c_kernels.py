@@ -434,6 +434,8 @@ class _Writer:
         # Where the result goes is told by its shape, not by how it is computed: a
         # number broadcast over the domain is stored in every element.
         out_index = self._index_of(self.result)
+        if out_index in ("c", "0") and self.R > 1:  # it would be stored once a row
+            raise Unsupported("a result smaller than the rows of its kernel")
         store = {"rc": "rC + c", "c": "c", "r": "r", "0": "0"}[out_index]
         if out_index in ("rc", "c") or self.level[self.result] == "elem":
             lines += ["        for (int64_t c = 0; c < C; c++) {"]
