@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.backends import ccompile
+from graphc.backends import blas, ccompile
 from graphc.backends.c_kernels import worth_compiling
 from tests.backends.test_numpy import fused, run_both
 
@@ -126,8 +126,9 @@ def test_mlp_step_source_bias_and_relu_in_c_updates_in_gemm():
     assert "add, relu" in calls  # the bias add and relu after the first matmul, one pass
     assert any(c.startswith("gt, where") for c in calls)  # relu's backward mask, one pass
     assert any("one_hot" in c for c in calls)
-    assert re.search(r"_gemm\(\w+\.T, \w+, W1, -0\.1, 1\.0\)", step.source)
     assert "np.copyto(b" not in step.source  # no bias copied in for a gemm to add to
+    if blas.find() is not None:  # the SGD update accumulated into W1 by gemm itself
+        assert re.search(r"_gemm\(\w+\.T, \w+, W1, -0\.1, 1\.0\)", step.source)
 
 
 def test_mlp_step_trains_like_the_reference_and_a_bad_label_changes_nothing():
