@@ -10,8 +10,7 @@ the interpreter.
 import argparse
 import sys
 
-from graphc.cli.opt import read_source, unbound_dims
-from graphc.errors import GraphcError
+from graphc.cli.opt import parse_dims, read_source, unbound_dims
 from graphc.ir import parse
 from graphc.passes import PIPELINES, optimize
 
@@ -36,21 +35,11 @@ def add_arguments(parser):
                         help="print the kernels without compiling them")
 
 
-def _dims(pairs) -> dict:
-    dims = {}
-    for pair in pairs:
-        name, _, size = pair.partition("=")
-        if not name or not size.isdigit():
-            raise GraphcError(f"--dim takes NAME=SIZE (e.g. batch=64), got {pair!r}")
-        dims[name] = int(size)
-    return dims
-
-
 def run(args) -> int:
     from graphc.backends import triton_aot, triton_host
 
     graph = optimize(parse(read_source(args.file)), "O" + args.level)
-    dims = _dims(args.dim)
+    dims = parse_dims(args.dim, "--dim")
     missing = unbound_dims(graph, dims)
     if missing:
         print(f"graphc kernels: give sizes for the symbolic dims {', '.join(missing)} "

@@ -94,14 +94,20 @@ def run(args) -> int:
     return 0
 
 
+def parse_dims(pairs, flag: str) -> dict:
+    """['batch=256', 'n=3'] -> {'batch': 256, 'n': 3}; an error naming `flag` otherwise."""
+    dims = {}
+    for pair in pairs:
+        name, _, size = pair.partition("=")
+        if not name.isidentifier() or not size.isdigit():
+            raise GraphcError(f"{flag} takes NAME=SIZE pairs like batch=256, got {pair!r}")
+        dims[name] = int(size)
+    return dims
+
+
 def _dims(text: str, graph) -> dict:
     """'batch=256,n=3' -> {'batch': 256, 'n': 3}, covering every symbolic dim of graph."""
-    dims = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, _, size = item.partition("=")
-        if not name.isidentifier() or not size.isdigit():
-            raise GraphcError(f"--plan: expected DIM=SIZE pairs like batch=256, got {item!r}")
-        dims[name] = int(size)
+    dims = parse_dims(filter(None, (part.strip() for part in text.split(","))), "--plan")
     missing = unbound_dims(graph, dims)
     if missing:
         raise GraphcError(f"--plan: give a size for the symbolic dim {missing[0]!r}, e.g. "
