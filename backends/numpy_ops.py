@@ -27,7 +27,7 @@ def _transpose(node, a, shape):
     perm = node.attrs["perm"]
     if perm == (1, 0):
         return f"{a}.T"
-    if len(perm) > 2 and perm == tuple(range(len(perm) - 2)) + (len(perm) - 1, len(perm) - 2):
+    if len(perm) > 2 and perm == ops.swap_last_two(len(perm)):
         return f"{a}.swapaxes(-1, -2)"
     return f"{a}.transpose({perm})"
 

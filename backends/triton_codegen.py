@@ -570,7 +570,7 @@ def _matmul_operand(node: Node):
     transposed = False
     if node.op == "transpose":
         perm = node.attrs["perm"]
-        if tuple(perm) != tuple(range(len(perm) - 2)) + (len(perm) - 1, len(perm) - 2):
+        if tuple(perm) != ops.swap_last_two(len(perm)):
             raise Unsupported("a matmul operand transposed other than in its last two axes")
         node, transposed = node.inputs[0], True
     if node.op != "input":

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc import dsl
+from graphc import dsl, ops
 from graphc.errors import GradError, ShapeError
 from graphc.ir import Node, topological_order
 from graphc.types import TensorType, broadcast_shapes, format_shape, is_float, numpy_dtype
@@ -216,8 +216,7 @@ def _broadcast_back(g: Node, node: Node) -> Node:
 
 
 def _swap_last(x: Node) -> Node:
-    perm = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
-    return _op("transpose", x, perm=perm)
+    return _op("transpose", x, perm=ops.swap_last_two(x.ndim))
 
 
 # --- derivative rules: (node, cotangent of node, input index) -> cotangent of input -----

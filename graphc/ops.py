@@ -340,6 +340,12 @@ OPS: dict[str, OpDef] = dict(
     ])
 
 
+def swap_last_two(ndim: int) -> tuple:
+    """The perm of the transpose that swaps the last two axes: a matrix's transpose, or
+    each matrix's in a batch (what matmul's gradient and transposed operands use)."""
+    return tuple(range(ndim - 2)) + (ndim - 1, ndim - 2)
+
+
 def canonical_attrs(op: str, attrs: dict) -> dict:
     """Check that an op gets exactly its attributes; return them unchanged."""
     expected = set(OPS[op].attrs)

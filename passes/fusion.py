@@ -149,8 +149,7 @@ def _reduced_value_misused(state, node, users):
 
 
 def _swaps_last_two(node: Node) -> bool:
-    n = node.ndim
-    return node.op == "transpose" and node.attrs["perm"] == tuple(range(n - 2)) + (n - 1, n - 2)
+    return node.op == "transpose" and node.attrs["perm"] == ops.swap_last_two(node.ndim)
 
 
 def _fits_matmul(state, node, users):
