@@ -188,15 +188,19 @@ class Graph:
         return g
 
     def lint(self) -> None:
-        """Check the invariants every pass must keep; raise AssertionError naming a node."""
+        """Check the invariants every pass must keep; raise AssertionError naming a node
+        (or the type rule's own error, for operands an op does not accept)."""
         from graphc import ops
 
         position = {node: i for i, node in enumerate(self.nodes)}
         names = {}
         for node in self.nodes:
             for inp in node.inputs:
-                if position.get(inp, len(self.nodes)) >= position[node]:
-                    raise AssertionError(f"{node!r} uses {inp!r} before it is defined")
+                if inp not in position:
+                    raise AssertionError(f"{node!r} uses {inp!r}, which is not in the graph")
+                if position[inp] >= position[node]:
+                    raise AssertionError(f"{node!r} uses {inp!r} before it is defined (a "
+                                         "cycle or a bad order)")
             if node.op in ("param", "const"):
                 _lint_value(node)
             if node.op in ("input", "param"):

@@ -10,7 +10,6 @@ params by node object, so a pass may drop a source but never copy one).
 
 from __future__ import annotations
 
-from graphc import ops
 from graphc.errors import GraphcError
 from graphc.ir import Graph
 
@@ -22,22 +21,14 @@ class VerifyError(GraphcError, AssertionError):
 
 
 def check_well_formed(graph: Graph) -> None:
-    position = {node: i for i, node in enumerate(graph.nodes)}
-    for i, node in enumerate(graph.nodes):
-        for inp in node.inputs:
-            if inp not in position:
-                raise VerifyError(f"{node!r} uses {inp!r}, which is not in the graph")
-            if position[inp] >= i:
-                raise VerifyError(f"{node!r} uses {inp!r} before it is defined (a cycle or a "
-                                  "bad order)")
-        if node.op in ops.OPS:  # sources have no type rule
-            try:
-                inferred = ops.infer_type(node.op, [x.type for x in node.inputs], node.attrs)
-            except GraphcError as e:
-                raise VerifyError(f"{node!r}: its inputs do not type-check: {e}") from None
-            if inferred != node.type:
-                raise VerifyError(f"{node!r}: recorded type {node.type}, but its inputs give "
-                                  f"{inferred}")
+    """Graph.lint's invariants, as a VerifyError, and every output in the graph's order."""
+    try:
+        graph.lint()
+    except AssertionError as e:
+        raise VerifyError(str(e)) from None
+    except GraphcError as e:  # a type rule refused a node's operands
+        raise VerifyError(f"a node's inputs do not type-check: {e}") from None
+    position = set(graph.nodes)
     roots = list(graph.outputs) + list(graph.updates.values())
     missing = [r for r in roots if r not in position]
     if missing:
