@@ -46,6 +46,9 @@ C_BODIES = {
         a - gc.sum(a, axis=1, keepdims=True) * 0 + gc.const(np.arange(6.0, dtype=np.float32)))),
     "compare, where, cast": ("pointwise", lambda a: gc.cast(
         gc.where(a > 0, a, -a) >= 0.5, "float32")),
+    "a bool result": ("pointwise", lambda a: gc.where(a > 0.5, a > 1, a < -1)),
+    "float64 beside float32": ("pointwise", lambda a: a * gc.const(np.float64(0.5)) +
+                               gc.cast(a, "float64")),
     "every unary op": ("pointwise", lambda a: gc.exp(gc.tanh(a)) + gc.log1p(gc.abs(a)) +
                        gc.sqrt(gc.abs(a)) + gc.sigmoid(a) + gc.sign(a) + gc.step(a) +
                        gc.log(gc.abs(a) + 1) - a ** 2 + gc.maximum(a, 0.1) + gc.minimum(a, 0.2)),
