@@ -12,7 +12,7 @@ the numpy backend keeps its NumPy kernels.
 
 What a C kernel can be (`plan` raises Unsupported, with a one-line reason, otherwise):
 - the domain (the iteration space) is the shape of the body's reductions' input, or of
-  its result if it has none, viewed as R rows (all axes but the last) x C columns;
+  its biggest value if it has none, viewed as R rows (all axes but the last) x C columns;
 - every value is read at (r, c) in one of four ways, told by its shape: all of the domain
   (index r*C + c), a number a row (shape R or R + (1,): index r), a number a column
   (shape (C,) or (1, ..., C): index c), or one number (index 0);
