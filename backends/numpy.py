@@ -194,7 +194,7 @@ class Codegen:
                  "naive_bytes": self.plan.naive_bytes, "buffers": len(self.plan.sizes),
                  "scratch_bytes": self.scratch.nbytes}
         kernel_info = [{"name": self.expr[k.node], "kind": _kind(k.node),
-                        "source": [text for text, _ in k.lines],
+                        "source": [text for text, _ in k.lines], "c_source": k.c_source,
                         "nodes": _source_nodes(k.node, self.names)} for k in kernels]
         fn = self.namespace[fn_name]
         return (fn, self.graph.inputs, source, kernel_info, stats, format_plan(self.plan),
@@ -367,6 +367,7 @@ class Codegen:
 
     def _call_c(self, kernel: Kernel, c_kernel, steps: list):
         self.c_kernels.append(c_kernel)
+        kernel.c_source = c_kernel.source
         args = [self._address(o) for o in c_kernel.operands] + [self._address_of_out(kernel)]
         if c_kernel.scratch:
             args.append(self._address_of_scratch(c_kernel.scratch))

@@ -34,6 +34,7 @@ class Kernel:
     shape: tuple                              # the output's shape and dtype
     dtype: np.dtype
     spare: str | None = None                  # an array of the output's type, for a temporary
+    c_source: str | None = None               # the C function it calls, if any (c_kernels.py)
     lines: list = field(default_factory=list)  # (statement, the node it computes)
 
 

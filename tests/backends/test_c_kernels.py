@@ -62,6 +62,8 @@ def test_a_supported_body_is_one_c_kernel_with_the_reference_numbers(name):
     fn, _ = run_both([fused(kind, [x], make)], feeds)
     assert len(c_calls(fn)) == 1 and not numpy_reasons(fn), fn.source
     assert "int _k0(" in fn.source  # the C source is shown after the Python
+    (kernel,) = fn.kernels
+    assert kernel["c_source"].startswith("int _k0(") and kernel["kind"] == kind
 
 
 # name -> (kind, body of in0 = x, x's shape, the reason printed for NumPy)
