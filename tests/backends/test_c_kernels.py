@@ -182,3 +182,31 @@ def test_a_compiler_error_names_the_compiler_output(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     with pytest.raises(gc.GraphcError, match="the C compiler failed.*error"):
         ccompile.compile_library("int broken( { return; }\n")
+
+
+# --- regressions found by random graphs --------------------------------------------------
+
+def test_a_column_sum_over_one_row_stores_every_column():
+    x = gc.input("x", (2,))
+    fn, _ = run_both([fused("reduction", [x], lambda a: gc.sum(gc.reshape(a, (1, 2)), axis=0))],
+                     {"x": np.array([0.0, 1.0], np.float32)})
+    assert c_calls(fn)
+
+
+def test_an_operand_of_lower_rank_is_read_along_the_last_axes():
+    # (4, 4) beside (4, 4, 4) lines up with the last two axes, not with the rows
+    x = gc.input("x", (4, 4, 4))
+    eye = gc.const(np.eye(4, dtype=np.float32))
+    fn, _ = run_both([fused("pointwise", [x], lambda a: a + eye)],
+                     {"x": np.zeros((4, 4, 4), np.float32)})
+    assert not c_calls(fn) and numpy_reasons(fn)
+
+
+def test_a_row_shaped_operand_that_broadcasts_along_the_columns_is_not_read_by_rows():
+    # b is (1, 4): its own shape says "one number a row" of the (1, 4, 4) domain, but
+    # broadcasting reads it as (1, 1, 4), one number a column
+    x, b = gc.input("x", (1, 4, 4)), gc.input("b", (1, 4))
+    fn, _ = run_both([fused("pointwise", [x, b], lambda p, q: p + q)],
+                     {"x": np.zeros((1, 4, 4), np.float32),
+                      "b": np.arange(4, dtype=np.float32).reshape(1, 4)})
+    assert not c_calls(fn) and "read along other axes" in " ".join(numpy_reasons(fn))
