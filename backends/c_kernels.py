@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphc import ops
-from graphc.ir import Node
+from graphc.ir import Node, topological_order
 from graphc.types import TensorType, promote
 
 C_TYPES = {"float32": "float", "float64": "double", "bool": "unsigned char",
@@ -71,8 +71,10 @@ OPS_C = {
     "where": lambda t, c, a, b: f"({c} ? {a} : {b})",
     "cast": lambda t, a: f"({a} != 0)" if t == "bool" else f"(({C_TYPES[t]}){a})",
 }
+# Views that keep their operand's elements in their order: a C kernel reads through them.
+ORDER_KEEPING = ("reshape", "squeeze", "expand_dims", "stop_gradient")
 # Layout ops whose value is its operand's, element for element, read by its own shape.
-SAME_ELEMENTS = ("reshape", "squeeze", "expand_dims", "stop_gradient", "broadcast_to")
+SAME_ELEMENTS = ORDER_KEEPING + ("broadcast_to",)
 # Ops whose NumPy loops are SIMD code that beats libm on large arrays.
 TRANSCENDENTAL = ("exp", "log", "log1p", "tanh", "sigmoid", "pow", "sqrt")
 # reduction -> (initial value, how the accumulator takes a value); max passes NaN on
@@ -312,16 +314,7 @@ class _Writer:
         self.expr[step] = ("one_hot", step)
 
     def _depends_on_reduction(self, node) -> bool:
-        seen, stack = set(), [node]
-        while stack:
-            value = stack.pop()
-            if value in seen:
-                continue
-            seen.add(value)
-            if value.op in REDUCTIONS and value in self.expr:
-                return True
-            stack += [i for i in value.inputs if i in self.expr]
-        return False
+        return any(v.op in REDUCTIONS for v in topological_order([node]))
 
     # C text --------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ from graphc.backends.numpy_kernels import (LOCAL_NAMES, BodyWriter, Kernel, Scra
                                           chunking, describe, one_element_const)
 from graphc.backends.numpy_ops import alias_of
 from graphc.errors import GraphcError
-from graphc.ir import SOURCE_OPS, Graph, Node, node_names
+from graphc.ir import SOURCE_OPS, Graph, Node, node_names, topological_order
 from graphc.passes.schedule import format_plan, plan_buffers, schedule
 from graphc.types import format_shape, numpy_dtype
 
@@ -316,7 +316,7 @@ class Codegen:
             matmuls[0] if matmuls else None)
         if len(matmuls) != 1 or end is result or end.type != result.type:
             return False  # (the product is stored in the output, so it must fit there)
-        product = _cone(end)
+        product = set(topological_order([end]))  # the product and the body values it needs
         rest = [s for s in steps if s not in product]
         reads_of_rest = {i for s in rest for i in s.inputs} - set(rest)
         own = self.storage(kernel.node)
@@ -368,7 +368,7 @@ class Codegen:
     def _call_c(self, kernel: Kernel, c_kernel, steps: list):
         self.c_kernels.append(c_kernel)
         kernel.c_source = c_kernel.source
-        args = [self._address(o) for o in c_kernel.operands] + [self._address_of_out(kernel)]
+        args = [self._address(o) for o in c_kernel.operands + [kernel.node]]
         if c_kernel.scratch:
             args.append(self._address_of_scratch(c_kernel.scratch))
         call = f"{c_kernel.name}({', '.join(args)})"
@@ -382,7 +382,7 @@ class Codegen:
         """Whether a kernel operand is its storage, element for element: no transposed,
         sliced or broadcast view (a reshape keeps the elements where they are)."""
         while isinstance(source, Node) and alias_of(source) is not None:
-            if source.op not in ("reshape", "squeeze", "expand_dims", "stop_gradient"):
+            if source.op not in c_kernels.ORDER_KEEPING:
                 return False
             source = alias_of(source)
         return True
@@ -398,11 +398,6 @@ class Codegen:
         if root.op in ("input", "param") or root in self.into_param:
             return self.per_call_addresses.setdefault(name, f"{name}_at")
         return self._bind_address(name, eval(name, self.namespace))
-
-    def _address_of_out(self, kernel: Kernel) -> str:
-        if kernel.node in self.into_param:
-            return self.per_call_addresses.setdefault(kernel.out, f"{kernel.out}_at")
-        return self._bind_address(kernel.out, self.namespace[kernel.out])
 
     def _address_of_scratch(self, scratch) -> str:
         elements, dtype = scratch
@@ -434,17 +429,6 @@ class Codegen:
 
 def _kind(node: Node) -> str:
     return node.attrs["kind"] if node.op == "fused" else ops.OPS[node.op].kind
-
-
-def _cone(node: Node) -> set:
-    """A body value and every value of the body it is computed from."""
-    seen, stack = set(), [node]
-    while stack:
-        value = stack.pop()
-        if value not in seen:
-            seen.add(value)
-            stack += value.inputs
-    return seen
 
 
 def _source_nodes(node: Node, names: dict) -> list:

@@ -198,8 +198,7 @@ def emit(node, args: list, out: str, dims: dict, filled) -> list:
 def one_hot(labels, out, loc):
     depth = out.shape[-1]
     if labels.size and (labels.min() < 0 or labels.max() >= depth):
-        bad = labels[(labels < 0) | (labels >= depth)].flat[0]
-        raise GraphcError(f"one_hot: label {bad} is outside [0, {depth}) (made at {loc})")
+        label_error(labels, depth, loc)
     if not out.flags.c_contiguous:
         np.equal(labels[..., None], np.arange(depth), out=out)
         return
@@ -243,7 +242,8 @@ def address(array: np.ndarray) -> int:
 
 
 def label_error(labels, depth, loc):
-    """Raised after a C kernel found a one_hot label outside [0, depth)."""
+    """Raises the error of a one_hot label outside [0, depth) (found by one_hot below, or
+    by a C kernel)."""
     bad = labels[(labels < 0) | (labels >= depth)].flat[0]
     raise GraphcError(f"one_hot: label {bad} is outside [0, {depth}) (made at {loc})")
 
