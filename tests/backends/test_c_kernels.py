@@ -15,6 +15,7 @@ import graphc as gc
 from graphc.backends import blas, ccompile
 from graphc.backends.c_kernels import worth_compiling
 from tests.backends.test_numpy import fused, run_both
+from tests.backends.test_numpy_gemm import small_mlp
 
 pytestmark = pytest.mark.skipif(not ccompile.available(), reason="no working C compiler")
 
@@ -115,18 +116,13 @@ def test_nan_and_inf_go_through_c_kernels_as_through_numpy():
 # --- the MLP step: gemm and C share the matmul kernels ------------------------------------
 
 def _mlp_step():
-    x = gc.input("x", ("batch", 6))
-    y = gc.input("y", ("batch",), dtype="int64")
-    W1, b1 = gc.param("W1", RNG.standard_normal((6, 8))), gc.param("b1", np.zeros(8))
-    W2, b2 = gc.param("W2", RNG.standard_normal((8, 3))), gc.param("b2", np.zeros(3))
-    loss = gc.nn.softmax_cross_entropy(gc.relu(x @ W1 + b1) @ W2 + b2, y)
-    params = [W1, b1, W2, b2]
-    return loss, params, gc.compile(loss, updates=gc.optim.sgd(loss, params, lr=0.1))
+    loss, params, feeds = small_mlp(RNG)
+    return loss, params, feeds, gc.compile(loss, updates=gc.optim.sgd(loss, params, lr=0.1))
 
 
 def test_mlp_step_source_bias_and_relu_in_c_updates_in_gemm():
-    loss, params, step = _mlp_step()
-    step(x=RNG.standard_normal((16, 6)), y=RNG.integers(0, 3, 16))
+    loss, params, feeds, step = _mlp_step()
+    step(**feeds)
     calls = c_calls(step)
     assert "add, relu" in calls  # the bias add and relu after the first matmul, one pass
     assert any(c.startswith("gt, where") for c in calls)  # relu's backward mask, one pass
@@ -137,9 +133,8 @@ def test_mlp_step_source_bias_and_relu_in_c_updates_in_gemm():
 
 
 def test_mlp_step_trains_like_the_reference_and_a_bad_label_changes_nothing():
-    loss, params, step = _mlp_step()
+    loss, params, feeds, step = _mlp_step()
     start = [p.value.copy() for p in params]
-    feeds = {"x": RNG.standard_normal((16, 6)), "y": RNG.integers(0, 3, 16)}
     losses = [float(step(**feeds)) for _ in range(5)]
     finals = [p.value.copy() for p in params]
     for p, value in zip(params, start):

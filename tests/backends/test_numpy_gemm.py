@@ -180,14 +180,19 @@ def test_gemm_never_accumulates_into_an_operand_it_reads(use_blas):
         assert gemm.group(1) != "W" and f"np.copyto(W, {gemm.group(1)})" in step.source
 
 
-def test_an_mlp_sgd_step_updates_weights_and_biases_in_place(use_blas):
+def small_mlp(rng):
+    """(loss, params, feeds) of a 6-8-3 ReLU MLP with softmax cross-entropy, batch 16."""
     x = gc.input("x", ("batch", 6))
     y = gc.input("y", ("batch",), dtype="int64")
-    W1, b1 = gc.param("W1", RNG.standard_normal((6, 8))), gc.param("b1", np.zeros(8))
-    W2, b2 = gc.param("W2", RNG.standard_normal((8, 3))), gc.param("b2", np.zeros(3))
+    W1, b1 = gc.param("W1", rng.standard_normal((6, 8))), gc.param("b1", np.zeros(8))
+    W2, b2 = gc.param("W2", rng.standard_normal((8, 3))), gc.param("b2", np.zeros(3))
     loss = gc.nn.softmax_cross_entropy(gc.relu(x @ W1 + b1) @ W2 + b2, y)
-    params = [W1, b1, W2, b2]
-    feeds = {"x": RNG.standard_normal((16, 6)), "y": RNG.integers(0, 3, 16)}
+    feeds = {"x": rng.standard_normal((16, 6)), "y": rng.integers(0, 3, 16)}
+    return loss, [W1, b1, W2, b2], feeds
+
+
+def test_an_mlp_sgd_step_updates_weights_and_biases_in_place(use_blas):
+    loss, params, feeds = small_mlp(RNG)
     start = [p.value.copy() for p in params]
     losses = {}
     for backend in ("reference", "numpy"):
