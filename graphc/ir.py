@@ -32,7 +32,8 @@ from types import MappingProxyType
 import numpy as np
 
 from graphc.errors import ParseError, ShapeError
-from graphc.types import SHORT_TO_DTYPE, TensorType, canonical_shape, numpy_dtype
+from graphc.types import (
+    SHORT_TO_DTYPE, TensorType, canonical_shape, format_shape, numpy_dtype, to_dtype)
 
 _ids = itertools.count()
 
@@ -43,7 +44,7 @@ _FROZEN = ("op", "inputs", "attrs", "type", "id")
 class Node:
     """An op applied to inputs. Build nodes with the DSL (graphc.dsl), not by hand."""
 
-    __slots__ = ("op", "inputs", "attrs", "type", "name", "loc", "tags", "value", "id",
+    __slots__ = ("op", "inputs", "attrs", "type", "name", "loc", "tags", "_value", "id",
                  "__weakref__")
 
     def __init__(self, op: str, inputs=(), attrs=None, type: TensorType = None, name=None,
@@ -55,7 +56,7 @@ class Node:
         self.name = name
         self.loc = loc if loc is not None else user_location()
         self.tags = frozenset(tags)
-        self.value = value  # const: embedded array; param: current value; else None
+        self.value = value
         self.id = next(_ids)
 
     def __setattr__(self, field, value):
@@ -65,6 +66,29 @@ class Node:
             raise AttributeError(f"a graphc node is immutable: cannot set {field!r} of "
                                  f"{self!r}; build a new node instead")
         object.__setattr__(self, field, value)
+
+    @property
+    def value(self):
+        """A const's embedded array (read-only, C-contiguous); a param's current value;
+        None for other ops.
+
+        A param holds an array of its own, C-contiguous, writable and of exactly its
+        type, which training updates in place. Assigning `param.value = v` checks `v`
+        at once and copies it: a wrong shape raises ShapeError, data that is not numeric
+        (a string, a ragged list) or a cast that would lose information (float -> int,
+        int -> bool) DtypeError, each naming the param; a value of the same kind
+        (float64 into a float32 param, a list of numbers) is converted. So the array
+        the caller assigned (read-only, memory-mapped, strided, or simply theirs) is
+        never written by a training step."""
+        return self._value
+
+    @value.setter
+    def value(self, value):
+        if self.op == "param":
+            value = _own_param_value(self, value)
+        elif self.op == "const":
+            value = _contiguous_const(value)
+        object.__setattr__(self, "_value", value)
 
     @property
     def shape(self) -> tuple:
@@ -93,6 +117,25 @@ class Node:
 
     # Operators and methods (x + y, x @ W, x.sum(...)) are attached by graphc.dsl, which
     # holds the op functions they stand for.
+
+
+def _own_param_value(param: Node, value) -> np.ndarray:
+    what = f"param {param.name!r}"
+    array = to_dtype(value, param.dtype, what, copy=True)
+    if array.shape != param.type.concrete_shape():
+        raise ShapeError(f"{what} has shape {format_shape(param.shape)}; a value of shape "
+                         f"{format_shape(array.shape)} cannot be assigned to it (param made "
+                         f"at {param.loc})")
+    return array
+
+
+def _contiguous_const(value):
+    # Backends hand a const's memory to kernels as it is (the numpy backend's C kernels
+    # by address), so every const is C-contiguous, whichever pass or user array made it.
+    if isinstance(value, np.ndarray) and not value.flags.c_contiguous:
+        value = np.array(value, order="C")
+        value.flags.writeable = False
+    return value
 
 
 # --- where the user created a node --------------------------------------------------

@@ -56,6 +56,33 @@ def is_float(dtype: str) -> bool:
     return dtype in FLOAT_DTYPES
 
 
+def to_dtype(value, dtype: str, what: str, error=DtypeError, copy=False) -> np.ndarray:
+    """`value` as a C-contiguous array of `dtype`, converted by the one rule for data a
+    user hands graphc (feeds, param values): numeric data only; casts of the same kind
+    (float64 -> float32, as NumPy's 'same_kind'), never one that loses information
+    (float -> int, int -> bool); ints into a narrower int only where every value fits.
+    `what` names the value in the `error` raised; `copy` returns an array of its own."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, RuntimeError) as e:  # ragged lists, a grad-tracking tensor
+        raise error(f"{what}: the value is not an array: {e}") from None
+    target = numpy_dtype(dtype)
+    if array.dtype.kind not in "biuf":
+        raise error(f"{what} expects {dtype}, got {array.dtype} values")
+    if not np.can_cast(array.dtype, target, "same_kind"):
+        raise error(f"{what} expects {dtype}; casting {array.dtype} values to it would lose "
+                    f"information")
+    # int64 -> int32 is safe only in range; an int dtype that always fits needs no scan.
+    if (array.dtype.kind in "iu" and target.kind == "i" and array.size
+            and not np.can_cast(array.dtype, target, "safe")):
+        low, high = np.iinfo(target).min, np.iinfo(target).max
+        if array.min() < low or array.max() > high:
+            raise error(f"{what} expects {dtype}; values from {array.min()} to "
+                        f"{array.max()} do not fit in it")
+    # (np.ascontiguousarray would make a 0-d array 1-d)
+    return (np.array if copy else np.asarray)(array, dtype=target, order="C")
+
+
 def promote(*dtypes: str) -> str:
     """The dtype of a result computed from operands of these dtypes."""
     # Unlike NumPy, a float operand keeps its precision beside integers (float32 * int64
