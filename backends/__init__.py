@@ -2,6 +2,8 @@
 
 Each backend module has `build(graph, dims) -> executable`; calling the executable with
 {input node: array} returns the graph's outputs, then its update values, as NumPy arrays.
+An executable that writes into a param itself (numpy's in-place updates) first calls the
+`begin_commit` it is given as a second argument; the others ignore it.
 An executable also has `.source`, `.kernels` and `.stats` to show what it runs.
 Backends are imported on first use, so triton and torch stay optional.
 """

@@ -26,7 +26,9 @@ of buffers, valid until the next call (gc.compile copies them into the params at
 An update whose kernel runs after every other reader of its param and after every kernel
 that can raise is written straight into the param (`updates_in_place`): the value
 returned is then the param itself, and the caller's copy is a no-op; a call that raises
-still leaves every param as it was.
+still leaves every param as it was. The first of those kernels is preceded by a call of
+`begin_commit` (an argument of the executable): gc.compile then holds interrupts until it
+has committed the other updates, so a step is applied all or nothing.
 """
 
 from __future__ import annotations
@@ -204,13 +206,17 @@ class Codegen:
         inputs = [self.expr[n] for n in self.graph.inputs]
         lines = [f"# graphc numpy backend, dims {self.dims}: {len(kernels)} kernels, "
                  f"buffers peak {self.plan.peak_bytes} B (naive plan {self.plan.naive_bytes} B)",
-                 f"def {fn_name}({', '.join(inputs)}):"]
+                 f"def {fn_name}({', '.join(['_begin_commit'] + inputs)}):"]
         for i, node in enumerate(params):
             self.namespace[f"_param{i}"] = node
             lines.append(f"    {self.expr[node]} = _param{i}.value")
         for array, address in self.per_call_addresses.items():  # for C kernels
             lines.append(f"    {address} = _address({array})")
+        first_write = next((k for k in kernels if k.node in self.into_param), None)
         for kernel in kernels:
+            if kernel is first_write:
+                lines.append("    _begin_commit()  # params are written from here: "
+                             "interrupts wait for the commit")
             for text, node in kernel.lines:
                 lines.append("    " + text)
                 self.line_nodes[len(lines)] = node  # for errors: line number -> node
@@ -391,7 +397,7 @@ class Codegen:
         """The name of a value's data address: bound once here for arrays the function
         owns (buffers, consts), read at the start of each call for inputs and params."""
         if isinstance(source, Node) and source.op == "const" and source not in self.expr:
-            name = self.bind_array(source, np.ascontiguousarray(source.value), "c")
+            name = self.bind_array(source, source.value, "c")  # (C-contiguous, as every const)
             return self._bind_address(name, self.namespace[name])
         root = self._storage_root(source)
         name = self.expr[root]
@@ -469,9 +475,11 @@ class NumpyExecutable:
         self.plan_text = plan_text
         self._errors = errors
 
-    def __call__(self, feeds: dict) -> list:
+    def __call__(self, feeds: dict, begin_commit=lambda: None) -> list:
+        """The outputs and update values for {input node: array}; `begin_commit()` is
+        called before the first write into a param (gc.compile's Commit.begin)."""
         try:
             with np.errstate(all="ignore"):  # inf/nan are values here, as in the reference
-                return self.fn(*[feeds[node] for node in self.inputs])
+                return self.fn(begin_commit, *[feeds[node] for node in self.inputs])
         except (ValueError, IndexError, TypeError) as e:
             raise self._errors.translate(e) from None

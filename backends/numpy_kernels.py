@@ -73,7 +73,7 @@ CHUNK_ELEMENTS = 131072
 THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
     os.cpu_count() or 1)
 # Names the generated code uses for its own locals: no user's name may take them.
-LOCAL_NAMES = ("i", "j", "n", "lo", "hi", "_kernel")
+LOCAL_NAMES = ("i", "j", "n", "lo", "hi", "_kernel", "_begin_commit")
 
 
 @dataclass(frozen=True)

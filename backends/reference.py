@@ -58,7 +58,7 @@ class ReferenceExecutable:
         self.kernels = []
         self.stats = {"nodes": len(graph.nodes)}
 
-    def __call__(self, feeds: dict) -> list:
+    def __call__(self, feeds: dict, begin_commit=None) -> list:
         values = run_graph(self.graph, feeds, self.dims)
         results = list(self.graph.outputs) + list(self.graph.updates.values())
         return [np.array(values[node]) for node in results]

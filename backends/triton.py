@@ -66,7 +66,7 @@ class TritonExecutable:
         # consts never change: convert them once
         self._consts = {n: _to_tensor(n.value) for n in program.sources if n.op == "const"}
 
-    def __call__(self, feeds: dict) -> list:
+    def __call__(self, feeds: dict, begin_commit=None) -> list:
         tensors = []
         for node in self.program.sources:
             if node.op == "const":

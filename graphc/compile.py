@@ -3,24 +3,32 @@
 The Function optimizes the graph once, when it is made. Each call checks the feeds
 (names, ranks, dims, dtypes), binds symbolic dims, has the backend build an executable
 once per distinct input-shape signature, runs it, and only then applies parameter
-updates, so that a step that raises leaves every parameter as it was.
+updates, so that a step that raises leaves every parameter as it was; from the first
+write into a param to the last, interrupts wait (graphc.commit), so a step is applied
+all or nothing. Calls of one Function take turns (a lock): its executables' buffers and
+its params are shared by every call, so two threads never run it at once.
 """
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
+from graphc.commit import Commit
 from graphc.errors import DtypeError, FeedError, GraphcError, ShapeError
 from graphc.ir import Graph, Node
 from graphc.logs import CompileLog
-from graphc.types import format_shape, numpy_dtype
+from graphc.types import format_shape, numpy_dtype, to_dtype
 
 
 def compile(outputs, inputs=None, updates=None, backend="numpy", opt="O2",
             debug_dir=None) -> "Function":
     """Compile `outputs` (a node or a list) into a Function called with arrays by name.
 
-    inputs:  optional list of input nodes, the order for positional calls.
+    inputs:  optional list of input nodes: the call's signature, in the order of
+             positional calls. Each must be fed, like the arguments of a function given
+             to jax.jit, even one the outputs do not use (checked, then ignored).
     updates: {param: new value node}, applied after each successful call (training).
     backend: "reference" | "numpy" | "triton".   opt: "O0" | "O1" | "O2".
     debug_dir: write the IR after each pass, the buffer plan and the generated code
@@ -39,9 +47,12 @@ class Function:
         self.updates = dict(updates or {})
         self.source_graph = Graph(self.outputs, self.updates)
         _check_updates(self.updates)
-        self._fed = self.source_graph.inputs  # Graph.inputs walks every node: once, here
-        self.inputs = list(inputs if inputs is not None else self._fed)
-        _check_unique_names(self.source_graph)
+        self._used = self.source_graph.inputs  # Graph.inputs walks every node: once, here
+        self.inputs = self._used if inputs is None else _listed_inputs(inputs)
+        self._fed = list(dict.fromkeys(self._used + self.inputs))  # what a call must feed
+        self._params = [(p, p.shape, numpy_dtype(p.dtype), p in self.updates)
+                        for p in self.source_graph.params]
+        _check_unique_names(self._fed)
         _check_dims_bound(self.source_graph)
         self.backend_name = backend
         self._backend = backends.load(backend)
@@ -50,22 +61,31 @@ class Function:
         self.graph = optimize(self.source_graph, opt, dump=self.log.after_pass)
         self._executables = {}
         self._last = None
+        self._lock = threading.Lock()
 
     def __call__(self, *args, **feeds):
         feeds = self._bind_positional(args, feeds)
         arrays, dims = check_feeds(self._fed, feeds)
-        signature = tuple((node.name, arrays[node].shape) for node in self._fed)
+        signature = tuple((node.name, arrays[node].shape) for node in self._used)
+        with self._lock, Commit() as commit:
+            _check_held_values(self._params)
+            executable = self._executable_for(signature, dims)
+            results = executable(arrays, commit.begin)
+            outputs, new_values = results[:len(self.outputs)], results[len(self.outputs):]
+            if self.updates:
+                commit.begin()  # every result exists: now it is safe to commit
+            for param, value in zip(self.updates, new_values):
+                np.copyto(param.value, value)
+        return outputs[0] if self._single else tuple(outputs)
+
+    def _executable_for(self, signature, dims):
         executable = self._executables.get(signature)
         if executable is None:
             executable = self._backend.build(self.graph, dims)
             self._executables[signature] = executable
             self.log.built(executable, dims)
         self._last = executable
-        results = executable(arrays)
-        outputs, new_values = results[:len(self.outputs)], results[len(self.outputs):]
-        for param, value in zip(self.updates, new_values):
-            np.copyto(param.value, value)  # every result exists: now it is safe to commit
-        return outputs[0] if self._single else tuple(outputs)
+        return executable
 
     def _bind_positional(self, args, feeds):
         if len(args) > len(self.inputs):
@@ -115,9 +135,18 @@ def _check_dims_bound(graph: Graph):
                              f"{node.loc}) is not a dim of any input, so no call can bind it")
 
 
-def _check_unique_names(graph: Graph):
+def _listed_inputs(inputs) -> list:
+    listed = list(inputs)
+    for node in listed:
+        if not (isinstance(node, Node) and node.op == "input"):
+            raise FeedError(f"inputs= lists the input nodes (gc.input) of positional calls; "
+                            f"got {node!r}")
+    return listed
+
+
+def _check_unique_names(inputs: list):
     seen = {}
-    for node in graph.inputs:
+    for node in inputs:
         other = seen.setdefault(node.name, node)
         if other is not node:
             raise FeedError(f"two different inputs are named {node.name!r} "
@@ -134,6 +163,25 @@ def _check_updates(updates: dict):
             error = ShapeError if value.shape != param.shape else DtypeError
             raise error(f"update of param {param.name!r} ({param.type}): the new value is "
                         f"{value.type} (made at {value.loc}); it must have the param's type")
+
+
+def _check_held_values(params: list):
+    """A param's value is checked when assigned (Node.value), but its array can still be
+    changed in place (flags, shape, dtype): refuse one that no longer fits before the
+    call reads it, or writes it."""
+    for param, shape, dtype, updated in params:
+        value = param.value
+        if not (value.shape == shape and value.dtype == dtype and value.flags.c_contiguous):
+            raise GraphcError(
+                f"param {param.name!r} is {param.type}, but its value array was changed in "
+                f"place to {value.dtype}{list(value.shape)}"
+                f"{'' if value.flags.c_contiguous else ', not C-contiguous'}; assign a "
+                f"new value instead ({param.name}.value = ...)")
+        if updated and not value.flags.writeable:
+            raise GraphcError(
+                f"param {param.name!r} is updated in place by this function, but its value "
+                f"array was made read-only (.flags.writeable = False); assign a new value "
+                f"({param.name}.value = ...) or make it writable")
 
 
 def check_feeds(inputs: list, feeds: dict):
@@ -155,25 +203,7 @@ def check_feeds(inputs: list, feeds: dict):
 
 
 def _convert(node: Node, value) -> np.ndarray:
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError) as e:  # ragged nested lists and the like
-        raise FeedError(f"input {node.name!r}: the value fed is not an array: {e}") from None
-    target = numpy_dtype(node.dtype)
-    if array.dtype.kind not in "biuf":
-        raise FeedError(f"input {node.name!r} expects {node.dtype}, got {array.dtype} values")
-    # 'same_kind': float64 -> float32 is fine, float -> int or int -> bool would lose data.
-    if not np.can_cast(array.dtype, target, "same_kind"):
-        raise FeedError(f"input {node.name!r} expects {node.dtype}; casting {array.dtype} "
-                        f"values to it would lose information")
-    # int64 -> int32 is safe only in range; an int dtype that always fits needs no scan.
-    if (array.dtype.kind in "iu" and target.kind == "i" and array.size
-            and not np.can_cast(array.dtype, target, "safe")):
-        low, high = np.iinfo(target).min, np.iinfo(target).max
-        if array.min() < low or array.max() > high:
-            raise FeedError(f"input {node.name!r} expects {node.dtype}; values from "
-                            f"{array.min()} to {array.max()} do not fit in it")
-    return np.asarray(array, dtype=target, order="C")  # (ascontiguousarray makes 0-d 1-d)
+    return to_dtype(value, node.dtype, f"input {node.name!r}", FeedError)
 
 
 def _check_shape(node, array, dims, bound_by):

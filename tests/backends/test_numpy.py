@@ -291,7 +291,7 @@ def test_generated_source_is_readable_and_named():
     x = gc.input("x", (2, 3))
     fn = gc.compile(gc.tanh(x) + 1, backend="numpy")
     fn(x=np.zeros((2, 3)))
-    assert re.search(r"def fn_\d+\(x\):", fn.source)
+    assert re.search(r"def fn_\d+\(_begin_commit, x\):", fn.source)
     assert "# %" in fn.source and "test_numpy.py:" in fn.source
     assert [k["kind"] for k in fn.kernels] in (["unary", "binary"], ["pointwise"])
 
