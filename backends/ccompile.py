@@ -2,7 +2,10 @@
 
 `compile_library(source)` builds a shared library from C99 source and loads it with
 ctypes. Libraries are cached on disk under the source's hash (in $XDG_CACHE_HOME/graphc,
-else ~/.cache/graphc), so a model compiles once per machine, not once per process.
+else ~/.cache/graphc), so a model compiles once per machine, not once per process. Each
+library's SHA-256 is recorded beside it when it is built, and checked before it is
+loaded: a cached file that is truncated, empty or another library (which the loader
+would map as it is: a SIGBUS, or missing functions) is built again instead.
 `available()` says whether a compiler works here at all: $CC, else `cc`, tried once on
 a small program; without one the numpy backend keeps to NumPy calls.
 """
@@ -55,17 +58,42 @@ def compile_library(source: str) -> ctypes.CDLL:
     key = hashlib.sha256("\0".join((compiler,) + FLAGS + (text,)).encode()).hexdigest()[:24]
     folder = _cache_dir()
     path = os.path.join(folder, f"kernels_{key}.so")
-    if not os.path.exists(path):
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=folder) as work:
-            c_file = os.path.join(work, "kernels.c")
-            with open(c_file, "w") as f:
-                f.write(text)
-            built = os.path.join(work, "kernels.so")
-            run = subprocess.run([compiler, *FLAGS, "-o", built, c_file, "-lm"],
-                                 capture_output=True, text=True)
-            if run.returncode != 0:
-                raise GraphcError(f"the C compiler failed on graphc's kernels ({c_file}):\n"
-                                  f"{run.stderr[-2000:]}")
-            os.replace(built, path)  # atomic: a concurrent build writes the same bytes
-    return ctypes.CDLL(path)
+    if not _is_intact(path):
+        _build(compiler, text, folder, path)
+    try:
+        return ctypes.CDLL(path)
+    except OSError as e:  # built and checked just now: the loader itself refuses it
+        raise GraphcError(f"cannot load graphc's compiled kernels {path}: {e}") from None
+
+
+def _is_intact(path: str) -> bool:
+    """Whether `path` holds exactly the bytes whose SHA-256 was recorded when it was built."""
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        with open(path + ".sha256") as f:
+            return f.read().strip() == digest
+    except OSError:  # missing (or unreadable): build it
+        return False
+
+
+def _build(compiler: str, text: str, folder: str, path: str) -> None:
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as work:
+        c_file = os.path.join(work, "kernels.c")
+        with open(c_file, "w") as f:
+            f.write(text)
+        built = os.path.join(work, "kernels.so")
+        run = subprocess.run([compiler, *FLAGS, "-o", built, c_file, "-lm"],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            raise GraphcError(f"the C compiler failed on graphc's kernels ({c_file}):\n"
+                              f"{run.stderr[-2000:]}")
+        with open(built, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        with open(built + ".sha256", "w") as f:
+            f.write(digest + "\n")
+        # Each replace is atomic. A concurrent build may pair its library with our digest
+        # (builds differ by their temporary paths): then the next load builds it again.
+        os.replace(built, path)
+        os.replace(built + ".sha256", path + ".sha256")
