@@ -28,7 +28,8 @@ def input(name: str, shape, dtype="float32") -> Node:
 
 
 def param(name: str, value, dtype=None) -> Node:
-    """A persistent value (a weight); float32 unless dtype= says. Training updates .value."""
+    """A persistent value (a weight); float32 unless dtype= says. Training updates .value
+    in place; assigning `.value = v` later checks v and copies it (see Node.value)."""
     _check_name(name)
     # Weights written as ints ([[2, -1], [4, 5]]) are still weights: float32 by default.
     dtype = canonical_dtype(dtype) if dtype else "float32"
