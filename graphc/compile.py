@@ -67,7 +67,9 @@ class Function:
         feeds = self._bind_positional(args, feeds)
         arrays, dims = check_feeds(self._fed, feeds)
         signature = tuple((node.name, arrays[node].shape) for node in self._used)
-        with self._lock, Commit() as commit:
+        # One call at a time; a signal held back by the commit is handled once the lock
+        # is released (its handler may call this function again).
+        with Commit() as commit, self._lock:
             _check_held_values(self._params)
             executable = self._executable_for(signature, dims)
             results = executable(arrays, commit.begin)

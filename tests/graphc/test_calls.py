@@ -2,6 +2,7 @@
 updates that commit all or nothing, whether a signal comes mid-step or a param's array
 cannot be written."""
 
+import linecache
 import signal
 import sys
 import threading
@@ -153,10 +154,10 @@ def _is_all_old_or_all_new(params, old, new) -> bool:
 
 class _InterruptAt:
     """A trace function that sends SIGINT to this process at the `at`-th line executed in
-    a boundary frame (or only counts the lines, when `at` is None)."""
+    a boundary frame (or only counts the lines, when `at` is None, and keeps their text)."""
 
     def __init__(self, at=None):
-        self.at, self.lines = at, 0
+        self.at, self.lines, self.texts = at, 0, []
 
     def __call__(self, frame, event, arg):
         if event == "call":
@@ -167,6 +168,8 @@ class _InterruptAt:
         if event == "line":
             if self.lines == self.at:
                 signal.raise_signal(signal.SIGINT)
+            elif self.at is None:
+                self.texts.append(linecache.getline(frame.f_code.co_filename, frame.f_lineno))
             self.lines += 1
         return self._line
 
@@ -197,6 +200,29 @@ def test_an_interrupt_at_any_kernel_boundary_leaves_the_step_all_old_or_all_new(
         assert _is_all_old_or_all_new(params, old, new), f"interrupted at line {at}"
         assert signal.getsignal(signal.SIGINT) is handler  # put back as it was
     assert interrupted == counter.lines  # no interrupt is lost, however late it came
+
+
+def test_a_signal_held_back_by_the_commit_is_handled_after_the_call_lets_go(backend):
+    step, params, feeds = _momentum_step(backend)
+    counter = _InterruptAt()
+    _traced(counter, lambda: step(**feeds))
+    committing = [at for at, text in enumerate(counter.texts)
+                  if "np.copyto(param.value, value)" in text]  # Function.__call__ commits
+    finished = []
+
+    def call_from_another_thread(signum, frame):  # a handler that uses the function
+        thread = threading.Thread(target=lambda: finished.append(step(**feeds)))
+        thread.start()
+        thread.join(timeout=5)  # had the call kept its lock, this would wait in vain
+
+    before = signal.signal(signal.SIGINT, call_from_another_thread)
+    try:
+        for count, at in enumerate(committing, 1):
+            _traced(_InterruptAt(at), lambda: step(**feeds))
+            assert len(finished) == count, f"interrupted at {counter.texts[at].strip()!r}"
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert committing
 
 
 def test_a_param_array_made_read_only_in_place_is_refused_before_anything_is_written(
