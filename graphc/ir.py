@@ -265,8 +265,9 @@ class Graph:
 
 
 def _lint_value(node: Node) -> None:
-    """A param's or const's array must have exactly the node's type (a param's .value may
-    be reassigned; a folded const is made by a pass)."""
+    """A param's or const's array must have exactly the node's type (a value assigned to
+    a param is checked, but the array it holds can be changed in place; a folded const
+    is made by a pass)."""
     value = node.value
     if not isinstance(value, np.ndarray) or value.shape != node.type.concrete_shape() or (
             value.dtype != numpy_dtype(node.dtype)):
