@@ -3,6 +3,7 @@ again, never loaded. Each program runs in a subprocess, so that a library the lo
 as it is (before the fix: SIGBUS, OSError, AttributeError) cannot kill the test run; the
 cache is a temporary folder, never the user's ~/.cache/graphc."""
 
+import ast
 import hashlib
 import pathlib
 import subprocess
@@ -30,7 +31,7 @@ def _run_program():
     run = subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, f"exit status {run.returncode}:\n{run.stderr[-3000:]}"
-    np.testing.assert_allclose(eval(run.stdout), np.tanh([[1.0, 2.0, 3.0]] * 2), rtol=1e-6)
+    np.testing.assert_allclose(ast.literal_eval(run.stdout), np.tanh([[1.0, 2.0, 3.0]] * 2), rtol=1e-6)
 
 
 @pytest.fixture
