@@ -155,12 +155,17 @@ class Graph:
         for target in self.updates:
             if target.op != "param":
                 raise TypeError(f"updates must map params to new values; got {target!r}")
-        roots = list(self.outputs) + [n for kv in self.updates.items() for n in kv]
-        self.nodes = topological_order(roots)
+        self.nodes = topological_order(self.roots)
         if order is not None:
             if len(order) != len(self.nodes) or set(order) != set(self.nodes):
                 raise ValueError("order must list exactly the nodes reachable from the outputs")
             self.nodes = list(order)
+
+    @property
+    def roots(self) -> list:
+        """The nodes the graph is built from: the outputs, then each update's param and its
+        new value (a param that only an update names is in the graph too)."""
+        return list(self.outputs) + [n for kv in self.updates.items() for n in kv]
 
     @cached_property
     def users(self) -> dict:

@@ -186,3 +186,13 @@ def test_scheduling_twice_changes_nothing():
     graph = mlp_training_graph(layers=2)
     once = schedule(graph)
     assert schedule(once).nodes == once.nodes
+
+
+def test_an_update_target_the_outputs_never_read_is_scheduled():
+    # A target-network copy: W_target is only written, so only the update reaches it.
+    x = gc.input("x", (3,))
+    W, W_target = gc.param("W", np.ones(3)), gc.param("W_target", np.zeros(3))
+    graph = Graph([gc.sum(x * W)], {W_target: W})
+    scheduled = schedule(graph)
+    assert set(scheduled.nodes) == set(graph.nodes) and len(scheduled.nodes) == len(graph.nodes)
+    assert_valid_order(scheduled)
