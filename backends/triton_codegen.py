@@ -193,6 +193,7 @@ ELEMENTWISE = {
     "lt": lambda em, n, a, b: f"{a} < {b}",
     "le": lambda em, n, a, b: f"{a} <= {b}",
     "eq": lambda em, n, a, b: f"{a} == {b}",
+    "ne": lambda em, n, a, b: f"{a} != {b}",
     "where": lambda em, n, c, a, b: f"tl.where({c}, {a}, {b})",
 }
 

@@ -374,7 +374,7 @@ RULES = {
     # elementwise binary
     "add": _identity, "sub": _sub, "mul": _mul_rule, "div": _div_rule, "pow": _pow,
     "maximum": _extremum("gt"), "minimum": _extremum("lt"),
-    "gt": _zero, "ge": _zero, "lt": _zero, "le": _zero, "eq": _zero,
+    "gt": _zero, "ge": _zero, "lt": _zero, "le": _zero, "eq": _zero, "ne": _zero,
     "where": _where,
     # reductions
     "sum": lambda n, g, i: _broadcast_back(g, n),

@@ -125,9 +125,9 @@ def _binary(op):
 neg, exp, log, log1p, sqrt, abs, sign, tanh, sigmoid, relu, step, stop_gradient = map(
     _unary, ["neg", "exp", "log", "log1p", "sqrt", "abs", "sign", "tanh", "sigmoid", "relu",
              "step", "stop_gradient"])
-add, sub, mul, div, pow, maximum, minimum, gt, ge, lt, le, eq = map(
+add, sub, mul, div, pow, maximum, minimum, gt, ge, lt, le, eq, ne = map(
     _binary, ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "gt", "ge", "lt",
-              "le", "eq"])
+              "le", "eq", "ne"])
 
 
 def cast(x, dtype) -> Node:
@@ -300,6 +300,9 @@ _NODE_METHODS = {
     "__mul__": mul, "__rmul__": _swap(mul), "__truediv__": div, "__rtruediv__": _swap(div),
     "__pow__": pow, "__rpow__": _swap(pow), "__matmul__": matmul, "__rmatmul__": _swap(matmul),
     "__neg__": neg, "__abs__": abs, "__gt__": gt, "__ge__": ge, "__lt__": lt, "__le__": le,
+    # Elementwise, as in NumPy and torch (x == 0 is a mask); Node keeps identity hashing,
+    # so nodes stay dict keys. Compare nodes themselves with `is`.
+    "__eq__": eq, "__ne__": ne,
     "__getitem__": getitem, "sum": sum, "mean": mean, "max": max, "reshape": _reshape_method,
     "transpose": _transpose_method, "astype": cast, "T": property(transpose),
     "__array_ufunc__": None,  # np.float64(2) * node must call node.__rmul__, not NumPy

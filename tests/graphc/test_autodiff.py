@@ -243,6 +243,7 @@ def test_integer_inputs_get_no_gradient_and_cannot_be_wrt(backend):
 def test_zero_gradient_ops_give_zeros(backend):
     x = gc.param("x", np.array([-1.0, 0.5, 2.0]), "float64")
     y = gc.sum(gc.step(x) + gc.sign(x) + gc.cast(x > 0, "float64")
+               + gc.cast(x == 0.5, "float64") + gc.cast(x != 2.0, "float64")
                + gc.size(x, dtype="float64"))
     g = gc.grad(y, x)
     np.testing.assert_array_equal(backend.compile(g)(), np.zeros(3))

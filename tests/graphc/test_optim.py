@@ -61,7 +61,7 @@ def test_optimizer_state_lives_in_named_params():
     assert {p.name for p in adam} == {"adam_t"} | {f"{p.name}{s}" for p in params
                                                    for s in ("", "_m", "_v")}
     for state in adam:
-        if state.name != "adam_t" and state not in params:
+        if state.name != "adam_t" and state not in set(params):
             assert state.value.shape == state.shape and not state.value.any()
     assert set(gc.optim.sgd(loss, params, lr=0.1)) == set(params)  # no state without momentum
 
