@@ -69,21 +69,28 @@ def _describe(node: Node) -> str:
     return f"{label} : {node.type}" + (f" (from {node.loc})" if node.loc else "")
 
 
+def user_error(error_type, message: str, operands=()):
+    """An error the user made: the message, each (label, node) operand it names (its name,
+    type and the line that made it), and the user's line."""
+    where = user_location()
+    lines = [message] + [f"  {label}: {_describe(node)}" for label, node in operands]
+    lines.append(f"  at {where}" if where else "")
+    return error_type("\n".join(line for line in lines if line))
+
+
 def apply(op: str, *inputs: Node, tags=frozenset(), **attrs) -> Node:
     """Make a node of `op`, its type inferred; a bad operand raises at the user's line."""
     try:
         type = ops.infer_type(op, [i.type for i in inputs], attrs)
     except (ShapeError, DtypeError) as e:
-        where = user_location()
-        lines = [str(e)] + [f"  operand {k}: {_describe(i)}" for k, i in enumerate(inputs)]
-        lines.append(f"  at {where}" if where else "")
-        raise builtins.type(e)("\n".join(line for line in lines if line)) from None
+        operands = [(f"operand {k}", i) for k, i in enumerate(inputs)]
+        raise user_error(builtins.type(e), str(e), operands) from None
     return Node(op, inputs, attrs, type, tags=tags)
 
 
 def _shape_error(message: str) -> ShapeError:
     """A shape mistake the DSL finds itself (no op's type rule did): add the user's line."""
-    return ShapeError(f"{message}\n  at {user_location()}")
+    return user_error(ShapeError, message)
 
 
 def lift(value, like: Node | None = None) -> Node:
