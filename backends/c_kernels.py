@@ -67,7 +67,7 @@ OPS_C = {
     "minimum": lambda t, a, b: f"(({a} != {a} || {a} <= {b}) ? {a} : {b})",
     "gt": lambda t, a, b: f"({a} > {b})", "ge": lambda t, a, b: f"({a} >= {b})",
     "lt": lambda t, a, b: f"({a} < {b})", "le": lambda t, a, b: f"({a} <= {b})",
-    "eq": lambda t, a, b: f"({a} == {b})",
+    "eq": lambda t, a, b: f"({a} == {b})", "ne": lambda t, a, b: f"({a} != {b})",
     "where": lambda t, c, a, b: f"({c} ? {a} : {b})",
     "cast": lambda t, a: f"({a} != 0)" if t == "bool" else f"(({C_TYPES[t]}){a})",
 }
@@ -378,7 +378,7 @@ class _Writer:
             seen.add(node)
             stack.append((node, True))
             if _LEVELS[self.level[node]] < _LEVELS[level] or (
-                    node in self.reductions and level != "top"):
+                    any(node is r for r in self.reductions) and level != "top"):
                 continue
             stack += [(i, False) for i in reversed(self._inputs(node)) if i not in seen]
         return order

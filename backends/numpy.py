@@ -240,13 +240,14 @@ class Codegen:
         return node
 
     def storage(self, node: Node):
-        """Which memory a value lives in: ("buffer", index), ("param", param) for a param
-        or an update value written straight into its param, or None (other sources)."""
+        """Which memory a value lives in, as a key to compare with ==: ("buffer", index),
+        ("param", id(param)) for a param or an update value written straight into its
+        param (an id: == on nodes builds an eq node), or None (other sources)."""
         root = self._storage_root(node)
         if root in self.into_param:
-            return ("param", self.into_param[root])
+            return ("param", id(self.into_param[root]))
         if root.op == "param":
-            return ("param", root)
+            return ("param", id(root))
         index = self.plan.buffer.get(root)
         return None if index is None else ("buffer", index)
 

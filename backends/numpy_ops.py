@@ -67,7 +67,7 @@ UFUNCS = {
     "add": "np.add", "sub": "np.subtract", "mul": "np.multiply", "div": "np.divide",
     "pow": "np.power", "maximum": "np.maximum", "minimum": "np.minimum",
     "gt": "np.greater", "ge": "np.greater_equal", "lt": "np.less", "le": "np.less_equal",
-    "eq": "np.equal",
+    "eq": "np.equal", "ne": "np.not_equal",
 }
 
 

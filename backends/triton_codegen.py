@@ -149,12 +149,16 @@ def _sigmoid(em, x):
 
 
 def _pow(em, x, y):
-    # |x|**y, with the sign of x for odd integer y, nan for x < 0 and non-integer y.
+    # |x|**y, with the sign of x for odd integer y, nan for x < 0 and non-integer y. The
+    # sign of -0 counts too ((-0)**3 is -0, (-0)**-1 is -inf): 1 / -0 is -inf. Nested
+    # wheres, not & of x's and y's masks: the interpreter cannot & a scalar with a block.
     r = em.var(f"tl.exp({y} * tl.log(tl.abs({x})))")
     whole = em.var(f"tl.floor({y}) == {y}")
     odd = em.var(f"{whole} & (tl.floor({y} * 0.5) * 2 != {y})")
-    signed = f"tl.where({x} < 0, tl.where({whole}, tl.where({odd}, -{r}, {r}), float('nan')), {r})"
-    return f"tl.where({y} == 0, 1.0, {signed})"
+    negative = em.var(f"tl.where({x} == 0, 1 / {x} < 0, {x} < 0)")
+    signed = em.var(f"tl.where({odd}, tl.where({negative}, -{r}, {r}), {r})")
+    real = f"tl.where({x} < 0, tl.where({whole}, {signed}, float('nan')), {signed})"
+    return f"tl.where({y} == 0, 1.0, {real})"
 
 
 def _cast(em, x, node):
@@ -189,6 +193,7 @@ ELEMENTWISE = {
     "lt": lambda em, n, a, b: f"{a} < {b}",
     "le": lambda em, n, a, b: f"{a} <= {b}",
     "eq": lambda em, n, a, b: f"{a} == {b}",
+    "ne": lambda em, n, a, b: f"{a} != {b}",
     "where": lambda em, n, c, a, b: f"tl.where({c}, {a}, {b})",
 }
 

@@ -10,9 +10,9 @@ from graphc.autodiff import grad, vjp
 from graphc.compile import Function, compile
 from graphc.dsl import (
     abs, add, broadcast_to, cast, concat, const, div, eq, exp, expand_dims, ge, getitem, gt,
-    input, le, lift, log, log1p, lt, matmul, max, maximum, mean, minimum, mul, neg, one_hot,
-    param, pow, relu, reshape, sigmoid, sign, size, sqrt, squeeze, step, stop_gradient, sub,
-    sum, tanh, transpose, where)
+    input, le, lift, log, log1p, lt, matmul, max, maximum, mean, minimum, mul, ne, neg,
+    one_hot, param, pow, relu, reshape, sigmoid, sign, size, sqrt, squeeze, step,
+    stop_gradient, sub, sum, tanh, transpose, where)
 from graphc.errors import (
     BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, ParseError, ShapeError)
 from graphc.ir import Graph, Node
@@ -23,8 +23,8 @@ __all__ = [
     "Function", "Graph", "Node", "TensorType", "compile", "grad", "vjp", "render", "nn",
     "optim", "testing", "abs", "add", "broadcast_to", "cast", "concat", "const", "div", "eq",
     "exp", "expand_dims", "ge", "getitem", "gt", "input", "le", "lift", "log", "log1p", "lt",
-    "matmul", "max", "maximum", "mean", "minimum", "mul", "neg", "one_hot", "param", "pow",
-    "relu", "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step", "stop_gradient", "sub", "sum",
-    "tanh", "transpose", "where", "GraphcError", "ShapeError", "DtypeError", "FeedError",
-    "GradError", "ParseError", "BackendUnavailable",
+    "matmul", "max", "maximum", "mean", "minimum", "mul", "ne", "neg", "one_hot", "param",
+    "pow", "relu", "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step",
+    "stop_gradient", "sub", "sum", "tanh", "transpose", "where", "GraphcError", "ShapeError",
+    "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable",
 ]

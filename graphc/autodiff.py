@@ -17,7 +17,8 @@ Choices where the derivative is not defined:
 - relu, step, abs, sign at 0: the derivative at 0 is taken as 0 (as in PyTorch).
 - max (reduction) ties: the cotangent is split equally among the tied maxima, as
   torch.amax does. maximum/minimum ties: each operand gets half, as torch.maximum does.
-- pow at a zero base: d/da is 0 where b = 0, and d/db is 0 where a = 0 (PyTorch's choice).
+- pow at a zero base: d/da is 0 where b = 0, and d/db is 0 where a = 0 and b >= 0
+  (PyTorch's choice; for b < 0 it is a^b log a = -inf or +inf).
 - step, sign, comparisons, one_hot and size have zero gradient.
 """
 
@@ -253,10 +254,15 @@ def _pow(node, g, i):
     if i == 0:  # b a^(b-1), and 0 where b = 0 (not 0 * 0^-1 = nan at a = 0), as in PyTorch
         local = _mul(g, _mul(b, _op("pow", a, _op("sub", b, _scalar(1.0, b)))))
         return _op("where", _op("eq", b, _scalar(0.0, b)), _scalar(0.0, local), local)
-    # a^b log a; at a = 0 (where a^b is 0 or 1 for b >= 0) the term is 0, as in PyTorch,
-    # not 0 * log 0 = nan: log reads 1 there.
-    safe = _op("where", _op("eq", a, _scalar(0.0, a)), _scalar(1.0, a), a)
-    return _mul(g, _mul(node, _op("log", safe)))
+    # a^b log a, and 0 where a = 0 and b >= 0 (a^b is 0 or 1 there), as in PyTorch, not
+    # 0 * log 0 = nan; log reads 1 there, so a second derivative is not nan either. Where
+    # a = 0 and b < 0 (or nan) it stays a^b log a: inf * -inf = -inf (+inf for a = -0
+    # and an odd b), as in PyTorch.
+    zero_term = _op("where", _op("ge", b, _scalar(0.0, b)), _op("eq", a, _scalar(0.0, a)),
+                    _const(False, "bool"))
+    safe = _op("where", zero_term, _scalar(1.0, a), a)
+    local = _mul(g, _mul(node, _op("log", safe)))
+    return _op("where", zero_term, _scalar(0.0, local), local)
 
 
 # Masks select with `where`, not multiply by 0/1: an inf cotangent must not become
@@ -368,7 +374,7 @@ RULES = {
     # elementwise binary
     "add": _identity, "sub": _sub, "mul": _mul_rule, "div": _div_rule, "pow": _pow,
     "maximum": _extremum("gt"), "minimum": _extremum("lt"),
-    "gt": _zero, "ge": _zero, "lt": _zero, "le": _zero, "eq": _zero,
+    "gt": _zero, "ge": _zero, "lt": _zero, "le": _zero, "eq": _zero, "ne": _zero,
     "where": _where,
     # reductions
     "sum": lambda n, g, i: _broadcast_back(g, n),

@@ -70,21 +70,28 @@ def _describe(node: Node) -> str:
     return f"{label} : {node.type}" + (f" (from {node.loc})" if node.loc else "")
 
 
+def user_error(error_type, message: str, operands=()):
+    """An error the user made: the message, each (label, node) operand it names (its name,
+    type and the line that made it), and the user's line."""
+    where = user_location()
+    lines = [message] + [f"  {label}: {_describe(node)}" for label, node in operands]
+    lines.append(f"  at {where}" if where else "")
+    return error_type("\n".join(line for line in lines if line))
+
+
 def apply(op: str, *inputs: Node, tags=frozenset(), **attrs) -> Node:
     """Make a node of `op`, its type inferred; a bad operand raises at the user's line."""
     try:
         type = ops.infer_type(op, [i.type for i in inputs], attrs)
     except (ShapeError, DtypeError) as e:
-        where = user_location()
-        lines = [str(e)] + [f"  operand {k}: {_describe(i)}" for k, i in enumerate(inputs)]
-        lines.append(f"  at {where}" if where else "")
-        raise builtins.type(e)("\n".join(line for line in lines if line)) from None
+        operands = [(f"operand {k}", i) for k, i in enumerate(inputs)]
+        raise user_error(builtins.type(e), str(e), operands) from None
     return Node(op, inputs, attrs, type, tags=tags)
 
 
 def _shape_error(message: str) -> ShapeError:
     """A shape mistake the DSL finds itself (no op's type rule did): add the user's line."""
-    return ShapeError(f"{message}\n  at {user_location()}")
+    return user_error(ShapeError, message)
 
 
 def lift(value, like: Node | None = None) -> Node:
@@ -126,9 +133,9 @@ def _binary(op):
 neg, exp, log, log1p, sqrt, abs, sign, tanh, sigmoid, relu, step, stop_gradient = map(
     _unary, ["neg", "exp", "log", "log1p", "sqrt", "abs", "sign", "tanh", "sigmoid", "relu",
              "step", "stop_gradient"])
-add, sub, mul, div, pow, maximum, minimum, gt, ge, lt, le, eq = map(
+add, sub, mul, div, pow, maximum, minimum, gt, ge, lt, le, eq, ne = map(
     _binary, ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "gt", "ge", "lt",
-              "le", "eq"])
+              "le", "eq", "ne"])
 
 
 def cast(x, dtype) -> Node:
@@ -301,6 +308,9 @@ _NODE_METHODS = {
     "__mul__": mul, "__rmul__": _swap(mul), "__truediv__": div, "__rtruediv__": _swap(div),
     "__pow__": pow, "__rpow__": _swap(pow), "__matmul__": matmul, "__rmatmul__": _swap(matmul),
     "__neg__": neg, "__abs__": abs, "__gt__": gt, "__ge__": ge, "__lt__": lt, "__le__": le,
+    # Elementwise, as in NumPy and torch (x == 0 is a mask); Node keeps identity hashing,
+    # so nodes stay dict keys. Compare nodes themselves with `is`.
+    "__eq__": eq, "__ne__": ne,
     "__getitem__": getitem, "sum": sum, "mean": mean, "max": max, "reshape": _reshape_method,
     "transpose": _transpose_method, "astype": cast, "T": property(transpose),
     "__array_ufunc__": None,  # np.float64(2) * node must call node.__rmul__, not NumPy

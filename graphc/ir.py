@@ -1,10 +1,11 @@
 """The IR: one node type, a graph of nodes, and a text form that reads back.
 
 A `Node` is an op applied to input nodes, with attributes and a `TensorType`. What a
-node computes (op, inputs, attrs, type) is immutable, and nodes compare by identity: two
-nodes are the same value only if they are the same object, never because their values
-happen to be equal. A parameter's `value` changes as training updates it; a node's
-labels (name, loc, tags) may be set by the passes that build it.
+node computes (op, inputs, attrs, type) is immutable. A node is identified by the object
+itself: it hashes by identity (dicts and sets of nodes), and code that asks whether two
+nodes are the same one uses `is`, since `x == y` builds an elementwise comparison, as in
+NumPy and torch. A parameter's `value` changes as training updates it; a node's labels
+(name, loc, tags) may be set by the passes that build it.
 
 A `Graph` is the set of nodes reachable from some outputs (and parameter updates), in a
 deterministic topological order. Its text form (`str(graph)`) is one node a line:
@@ -110,13 +111,23 @@ class Node:
         label = f" {self.name!r}" if self.name else ""
         return f"<Node {self.op}{label} : {self.type}>"
 
-    def __bool__(self):
-        raise TypeError(
-            f"a graphc node ({self.op}{' ' + self.name if self.name else ''}) has no truth "
-            "value at build time; use gc.where(cond, a, b) for data-dependent choices")
+    # Identity, whatever __eq__ does: graphc.dsl makes == and != elementwise ops, and
+    # nodes stay usable as dict keys and set members (a dict or set tries `is` before ==).
+    # A list's `in` and .index() and a weakref.WeakKeyDictionary call == on other nodes,
+    # so they raise (bool of an eq node): use a set, a dict or `any(n is x for n in xs)`.
+    __hash__ = object.__hash__
 
-    # Operators and methods (x + y, x @ W, x.sum(...)) are attached by graphc.dsl, which
-    # holds the op functions they stand for.
+    def __bool__(self):
+        label = f"{self.op} {self.name!r}" if self.name else self.op
+        made = f", made at {self.loc}" if self.loc else ""
+        raise TypeError(
+            f"a graphc node ({label} : {self.type}{made}) has no truth value: it is a "
+            "symbolic value, known only when the compiled function runs. Use "
+            "gc.where(cond, a, b) for a data-dependent choice; == and != on nodes are "
+            "elementwise (gc.eq, gc.ne), so test whether two nodes are the same with `is`")
+
+    # Operators and methods (x + y, x == y, x @ W, x.sum(...)) are attached by graphc.dsl,
+    # which holds the op functions they stand for (defining them here would import dsl).
 
 
 def _own_param_value(param: Node, value) -> np.ndarray:
@@ -198,12 +209,17 @@ class Graph:
         for target in self.updates:
             if target.op != "param":
                 raise TypeError(f"updates must map params to new values; got {target!r}")
-        roots = list(self.outputs) + [n for kv in self.updates.items() for n in kv]
-        self.nodes = topological_order(roots)
+        self.nodes = topological_order(self.roots)
         if order is not None:
             if len(order) != len(self.nodes) or set(order) != set(self.nodes):
                 raise ValueError("order must list exactly the nodes reachable from the outputs")
             self.nodes = list(order)
+
+    @property
+    def roots(self) -> list:
+        """The nodes the graph is built from: the outputs, then each update's param and its
+        new value (a param that only an update names is in the graph too)."""
+        return list(self.outputs) + [n for kv in self.updates.items() for n in kv]
 
     @cached_property
     def users(self) -> dict:
@@ -223,6 +239,9 @@ class Graph:
         return [n for n in self.nodes if n.op == "param"]
 
     def to_networkx(self):
+        """A networkx DiGraph whose nodes are this graph's nodes. networkx algorithms that
+        compare nodes with == (shortest_path, has_path) need other labels, since == on
+        nodes is elementwise: nx.relabel_nodes(g, id) gives them ids."""
         import networkx as nx
 
         g = nx.DiGraph()

@@ -60,8 +60,8 @@ class CompileLog:
 
     @classmethod
     def for_function(cls, outputs, debug_dir=None) -> "CompileLog":
-        first = outputs[0]
-        label = first.name or first.op
+        # A function may have no outputs, only updates (a training step's side effects).
+        label = (outputs[0].name or outputs[0].op) if outputs else "updates"
         return cls(f"fn{next(_function_ids)}_{label}", topics_from_env(), debug_dir)
 
     @property

@@ -1,6 +1,9 @@
 """Composites and losses, built from primitives (so autodiff and fusion see through them).
 
-Losses take the mean over the batch (the leading axis) and return a scalar.
+Losses take the mean over the batch (the leading axis) and return a scalar. A loss
+compares prediction and target element for element and never broadcasts them: a (batch, 1)
+prediction against a (batch,) target would average over (batch, batch), so it is a
+ShapeError naming both shapes. A target given as a plain number is that value everywhere.
 """
 
 from __future__ import annotations
@@ -9,8 +12,9 @@ import numpy as np
 
 from graphc import dsl
 from graphc.dsl import exp, log, log1p, maximum, where
+from graphc.errors import DtypeError, ShapeError
 from graphc.ir import Node
-from graphc.types import format_shape
+from graphc.types import format_shape, is_float
 
 
 def softplus(x):
@@ -64,13 +68,31 @@ def softmax(x, axis=-1):
     return shifted / dsl.sum(shifted, axis=axis, keepdims=True)
 
 
+def _same_shape(loss: str, prediction, target, names=("prediction", "target")) -> tuple:
+    """(prediction, target) as nodes of one shape; a mismatch raises at the user's line."""
+    number = not isinstance(target, Node) and np.ndim(target) == 0
+    prediction = dsl.lift(prediction)
+    target = dsl.lift(target, prediction)
+    if number:
+        return prediction, target
+    if target.shape != prediction.shape:
+        raise dsl.user_error(
+            ShapeError, f"{loss}: {names[0]} {format_shape(prediction.shape)} and {names[1]} "
+            f"{format_shape(target.shape)} differ in shape; a loss compares them element "
+            "for element and does not broadcast one onto the other (reshape one)",
+            [(names[0], prediction), (names[1], target)])
+    return prediction, target
+
+
 def mse(prediction, target):
+    prediction, target = _same_shape("mse", prediction, target)
     return dsl.mean((prediction - target) ** 2)
 
 
 def binary_cross_entropy_with_logits(logits, target):
     """-[y log s(z) + (1-y) log(1-s(z))] written as softplus(z) - y z (seed 001's form)."""
-    target = dsl.lift(target, logits)
+    logits, target = _same_shape("binary_cross_entropy_with_logits", logits, target,
+                                 ("logits", "target"))
     if target.dtype != logits.dtype:
         target = dsl.cast(target, logits.dtype)
     return dsl.mean(softplus(logits) - target * logits)
@@ -78,12 +100,37 @@ def binary_cross_entropy_with_logits(logits, target):
 
 def softmax_cross_entropy(logits, labels):
     """Mean over the batch of -log softmax(logits)[label]. `labels` are int class indices,
-    or float probabilities of the same shape as `logits`."""
-    labels = dsl.lift(labels)
-    if labels.dtype in ("int32", "int64"):
-        labels = dsl.one_hot(labels, logits.shape[-1], logits.dtype)
+    of the logits' shape without its last axis, or float probabilities of the logits'
+    shape."""
+    logits = dsl.lift(logits)
+    labels = _class_labels(logits, dsl.lift(labels))
     per_example = logsumexp(logits, axis=-1) - dsl.sum(logits * labels, axis=-1)
     return dsl.mean(per_example)
+
+
+def _class_labels(logits: Node, labels: Node) -> Node:
+    """Labels as probabilities of the logits' shape: class indices become one-hot rows."""
+    operands = [("logits", logits), ("labels", labels)]
+    classes = logits.shape[:-1]
+    if labels.dtype in ("int32", "int64"):
+        if labels.shape != classes:
+            raise dsl.user_error(
+                ShapeError, f"softmax_cross_entropy: class-index labels "
+                f"{format_shape(labels.shape)} must have the logits' shape "
+                f"{format_shape(logits.shape)} without its last axis, {format_shape(classes)}",
+                operands)
+        return dsl.one_hot(labels, logits.shape[-1], logits.dtype)
+    if not is_float(labels.dtype):
+        raise dsl.user_error(
+            DtypeError, f"softmax_cross_entropy: labels are {labels.dtype}; they must be "
+            "integer class ids (int32 or int64) or float probabilities", operands)
+    if labels.shape == classes:  # most likely class ids declared without dtype=
+        raise dsl.user_error(
+            DtypeError, f"softmax_cross_entropy: labels {labels.type} have the shape of "
+            f"class ids but are {labels.dtype}: class ids are integers, declare them with "
+            f"dtype=\"int64\" (gc.input(name, shape, dtype=\"int64\")); float labels are "
+            f"probabilities of the logits' shape {format_shape(logits.shape)}", operands)
+    return _same_shape("softmax_cross_entropy", logits, labels, ("logits", "labels"))[1]
 
 
 def dense(x, W, b=None, activation=None):

@@ -298,7 +298,7 @@ _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply,
            "maximum": np.maximum, "minimum": np.minimum}
 _BINARY_FLOAT = {"div": np.divide, "pow": np.power}
 _COMPARE = {"gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal,
-            "eq": np.equal}
+            "eq": np.equal, "ne": np.not_equal}  # ne: nan != nan is true
 
 OPS: dict[str, OpDef] = dict(
     [_row(n, "unary", 1, (), _unary_any(n), _unary_impl(f)) for n, f in _UNARY_ANY.items()]

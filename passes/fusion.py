@@ -156,7 +156,7 @@ def _fits_matmul(state, node, users):
     r, mm = role(node), state.matmul
     if any(u in state.operands for u in users):
         return "matmul operands are kernel inputs (through at most a transpose)"
-    if mm in users:
+    if any(u is mm for u in users):  # `is`: == on nodes builds an eq node
         if _swaps_last_two(node) and len(users) == 1:
             return None
         return f"matmul operands are kernel inputs; {node.op} would be a prologue"
@@ -180,7 +180,7 @@ def _admit(state: KernelState, node: Node, users: list) -> str | None:
     if node is state.matmul:
         return None
     reason = JOINS[state.kind, role(node)] or FITS[state.kind](state, node, users)
-    if reason is None and state.kind == "matmul" and state.matmul in users:
+    if reason is None and state.kind == "matmul" and any(u is state.matmul for u in users):
         state.operands.add(node)
     return reason
 
@@ -231,7 +231,8 @@ def make_fused(kind: str, operands, body, loc=None, tags=()) -> Node:
 # Elementwise ops cheap enough to recompute inside each consumer kernel rather than store:
 # no transcendental, so a duplicate costs about what the load it replaces would.
 CHEAP_OPS = frozenset(("neg", "abs", "sign", "relu", "step", "cast", "stop_gradient", "add",
-                       "sub", "mul", "maximum", "minimum", "gt", "ge", "lt", "le", "eq", "where")
+                       "sub", "mul", "maximum", "minimum", "gt", "ge", "lt", "le", "eq", "ne",
+                       "where")
                       + LAYOUT_OPS)
 MAX_RECOMPUTE_KERNELS = 4   # a cheap value is recomputed in at most this many kernels
 INLINE_CONST_SIZE = 1       # consts this small are copied into bodies, not passed in

@@ -199,7 +199,7 @@ def memory_first_order(graph: Graph, dims: dict) -> list:
             held += size[kid]
         need[node], children[node] = max(peak, held + size[node]), kids
     order, seen = [], set()
-    for root in list(graph.outputs) + list(graph.updates.values()):
+    for root in graph.roots:
         if root in seen:
             continue
         seen.add(root)

@@ -66,6 +66,46 @@ def test_operators_and_reflected_operators(backend):
         assert out.dtype == (np.bool_ if expected.dtype == bool else np.float32), name
 
 
+def test_eq_and_ne_are_elementwise_as_in_numpy(backend):
+    # The reported bug: x == 0 compared identity, so where() got a constant False.
+    x, y = gc.input("x", (4,)), gc.input("y", (4,))
+    v = np.array([0.0, 2.0, 0.0, np.nan], np.float32)
+    w = np.array([0.0, 3.0, 1.0, np.nan], np.float32)
+    cases = {
+        "where": (gc.where(x == 0, 1.0, x), np.where(v == 0, 1.0, v)),
+        "eq": (x == y, v == w), "ne": (x != y, v != w),  # nan != nan
+        "ne_self": (x != x, v != v), "eq_self": (x == x, v == v),
+        "req": (0 == x, 0 == v), "rne": (np.float32(2) != x, 2 != v),
+        "array_left": (np.zeros(4) == x, v == 0), "fn": (gc.ne(x, 2.0), v != 2),
+    }
+    nodes = [node for node, _ in cases.values()]
+    assert all(isinstance(n, gc.Node) for n in nodes)
+    assert (x == y).op == "eq" and (x != y).op == "ne" and (0 == x).inputs[0] is x
+    for (name, (_, expected)), out in zip(cases.items(), backend.run(nodes, x=v, y=w)):
+        np.testing.assert_array_equal(out, expected, err_msg=name)
+        assert out.dtype == expected.dtype, name
+
+
+def test_nodes_stay_dict_keys_and_set_members_by_identity():
+    x = gc.input("x", (2,))
+    a, b = x + 1, x + 1  # equal values, different nodes
+    table = {a: "a", b: "b", x: "x"}
+    assert table[a] == "a" and table[b] == "b" and table[x] == "x"
+    assert len({a, b, x, a}) == 3 and a in {a} and b not in {a}
+    assert hash(a) == object.__hash__(a)
+
+
+def test_a_node_has_no_truth_value_and_says_what_to_use():
+    x = gc.input("x", (2,))
+    for ask in (lambda: bool(x == 0), lambda: x != 1 or None, lambda: not x):
+        with pytest.raises(TypeError, match=r"no truth value.*gc\.where.*`is`") as info:
+            ask()
+        assert "test_dsl.py" in str(info.value)  # where the node was made
+    with pytest.raises(TypeError, match="input 'x'"):
+        if x:
+            pass
+
+
 def test_matmul_operator_with_arrays_on_either_side(backend):
     x = gc.input("x", (2, 3))
     A = np.arange(6.0).reshape(3, 2)

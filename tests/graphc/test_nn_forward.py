@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import graphc as gc
+from graphc.errors import DtypeError, ShapeError
 
 RNG = np.random.default_rng(0)
 EXTREME = np.array([-1000.0, -50.0, -1.0, -1e-3, 0.0, 1e-3, 1.0, 50.0, 1000.0])
@@ -149,6 +150,55 @@ def test_softmax_cross_entropy_with_probability_targets_like_torch(backend):
     p = torch.softmax(torch.tensor(RNG.standard_normal((4, 3))), -1).numpy().astype(np.float32)
     out = backend.run(gc.nn.softmax_cross_entropy(logits, probs), logits=v, probs=p)
     assert out == pytest.approx(F.cross_entropy(t(v), t(p)).item(), rel=1e-5)
+
+
+# --- losses never broadcast prediction against target -------------------------------
+
+LOSSES = {"mse": gc.nn.mse, "bce": gc.nn.binary_cross_entropy_with_logits}
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_loss_refuses_shapes_that_differ(loss):
+    # (batch, 1) against (batch,) would broadcast to (batch, batch): mse gave 2.5, not 0.
+    prediction, target = gc.input("pred", ("batch", 1)), gc.input("target", ("batch",))
+    with pytest.raises(ShapeError, match=r"\(batch, 1\) and target \(batch,\) differ") as info:
+        LOSSES[loss](prediction, target)
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith(LOSSES[loss].__name__)
+    assert "pred : f32[batch,1]" in lines[1] and "target : f32[batch]" in lines[2]
+    assert lines[-1].startswith("  at test_nn_forward.py:")
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_a_loss_of_matching_shapes_and_of_a_number_target(loss, backend):
+    prediction, target = gc.input("pred", ("batch", 1)), gc.input("target", ("batch",))
+    v = np.array([0.0, 1.0, 1.0], np.float32)
+    fn = LOSSES[loss]
+    outs = backend.run([fn(prediction, gc.reshape(target, ("batch", 1))), fn(prediction, 1.0)],
+                       pred=v[:, None], target=v)
+    want_matched, want_number = {  # torch on the same shapes, and on a target of ones
+        "mse": (0.0, F.mse_loss(t(v), t(np.ones(3))).item()),
+        "bce": (F.binary_cross_entropy_with_logits(t(v), t(v)).item(),
+                F.binary_cross_entropy_with_logits(t(v), t(np.ones(3))).item())}[loss]
+    np.testing.assert_allclose(outs, [want_matched, want_number], rtol=1e-6)
+
+
+@pytest.mark.parametrize("labels,error,message", [
+    (gc.input("ids", ("batch", 1), "int64"), ShapeError,
+     r"class-index labels \(batch, 1\) must have the logits' shape \(batch, 3\) without "
+     r"its last axis, \(batch,\)"),
+    (gc.input("probs", ("batch", 2)), ShapeError, r"logits \(batch, 3\) and labels \(batch, 2\)"),
+    (gc.input("ids", ("batch",)), DtypeError, r"class ids are integers, declare them with "
+                                              r"dtype=\"int64\""),  # forgot dtype="int64"
+    (gc.input("flags", ("batch",), "bool"), DtypeError, "labels are bool"),
+], ids=["ids_shape", "probs_shape", "float_ids", "bool"])
+def test_softmax_cross_entropy_checks_its_labels(labels, error, message):
+    logits = gc.input("logits", ("batch", 3))
+    with pytest.raises(error, match=message) as info:
+        gc.nn.softmax_cross_entropy(logits, labels)
+    text = str(info.value)
+    assert text.startswith("softmax_cross_entropy: ") and "logits : f32[batch,3]" in text
+    assert text.splitlines()[-1].startswith("  at test_nn_forward.py:")
 
 
 def test_dense(backend):

@@ -105,7 +105,7 @@ def test_cast(src, dst, value, expected, backend):
 BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
           "pow": np.power, "maximum": np.maximum, "minimum": np.minimum}
 COMPARE = {"gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal,
-           "eq": np.equal}
+           "eq": np.equal, "ne": np.not_equal}
 BROADCAST_CASES = [((2, 3), (2, 3)), ((2, 3), (3,)), ((4, 1, 3), (2, 1)), ((), (2, 2)),
                    ((1,), (5, 1, 4))]
 
@@ -485,7 +485,7 @@ def test_one_hot_label_out_of_range_at_run_time_names_the_label(backend):
 def test_every_op_is_in_one_kind_and_has_a_type_rule_and_impl():
     kinds = {"unary", "binary", "compare", "where", "reduce", "layout", "matmul", "other"}
     expected = set("neg exp log log1p sqrt abs sign tanh sigmoid relu step cast add sub mul "
-                   "div pow maximum minimum gt ge lt le eq where sum max size reshape "
+                   "div pow maximum minimum gt ge lt le eq ne where sum max size reshape "
                    "transpose broadcast_to expand_dims squeeze slice concat matmul "
                    "one_hot".split())
     assert expected <= set(ops.OPS)

@@ -61,7 +61,7 @@ def test_optimizer_state_lives_in_named_params():
     assert {p.name for p in adam} == {"adam_t"} | {f"{p.name}{s}" for p in params
                                                    for s in ("", "_m", "_v")}
     for state in adam:
-        if state.name != "adam_t" and state not in params:
+        if state.name != "adam_t" and state not in set(params):
             assert state.value.shape == state.shape and not state.value.any()
     assert set(gc.optim.sgd(loss, params, lr=0.1)) == set(params)  # no state without momentum
 
@@ -97,3 +97,23 @@ def test_xor_trains_to_full_accuracy(optimizer, seed, backend):
         last = step(x=XOR_X, y=XOR_Y)
     assert last < 0.05 * first
     np.testing.assert_array_equal(predict(x=XOR_X), XOR_Y.astype(bool))
+
+
+def test_an_update_of_a_param_the_outputs_never_read(backend):
+    # A target network: W_target is copied from W (its value before this step's update).
+    x = gc.input("x", (3,))
+    W, W_target = gc.param("W", [1.0, 2.0, 3.0]), gc.param("W_target", np.zeros(3))
+    step = backend.compile(gc.sum(x * W), updates={W: W * 2, W_target: W})
+    assert step(x=np.ones(3, np.float32)) == 6.0
+    np.testing.assert_array_equal(W.value, [2.0, 4.0, 6.0])
+    np.testing.assert_array_equal(W_target.value, [1.0, 2.0, 3.0])
+
+
+def test_a_function_with_updates_and_no_outputs(backend):
+    counter = gc.param("counter", 0.0)
+    a, b = gc.param("a", [1.0, 2.0]), gc.param("b", [3.0, 4.0])
+    tick = backend.compile([], updates={counter: counter + 1, a: b, b: a})
+    assert tick() == () and tick() == ()
+    assert counter.value == 2.0
+    np.testing.assert_array_equal(a.value, [1.0, 2.0])  # swapped twice
+    np.testing.assert_array_equal(b.value, [3.0, 4.0])

@@ -65,6 +65,18 @@ def test_verify_rejects_a_copied_source(monkeypatch):
         PassManager(["copy"], verify=True).run(g)
 
 
+def test_verify_rejects_a_pass_that_updates_another_param(monkeypatch):
+    def retarget(graph):  # the same shapes, but the update now writes V, not W
+        (W, value), = graph.updates.items()
+        return Graph(graph.outputs, {V: value})
+
+    x, W, V = gc.input("x", (2,)), gc.param("W", np.ones(2)), gc.param("V", np.ones(2))
+    monkeypatch.setitem(PASSES, "retarget", retarget)
+    g = Graph([gc.sum(x * W * V)], {W: W * 2.0})
+    with pytest.raises(VerifyError, match="updated params changed"):
+        PassManager(["retarget"], verify=True).run(g)
+
+
 def test_unknown_names_are_errors():
     with pytest.raises(GraphcError, match="unknown pass 'nope'"):
         PassManager(["simplify", "nope"])
