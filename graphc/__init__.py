@@ -16,11 +16,12 @@ from graphc.dsl import (
 from graphc.errors import (
     BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, ParseError, ShapeError)
 from graphc.ir import Graph, Node
+from graphc.scope import scope
 from graphc.types import TensorType
 from graphc.viz import render
 
 __all__ = [
-    "Function", "Graph", "Node", "TensorType", "compile", "grad", "vjp", "render", "nn",
+    "Function", "Graph", "Node", "TensorType", "compile", "grad", "vjp", "render", "scope", "nn",
     "optim", "testing", "abs", "add", "broadcast_to", "cast", "concat", "const", "div", "eq",
     "exp", "expand_dims", "ge", "getitem", "gt", "input", "le", "lift", "log", "log1p", "lt",
     "matmul", "max", "maximum", "mean", "minimum", "mul", "neg", "one_hot", "param", "pow",
