@@ -17,7 +17,7 @@ from graphc.explore import explore
 from graphc.errors import (
     BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, ParseError, ShapeError)
 from graphc.ir import Graph, Node
-from graphc.scope import scope
+from graphc.scopes import scope
 from graphc.types import TensorType
 from graphc.viz import render
 

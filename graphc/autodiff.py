@@ -7,7 +7,7 @@ multivariate chain rule), reduced back over the axes that broadcasting added. Th
 derivative rules live in one table, RULES, one entry per primitive. Every node built here
 carries the tag "grad" so a renderer can draw the backward graph apart, and every node is
 an ordinary differentiable op, so a gradient can be differentiated again (Hessian-vector
-products). The nodes built for a forward node in scope S (graphc/scope.py) go in scope
+products). The nodes built for a forward node in scope S (graphc/scopes.py) go in scope
 grad/S (grad/layer1/dense for layer1/dense; grad itself for a node in no scope), so the
 backward graph groups as the forward one does; `grad` opens inside the scope open at
 the call.
@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc import dsl, ops
-from graphc import scope as scopes
+from graphc import scopes
 from graphc.errors import GradError, ShapeError
 from graphc.ir import Node, topological_order
 from graphc.types import TensorType, broadcast_shapes, format_shape, is_float, numpy_dtype

@@ -25,7 +25,7 @@ from importlib import resources
 from graphc.errors import GraphcError
 from graphc.ir import SOURCE_OPS, Node, format_node, node_names
 from graphc.placement import Placement, fold
-from graphc.scope import ROOT
+from graphc.scopes import ROOT
 from graphc.values import value_text
 from graphc.viz import GraphvizMissing, INSTALL_HINT, Picture, draw_placed, picture, stage_of
 

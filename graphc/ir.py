@@ -17,7 +17,7 @@ deterministic topological order. Its text form (`str(graph)`) is one node a line
     update %W1 = %7
 
 and `parse(text)` reads it back, so passes can be tested as text in, text out. The
-comment holds a node's labels: its tags in [], its scope's path in {} (graphc/scope.py),
+comment holds a node's labels: its tags in [], its scope's path in {} (graphc/scopes.py),
 its source line.
 """
 
@@ -33,7 +33,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from graphc import scope as scopes
+from graphc import scopes
 from graphc.errors import ParseError, ShapeError
 from graphc.types import SHORT_TO_DTYPE, TensorType, canonical_shape, numpy_dtype
 

@@ -1,7 +1,7 @@
 """Composites and losses, built from primitives (so autodiff and fusion see through them).
 
 Losses take the mean over the batch (the leading axis) and return a scalar. Each
-composite builds its nodes in a scope of its own (graphc/scope.py), named after it or by
+composite builds its nodes in a scope of its own (graphc/scopes.py), named after it or by
 its `name=` argument, so a picture draws it as one box; mlp builds each layer in a scope
 layer1, layer2, ..., its params included.
 """
@@ -15,7 +15,7 @@ import numpy as np
 from graphc import dsl
 from graphc.dsl import exp, log, log1p, maximum, where
 from graphc.ir import Node
-from graphc.scope import scope
+from graphc.scopes import scope
 from graphc.types import format_shape
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from graphc.errors import GraphcError
 from graphc.ir import Graph, Node, node_names
 from graphc.ops import body_input_index
-from graphc.scope import ROOT, Scope
+from graphc.scopes import ROOT, Scope
 
 
 class Placement:

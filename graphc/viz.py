@@ -8,7 +8,7 @@ is added, and those nodes (tagged "grad" by gc.grad) are coloured apart.
 Stages (STAGES): "source" draws the graph as built; "simplified" after the cleanup passes
 (O1: simplify, fold, cse, dce); "fused" after O2, each `fused` node a cluster of the ops
 in its body, labelled with the kernel kind and those op names (`fused=True` is this
-stage). At the first two, each scope (graphc/scope.py: a layer, an nn composite, and the
+stage). At the first two, each scope (graphc/scopes.py: a layer, an nn composite, and the
 grad/... scopes gc.grad puts gradients in) is a cluster, and `collapse` folds scopes into
 one box each: by name (["softmax_cross_entropy"]: every scope of that name or path) or
 by depth (1: every top-level scope).
@@ -34,7 +34,7 @@ import graphviz
 from graphc.errors import GraphcError
 from graphc.ir import SOURCE_OPS, Graph, Node
 from graphc.placement import Placement
-from graphc.scope import ROOT, Scope
+from graphc.scopes import ROOT, Scope
 from graphc.types import DTYPES, is_float
 from graphc.values import evaluate, forward_gradients, value_text
 

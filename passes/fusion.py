@@ -449,7 +449,8 @@ def _build_kernel(plan: FusionPlan, k: int, new: dict) -> Node:
             if i in inside:
                 continue
             if inline(i):
-                inside[i] = Node("const", (), {}, i.type, loc=i.loc, value=i.value)
+                inside[i] = Node("const", (), {}, i.type, loc=i.loc, value=i.value,
+                                 scope=i.scope)
             else:
                 inside[i] = Node("input", (), {}, i.type, loc=i.loc)
                 outer[inside[i]] = new[i]
