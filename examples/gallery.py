@@ -104,7 +104,7 @@ def screenshot(page: str, png: str):
 
     with headless_chromium(1400, 900) as driver:
         driver.get("file://" + os.path.abspath(page))
-        driver.execute_script("show('layer3_W')")
+        driver.execute_script("show('layer3_W'); focus('layer3_W', 900)")
         driver.save_screenshot(png)
         errors = console_errors(driver)
     if errors:
