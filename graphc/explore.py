@@ -133,7 +133,7 @@ def _clusters(placement: Placement):
             visit(child, parents + [cid])
 
     visit(ROOT, [])
-    by_scope = {scope: cid for scope, cid in placement.cluster_ids.items()}
+    by_scope = placement.cluster_ids
     for dot_id, node, _ in _drawn(placement):
         home = placement.home(_outer(placement, node))
         while home in by_scope:
