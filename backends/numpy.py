@@ -197,7 +197,8 @@ class Codegen:
                  "scratch_bytes": self.scratch.nbytes}
         kernel_info = [{"name": self.expr[k.node], "kind": _kind(k.node),
                         "source": [text for text, _ in k.lines], "c_source": k.c_source,
-                        "nodes": _source_nodes(k.node, self.names)} for k in kernels]
+                        "nodes": _source_nodes(k.node, self.names), "node": k.node}
+                       for k in kernels]
         fn = self.namespace[fn_name]
         return (fn, self.graph.inputs, source, kernel_info, stats, format_plan(self.plan),
                 RunErrors(filename, self.line_nodes, self.dims))

@@ -40,9 +40,9 @@ def forward_example():
     b1 = param("b1", [3, -2, -2])
     W2 = param("W2", [3, 2, -4])
     b2 = param("b2", -4)
-    z1 = x @ W1 + b1
-    a1 = gc.relu(z1)
-    z2 = a1 @ W2 + b2
+    z1 = gc.add(x @ W1, b1, name="z1")  # named: the pictures label the nodes as the notes do
+    a1 = gc.relu(z1, name="a1")
+    z2 = gc.add(a1 @ W2, b2, name="z2")
     rows = [("z1", z1, [5, -10, -4]), ("a1", a1, [5, 0, 0]), ("z2", z2, 11)]
     return rows, {"x": [3, -1]}
 
@@ -64,11 +64,11 @@ def backprop_network():
     W1 = param("W1", [[2, -3], [2, 1]])
     W2 = param("W2", [[2, 1], [0, 1]])
     W3 = param("W3", [3, -2])
-    z1 = x @ W1
-    a1 = gc.relu(z1)
-    z2 = a1 @ W2
-    a2 = gc.relu(z2)
-    H = a2 @ W3
+    z1 = gc.matmul(x, W1, name="z1")
+    a1 = gc.relu(z1, name="a1")
+    z2 = gc.matmul(a1, W2, name="z2")
+    a2 = gc.relu(z2, name="a2")
+    H = gc.matmul(a2, W3, name="H")
     return dict(x=x, W1=W1, W2=W2, W3=W3, z1=z1, a1=a1, z2=z2, a2=a2, H=H)
 
 
@@ -93,7 +93,8 @@ EXERCISES = {
 def build() -> dict:
     """The backprop example's graph (see the graphc.cli.render module for the convention)."""
     n = backprop_network()
-    return {"outputs": [n["H"]], "loss": n["H"], "params": [n["W1"], n["W2"], n["W3"]]}
+    return {"outputs": [n["H"]], "loss": n["H"], "params": [n["W1"], n["W2"], n["W3"]],
+            "feeds": {"x": np.array([2, 1], dtype=np.float32)}}
 
 
 def run_exercise(make, backend: str) -> list:

@@ -41,7 +41,7 @@ def build(hidden=4, seed=0) -> dict:
     p = gc.sigmoid(z)
     loss = gc.nn.binary_cross_entropy_with_logits(z, y)
     return {"outputs": [loss, p], "loss": loss, "logits": z, "params": [W1, b1, w2, b2],
-            "x": x, "y": y}
+            "x": x, "y": y, "feeds": {"x": X, "y": Y}}
 
 
 def train(model: dict, steps: int, lr: float, backend: str) -> list:

@@ -13,14 +13,17 @@ from graphc.dsl import (
     input, le, lift, log, log1p, lt, matmul, max, maximum, mean, minimum, mul, ne, neg,
     one_hot, param, pow, relu, reshape, sigmoid, sign, size, sqrt, squeeze, step,
     stop_gradient, sub, sum, tanh, transpose, where)
+from graphc.explore import explore
 from graphc.errors import (
     BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, ParseError, ShapeError)
 from graphc.ir import Graph, Node
+from graphc.scopes import scope
 from graphc.types import TensorType
 from graphc.viz import render
 
 __all__ = [
     "Function", "Graph", "Node", "TensorType", "compile", "grad", "vjp", "render", "nn",
+    "explore", "scope",
     "optim", "testing", "abs", "add", "broadcast_to", "cast", "concat", "const", "div", "eq",
     "exp", "expand_dims", "ge", "getitem", "gt", "input", "le", "lift", "log", "log1p", "lt",
     "matmul", "max", "maximum", "mean", "minimum", "mul", "ne", "neg", "one_hot", "param",

@@ -7,7 +7,10 @@ multivariate chain rule), reduced back over the axes that broadcasting added. Th
 derivative rules live in one table, RULES, one entry per primitive. Every node built here
 carries the tag "grad" so a renderer can draw the backward graph apart, and every node is
 an ordinary differentiable op, so a gradient can be differentiated again (Hessian-vector
-products).
+products). The nodes built for a forward node in scope S (graphc/scopes.py) go in scope
+grad/S (grad/layer1/dense for layer1/dense; grad itself for a node in no scope), so the
+backward graph groups as the forward one does; `grad` opens inside the scope open at
+the call.
 
 Which inputs get a gradient: only float nodes on a path from some `wrt` to `y` ("active"
 nodes). Integer and bool values stop the gradient (labels, masks, comparisons), and
@@ -27,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc import dsl, ops
+from graphc import scopes
 from graphc.errors import GradError, ShapeError
 from graphc.ir import Node, topological_order
 from graphc.types import TensorType, broadcast_shapes, format_shape, is_float, numpy_dtype
@@ -51,8 +55,10 @@ def grad(y: Node, wrt, seed=None, allow_disconnected=False):
         _check_wrt(node)
     if not is_float(y.dtype):
         raise GradError(f"gc.grad: y must be a float value, got {_describe(y)}")
-    seed_node = _default_seed(y) if seed is None else _seed(y, seed)
-    grads = _backprop(y, seed_node, targets, allow_disconnected)
+    mirror = scopes.Mirror(scopes.Scope("grad", scopes.current()))
+    with scopes.within(mirror.of(y.scope)):
+        seed_node = _default_seed(y) if seed is None else _seed(y, seed)
+    grads = _backprop(y, seed_node, targets, allow_disconnected, mirror)
     return grads[0] if single else grads
 
 
@@ -93,7 +99,8 @@ def _seed(y: Node, seed) -> Node:
 
 # --- the sweep -------------------------------------------------------------------------
 
-def _backprop(y: Node, seed: Node, targets: list, allow_disconnected: bool) -> list:
+def _backprop(y: Node, seed: Node, targets: list, allow_disconnected: bool,
+              mirror: scopes.Mirror) -> list:
     order = topological_order([y])
     wanted = set(targets)
     # Active: a float node that depends on some target. Only these receive cotangents.
@@ -108,17 +115,22 @@ def _backprop(y: Node, seed: Node, targets: list, allow_disconnected: bool) -> l
         contributions = pending.pop(node, None)
         if contributions is None:
             continue
-        cotangent = _sum_all(contributions)
-        if node in wanted:
-            found[node] = cotangent
-        for i, inp in enumerate(node.inputs):
-            if inp in active:
-                local = _rule(node)(node, cotangent, i)
-                if local is not None:
-                    pending.setdefault(inp, []).append(_fit(local, inp))
+        with scopes.within(mirror.of(node.scope)):
+            cotangent = _sum_all(contributions)
+            if node in wanted:
+                found[node] = cotangent
+            for i, inp in enumerate(node.inputs):
+                if inp in active:
+                    local = _rule(node)(node, cotangent, i)
+                    if local is not None:
+                        pending.setdefault(inp, []).append(_fit(local, inp))
 
     reachable = set(order)
-    return [_result(node, found, reachable, allow_disconnected, y) for node in targets]
+    results = []
+    for node in targets:
+        with scopes.within(mirror.of(node.scope)):
+            results.append(_result(node, found, reachable, allow_disconnected, y))
+    return results
 
 
 def _result(node, found, reachable, allow_disconnected, y):

@@ -2,12 +2,14 @@
 
 Every op function checks its operands through the op table's type rule, so a mistake
 is reported where the user made it: the error names the op, the operands' shapes and
-the model's file:line.
+the model's file:line. Every op function takes `name=`, a label for the node it returns
+(its name in the text IR and in pictures).
 """
 
 from __future__ import annotations
 
 import builtins
+import functools
 
 import numpy as np
 
@@ -63,6 +65,18 @@ def _check_name(name):
         raise ValueError(f"a name must be an identifier, got {name!r}")
 
 
+def _nameable(fn):
+    """fn(..., name=None): the node fn returns is labelled `name` (fn makes a new node)."""
+    @functools.wraps(fn)
+    def with_name(*args, name=None, **kwargs):
+        node = fn(*args, **kwargs)
+        if name is not None:
+            _check_name(name)
+            node.name = name
+        return node
+    return with_name
+
+
 # --- applying an op --------------------------------------------------------------------
 
 def _describe(node: Node) -> str:
@@ -115,6 +129,7 @@ def _operands(a, b):
 
 
 def _unary(op):
+    @_nameable
     def fn(x):
         return apply(op, lift(x))
     fn.__name__ = op
@@ -123,6 +138,7 @@ def _unary(op):
 
 
 def _binary(op):
+    @_nameable
     def fn(a, b):
         return apply(op, *_operands(a, b))
     fn.__name__ = op
@@ -138,10 +154,12 @@ add, sub, mul, div, pow, maximum, minimum, gt, ge, lt, le, eq, ne = map(
               "le", "eq", "ne"])
 
 
+@_nameable
 def cast(x, dtype) -> Node:
     return apply("cast", lift(x), dtype=canonical_dtype(dtype))
 
 
+@_nameable
 def where(cond, a, b) -> Node:
     """Elementwise choice: a where cond is true, else b."""
     cond = lift(cond)
@@ -158,22 +176,26 @@ def _axes(x: Node, axis) -> tuple:
     return tuple(sorted(int(a) + x.ndim if a < 0 else int(a) for a in axes))
 
 
+@_nameable
 def sum(x, axis=None, keepdims=False) -> Node:
     x = lift(x)
     return apply("sum", x, axes=_axes(x, axis), keepdims=bool(keepdims))
 
 
+@_nameable
 def max(x, axis=None, keepdims=False) -> Node:
     x = lift(x)
     return apply("max", x, axes=_axes(x, axis), keepdims=bool(keepdims))
 
 
+@_nameable
 def size(x, axis=None, dtype="float32") -> Node:
     """The number of elements along `axis` as a scalar; works for symbolic dims."""
     x = lift(x)
     return apply("size", x, axes=_axes(x, axis), dtype=canonical_dtype(dtype))
 
 
+@_nameable
 def mean(x, axis=None, keepdims=False) -> Node:
     x = lift(x)
     if not is_float(x.dtype):  # the mean of flags or counts is a fraction (accuracy)
@@ -183,6 +205,7 @@ def mean(x, axis=None, keepdims=False) -> Node:
 
 # --- layout ----------------------------------------------------------------------------
 
+@_nameable
 def reshape(x, shape) -> Node:
     """Reshape; one -1 stands for what is left (fixed dims only, or one symbol)."""
     x = lift(x)
@@ -208,28 +231,33 @@ def _fill_minus_one(x, shape):
     return tuple(fill if d == -1 else d for d in shape)
 
 
+@_nameable
 def transpose(x, perm=None) -> Node:
     x = lift(x)
     perm = tuple(reversed(range(x.ndim))) if perm is None else tuple(int(p) for p in perm)
     return apply("transpose", x, perm=perm)
 
 
+@_nameable
 def broadcast_to(x, shape) -> Node:
     return apply("broadcast_to", lift(x), shape=canonical_shape(shape))
 
 
+@_nameable
 def expand_dims(x, axis: int) -> Node:
     x = lift(x)
     axis = int(axis)  # a Python int: attributes print as text and read back
     return apply("expand_dims", x, axis=axis + x.ndim + 1 if axis < 0 else axis)
 
 
+@_nameable
 def squeeze(x, axis=None) -> Node:
     x = lift(x)
     axes = tuple(i for i, d in enumerate(x.shape) if d == 1) if axis is None else _axes(x, axis)
     return apply("squeeze", x, axes=axes)
 
 
+@_nameable
 def concat(xs, axis=0) -> Node:
     nodes = [lift(x) for x in xs]
     if not nodes:
@@ -238,6 +266,7 @@ def concat(xs, axis=0) -> Node:
     return apply("concat", *nodes, axis=axis + nodes[0].ndim if axis < 0 else axis)
 
 
+@_nameable
 def getitem(x: Node, index) -> Node:
     """x[i], x[a:b:c], x[:, 1]: ints drop their axis, slices keep it (positive steps)."""
     index = index if isinstance(index, tuple) else (index,)
@@ -270,6 +299,7 @@ def getitem(x: Node, index) -> Node:
 
 # --- matmul and friends ----------------------------------------------------------------
 
+@_nameable
 def matmul(a, b) -> Node:
     """a @ b with NumPy's rules: batched over leading dims; 1-D operands are vectors."""
     a, b = _operands(a, b)
@@ -282,6 +312,7 @@ def matmul(a, b) -> Node:
     return apply("matmul", a, b)
 
 
+@_nameable
 def one_hot(labels, depth: int, dtype="float32") -> Node:
     depth = int(depth) if isinstance(depth, (int, np.integer)) else depth  # else: an error
     return apply("one_hot", lift(labels), depth=depth, dtype=canonical_dtype(dtype))

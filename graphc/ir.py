@@ -5,7 +5,7 @@ node computes (op, inputs, attrs, type) is immutable. A node is identified by th
 itself: it hashes by identity (dicts and sets of nodes), and code that asks whether two
 nodes are the same one uses `is`, since `x == y` builds an elementwise comparison, as in
 NumPy and torch. A parameter's `value` changes as training updates it; a node's labels
-(name, loc, tags) may be set by the passes that build it.
+(name, loc, tags, scope) may be set by the passes that build it.
 
 A `Graph` is the set of nodes reachable from some outputs (and parameter updates), in a
 deterministic topological order. Its text form (`str(graph)`) is one node a line:
@@ -13,11 +13,13 @@ deterministic topological order. Its text form (`str(graph)`) is one node a line
     %x = input() : f32[batch,2]
     %W1 = param() : f32[2,8]
     %0 = matmul(%x, %W1) : f32[batch,8]  # mlp.py:12
-    %1 = sum(%0, axes=(1,), keepdims=False) : f32[batch]  # [grad] mlp.py:14
+    %1 = sum(%0, axes=(1,), keepdims=False) : f32[batch]  # [grad] {grad/layer1} mlp.py:14
     return %1
     update %W1 = %7
 
-and `parse(text)` reads it back, so passes can be tested as text in, text out.
+and `parse(text)` reads it back, so passes can be tested as text in, text out. The
+comment holds a node's labels: its tags in [], its scope's path in {} (graphc/scopes.py),
+its source line.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from graphc import scopes
 from graphc.errors import ParseError, ShapeError
 from graphc.types import (
     SHORT_TO_DTYPE, TensorType, canonical_shape, format_shape, numpy_dtype, to_dtype)
@@ -45,11 +48,11 @@ _FROZEN = ("op", "inputs", "attrs", "type", "id")
 class Node:
     """An op applied to inputs. Build nodes with the DSL (graphc.dsl), not by hand."""
 
-    __slots__ = ("op", "inputs", "attrs", "type", "name", "loc", "tags", "_value", "id",
-                 "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "type", "name", "loc", "tags", "scope", "_value",
+                 "id", "__weakref__")
 
     def __init__(self, op: str, inputs=(), attrs=None, type: TensorType = None, name=None,
-                 loc=None, tags=frozenset(), value=None):
+                 loc=None, tags=frozenset(), value=None, scope=None):
         self.op = op
         self.inputs = tuple(inputs)
         self.attrs = MappingProxyType(dict(attrs or {}))  # read-only: nodes are shared
@@ -57,12 +60,13 @@ class Node:
         self.name = name
         self.loc = loc if loc is not None else user_location()
         self.tags = frozenset(tags)
+        self.scope = scope if scope is not None else scopes.current()  # as loc: where made
         self.value = value
         self.id = next(_ids)
 
     def __setattr__(self, field, value):
         # What a node computes (op, inputs, attrs, type) never changes once made, so
-        # graphs and passes can share nodes; name, loc, tags and a param's value may.
+        # graphs and passes can share nodes; name, loc, tags, scope and a param's value may.
         if field in _FROZEN and hasattr(self, "id"):
             raise AttributeError(f"a graphc node is immutable: cannot set {field!r} of "
                                  f"{self!r}; build a new node instead")
@@ -345,7 +349,7 @@ def format_node(node: Node, names: dict) -> str:
     line = f"%{names[node]} = {node.op}({', '.join(args)}) : {node.type}"
     line += " {" if body is not None else ""
     notes = ([f"[{','.join(sorted(node.tags))}]"] if node.tags else []) + (
-        [node.loc] if node.loc else [])
+        [f"{{{node.scope}}}"] if node.scope.path else []) + ([node.loc] if node.loc else [])
     line += f"  # {' '.join(notes)}" if notes else ""
     if body is not None:
         line += "".join("\n    " + inner for inner in format_graph(body).splitlines()) + "\n}"
@@ -362,7 +366,8 @@ def format_graph(graph: Graph) -> str:
 
 _NODE_LINE = re.compile(
     r"^%(?P<name>\w+)\s*=\s*(?P<op>\w+)\((?P<args>.*)\)\s*:\s*(?P<type>\w+\[[^\]]*\])"
-    r"\s*(?P<block>\{)?\s*(?:#\s*(?:\[(?P<tags>[\w,]*)\])?\s*(?P<loc>\S.*?)?)?\s*$")
+    r"\s*(?P<block>\{)?\s*(?:#\s*(?:\[(?P<tags>[\w,]*)\])?\s*(?:\{(?P<scope>\w+(?:/\w+)*)\})?"
+    r"\s*(?P<loc>\S.*?)?)?\s*$")
 _TYPE = re.compile(r"^(\w+)\[([^\]]*)\]$")
 _SPECIAL_FLOATS = {"inf": float("inf"), "nan": float("nan")}
 
@@ -426,23 +431,24 @@ def _tuplify(value):
     return value
 
 
-def _make_source(op, name, attrs, type, loc, tags):
+def _make_source(op, name, attrs, type, loc, tags, scope):
     if op == "input":
-        return Node("input", (), {}, type, name=name, loc=loc, tags=tags)
+        return Node("input", (), {}, type, name=name, loc=loc, tags=tags, scope=scope)
     if op == "param":
         value = np.zeros(type.concrete_shape(), numpy_dtype(type.dtype))
-        return Node("param", (), {}, type, name=name, loc=loc, tags=tags, value=value)
+        return Node("param", (), {}, type, name=name, loc=loc, tags=tags, value=value,
+                    scope=scope)
     value = attrs.pop("value", None)
     fill = attrs.pop("fill", None)
     data = np.full(type.concrete_shape(), fill) if value is None else np.array(value)
     data = data.astype(numpy_dtype(type.dtype)).reshape(type.concrete_shape())
     data.flags.writeable = False
-    return Node("const", (), {}, type, loc=loc, tags=tags, value=data)
+    return Node("const", (), {}, type, loc=loc, tags=tags, value=data, scope=scope)
 
 
 def parse(text: str) -> Graph:
     """Read the text form back into a Graph. Params get zero values (text holds no data)."""
-    env, outputs, updates = {}, None, {}
+    env, outputs, updates, known_scopes = {}, None, {}, {}
     lines = enumerate(text.splitlines(), 1)
     for lineno, raw in lines:
         line = raw.strip()
@@ -457,7 +463,7 @@ def parse(text: str) -> Graph:
                 raise ParseError(f"line {lineno}: expected 'update %param = %value'")
             updates[_lookup(env, m.group(1), lineno)] = _lookup(env, m.group(2), lineno)
             continue
-        env_name, node = _parse_node_line(line, env, lineno, lines)
+        env_name, node = _parse_node_line(line, env, lineno, lines, known_scopes)
         env[env_name] = node
     if outputs is None:
         raise ParseError("no 'return' line")
@@ -484,7 +490,7 @@ def _read_block(lines, lineno: int) -> Graph:
     raise ParseError(f"line {lineno}: the block opened here is not closed by '}}'")
 
 
-def _parse_node_line(line: str, env: dict, lineno: int, lines=iter(())):
+def _parse_node_line(line: str, env: dict, lineno: int, lines=iter(()), known_scopes=None):
     from graphc import ops
 
     m = _NODE_LINE.match(line)
@@ -494,13 +500,15 @@ def _parse_node_line(line: str, env: dict, lineno: int, lines=iter(())):
     type = parse_type(m.group("type"))
     tags = frozenset(t for t in (m.group("tags") or "").split(",") if t)
     loc = m.group("loc") or ""  # from the text, or none: not the line that called parse
+    path = tuple(m.group("scope").split("/")) if m.group("scope") else ()
+    scope = scopes.from_path(path, {} if known_scopes is None else known_scopes)
     inputs, attrs = _parse_call(m.group("args"), env, lineno)
     attrs = {k: _tuplify(v) for k, v in attrs.items()}
     if m.group("block"):
         attrs["body"] = _read_block(lines, lineno)
     if op in SOURCE_OPS:
         node_name = None if name.isdigit() or op == "const" else name
-        return name, _make_source(op, node_name, attrs, type, loc, tags)
+        return name, _make_source(op, node_name, attrs, type, loc, tags, scope)
     if op not in ops.OPS:
         raise ParseError(f"line {lineno}: unknown op {op!r}")
     try:
@@ -508,4 +516,4 @@ def _parse_node_line(line: str, env: dict, lineno: int, lines=iter(())):
     except ShapeError as e:
         raise ParseError(f"line {lineno}: {e}") from None
     user_name = None if re.fullmatch(r"\d+", name) else name
-    return name, Node(op, inputs, attrs, type, name=user_name, loc=loc, tags=tags)
+    return name, Node(op, inputs, attrs, type, name=user_name, loc=loc, tags=tags, scope=scope)

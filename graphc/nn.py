@@ -4,9 +4,15 @@ Losses take the mean over the batch (the leading axis) and return a scalar. A lo
 compares prediction and target element for element and never broadcasts them: a (batch, 1)
 prediction against a (batch,) target would average over (batch, batch), so it is a
 ShapeError naming both shapes. A target given as a plain number is that value everywhere.
+
+Each composite builds its nodes in a scope of its own (graphc/scopes.py), named after it or
+by its `name=` argument, so a picture draws it as one box; mlp builds each layer in a scope
+layer1, layer2, ..., its params included.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -14,9 +20,21 @@ from graphc import dsl
 from graphc.dsl import exp, log, log1p, maximum, where
 from graphc.errors import DtypeError, ShapeError
 from graphc.ir import Node
+from graphc.scopes import scope
 from graphc.types import format_shape, is_float
 
 
+def composite(fn):
+    """fn(..., name=None) builds its nodes in a scope named `name`, else fn's own name."""
+    @functools.wraps(fn)
+    def in_scope(*args, name=None, **kwargs):
+        with scope(name or fn.__name__):
+            return fn(*args, **kwargs)
+    return in_scope
+
+
+
+@composite
 def softplus(x):
     """log(1 + e^x) in the stable form max(x, 0) + log1p(e^-|x|): no overflow for any x.
 
@@ -25,15 +43,18 @@ def softplus(x):
     return maximum(x, 0.0) + log1p(exp(-dsl.abs(x)))
 
 
+@composite
 def leaky_relu(x, alpha=0.01):
     return where(x > 0, x, x * alpha)
 
 
+@composite
 def prelu(x, alpha: Node):
     """Leaky ReLU whose slope `alpha` is a node (usually a param), so it is learned."""
     return leaky_relu(x, alpha)
 
 
+@composite
 def maxout(x, pieces: int, axis=-1):
     """Max over groups of `pieces` consecutive units along `axis` (the last by default)."""
     axis = axis + x.ndim if axis < 0 else axis
@@ -45,6 +66,7 @@ def maxout(x, pieces: int, axis=-1):
     return dsl.max(grouped, axis=axis + 1)
 
 
+@composite
 def logsumexp(x, axis=-1, keepdims=False):
     """log(sum(exp(x))) shifted by the max, so large inputs do not overflow."""
     shift = dsl.max(x, axis=axis, keepdims=True)
@@ -59,10 +81,12 @@ def logsumexp(x, axis=-1, keepdims=False):
     return out if keepdims else dsl.squeeze(out, axis)
 
 
+@composite
 def log_softmax(x, axis=-1):
     return x - logsumexp(x, axis=axis, keepdims=True)
 
 
+@composite
 def softmax(x, axis=-1):
     shifted = exp(x - dsl.stop_gradient(dsl.max(x, axis=axis, keepdims=True)))
     return shifted / dsl.sum(shifted, axis=axis, keepdims=True)
@@ -84,11 +108,13 @@ def _same_shape(loss: str, prediction, target, names=("prediction", "target")) -
     return prediction, target
 
 
+@composite
 def mse(prediction, target):
     prediction, target = _same_shape("mse", prediction, target)
     return dsl.mean((prediction - target) ** 2)
 
 
+@composite
 def binary_cross_entropy_with_logits(logits, target):
     """-[y log s(z) + (1-y) log(1-s(z))] written as softplus(z) - y z (seed 001's form)."""
     logits, target = _same_shape("binary_cross_entropy_with_logits", logits, target,
@@ -98,6 +124,7 @@ def binary_cross_entropy_with_logits(logits, target):
     return dsl.mean(softplus(logits) - target * logits)
 
 
+@composite
 def softmax_cross_entropy(logits, labels):
     """Mean over the batch of -log softmax(logits)[label]. `labels` are int class indices,
     of the logits' shape without its last axis, or float probabilities of the logits'
@@ -133,8 +160,13 @@ def _class_labels(logits: Node, labels: Node) -> Node:
     return _same_shape("softmax_cross_entropy", logits, labels, ("logits", "labels"))[1]
 
 
+@composite
 def dense(x, W, b=None, activation=None):
     """activation(x @ W + b)."""
+    return _affine(x, W, b, activation)
+
+
+def _affine(x, W, b, activation):
     out = x @ W
     if b is not None:
         out = out + b
@@ -151,12 +183,14 @@ def init_dense(name: str, n_in: int, n_out: int, rng: np.random.Generator):
 def mlp(x, sizes, activation=dsl.relu, rng=None, name="layer"):
     """A multilayer perceptron with layer sizes [n_in, hidden..., n_out]; linear output.
 
-    Returns (output node, list of params) with params named layer1_W, layer1_b, ..."""
+    Returns (output node, list of params) with params named layer1_W, layer1_b, ...; each
+    layer's nodes and params are in a scope named layer1, layer2, ..."""
     rng = rng if rng is not None else np.random.default_rng(0)
     params, out = [], x
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), 1):
-        W, b = init_dense(f"{name}{i}", n_in, n_out, rng)
-        params += [W, b]
-        last = i == len(sizes) - 1
-        out = dense(out, W, b, None if last else activation)
+        with scope(f"{name}{i}"):
+            W, b = init_dense(f"{name}{i}", n_in, n_out, rng)
+            params += [W, b]
+            last = i == len(sizes) - 1
+            out = _affine(out, W, b, None if last else activation)
     return out, params

@@ -58,6 +58,6 @@ def dce(graph: Graph) -> Graph:
             return None
         inp, axes = source
         return Node("size", (inp,), {"axes": axes, "dtype": node.attrs["dtype"]}, node.type,
-                    name=node.name, loc=node.loc, tags=node.tags)
+                    name=node.name, loc=node.loc, tags=node.tags, scope=node.scope)
 
     return rewrite(graph, visit)

@@ -51,7 +51,8 @@ def _fold(node: Node) -> Node | None:
     except GraphcError:
         return None
     value.flags.writeable = False
-    return Node("const", (), {}, node.type, loc=node.loc, tags=node.tags, value=value)
+    return Node("const", (), {}, node.type, loc=node.loc, tags=node.tags, value=value,
+                scope=node.scope)
 
 
 def fold(graph: Graph) -> Graph:

@@ -450,12 +450,14 @@ def _build_kernel(plan: FusionPlan, k: int, new: dict) -> Node:
             if i in inside:
                 continue
             if inline(i):
-                inside[i] = Node("const", (), {}, i.type, loc=i.loc, value=i.value)
+                inside[i] = Node("const", (), {}, i.type, loc=i.loc, value=i.value,
+                                 scope=i.scope)
             else:
                 inside[i] = Node("input", (), {}, i.type, loc=i.loc)
                 outer[inside[i]] = new[i]
         inside[member] = Node(member.op, [inside[i] for i in member.inputs], member.attrs,
-                              member.type, name=member.name, loc=member.loc, tags=member.tags)
+                              member.type, name=member.name, loc=member.loc, tags=member.tags,
+                              scope=member.scope)
     body = Graph([inside[kernel.root]])
     for index, node in enumerate(body.inputs):  # numbered in the order the body reads them
         node.name = f"in{index}"
@@ -466,7 +468,7 @@ def _build_kernel(plan: FusionPlan, k: int, new: dict) -> Node:
     root = kernel.root
     attrs = {"kind": kernel.state.kind, "body": body}
     return Node("fused", operands, attrs, root.type, name=root.name, loc=root.loc,
-                tags=root.tags)
+                tags=root.tags, scope=root.scope)
 
 
 def apply_plan(plan: FusionPlan) -> Graph:

@@ -8,8 +8,9 @@ the compiled function can still feed inputs and read params by node (a const may
 replaced, e.g. by an identical one). The walk is a loop over a list: linear in the
 number of nodes, no recursion.
 
-`inherit(new, old, stop)` gives the nodes a rewrite created the loc and tags of the node
-they replace, so errors and the forward/backward drawing still point at the user's model.
+`inherit(new, old, stop)` gives the nodes a rewrite created the loc, tags and scope of the
+node they replace, so errors and the forward/backward drawing still point at the user's
+model.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ FED_OPS = ("input", "param")  # sources the compiled function binds by node obje
 
 
 def rebuild(node: Node, inputs: tuple) -> Node:
-    """`node` on new inputs: same op, attrs, name, loc and tags; type re-inferred."""
+    """`node` on new inputs: same op, attrs, name, loc, tags and scope; type re-inferred."""
     if all(a is b for a, b in zip(inputs, node.inputs)):
         return node
     known = node.op in ops.OPS  # an op outside the table keeps its recorded type
     type = ops.infer_type(node.op, [i.type for i in inputs], node.attrs) if known else node.type
     return Node(node.op, inputs, node.attrs, type, name=node.name, loc=node.loc,
-                tags=node.tags, value=node.value)
+                tags=node.tags, value=node.value, scope=node.scope)
 
 
 def rewrite(graph: Graph, visit: Callable[[Node], Node | None]) -> Graph:
@@ -46,7 +47,7 @@ def rewrite(graph: Graph, visit: Callable[[Node], Node | None]) -> Graph:
 
 
 def inherit(new: Node, old: Node, stop) -> Node:
-    """Give `old`'s loc and tags to every node of `new`'s subgraph above the nodes in
+    """Give `old`'s loc, tags and scope to every node of `new`'s subgraph above the nodes in
     `stop` (the pre-existing nodes the rewrite built on); return `new`."""
     stop_ids = {id(n) for n in stop} | {id(old)}
     stack, seen = [new], set()
@@ -55,6 +56,6 @@ def inherit(new: Node, old: Node, stop) -> Node:
         if id(node) in stop_ids or id(node) in seen or node.op in FED_OPS:
             continue
         seen.add(id(node))
-        node.loc, node.tags = old.loc, old.tags
+        node.loc, node.tags, node.scope = old.loc, old.tags, old.scope
         stack.extend(node.inputs)
     return new

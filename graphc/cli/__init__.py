@@ -12,6 +12,8 @@ from graphc.errors import GraphcError
 # name -> (module, one-line help). A table, read when the command starts.
 SUBCOMMANDS = {
     "render": ("graphc.cli.render", "draw a model script's graph (SVG, PNG, PDF or DOT)"),
+    "explore": ("graphc.cli.explore",
+                "write a model script's graph as an HTML page to pan, zoom and click through"),
     "run": ("graphc.cli.run", "run a model script's main() on a chosen backend"),
     "opt": ("graphc.cli.opt", "run optimization passes on a text IR file and print the result"),
     "kernels": ("graphc.cli.kernels",

@@ -1,17 +1,20 @@
-"""`graphc render FILE -o OUT [--backward] [--fused]`: draw an example's graph.
+"""`graphc render FILE -o OUT [--backward] [--stage S] [--values] [--collapse ...]`: draw
+an example's graph.
 
 The example-module convention (shared with `graphc run`): a model script defines
 
     def build() -> dict:            # the model's graph, built with default settings
         return {"outputs": [loss, probabilities],   # required: the nodes to draw
-                "loss": loss, "params": [W1, b1]}   # anything else the script uses
+                "loss": loss, "params": [W1, b1],   # anything else the script uses
+                "feeds": {"x": X, "y": Y}}          # optional: inputs for --values
     def main(argv=None) -> int:     # the script: parses argv (at least --backend), runs
         ...
     if __name__ == "__main__":
         sys.exit(main())
 
 `graphc render` calls build() and draws build()["outputs"]; `--backward` adds the
-gradients of the scalar outputs (the loss) with respect to the params they depend on.
+gradients of the scalar outputs (the loss) with respect to the params they depend on;
+`--values` runs the graph on build()["feeds"] and writes every node's value (graphc.viz).
 `graphc run` calls main(["--backend", NAME, *extra arguments]). So `python
 examples/xor.py` and `graphc run examples/xor.py` run the same code. The script's
 directory is put on sys.path first, as `python FILE` does, so it may import its
@@ -24,13 +27,16 @@ import os
 import sys
 
 from graphc.errors import GraphcError
+from graphc.viz import STAGES
 
 
 EPILOG = """\
 FILE follows the example-module convention: it defines build() returning a dict
 {"outputs": [nodes...], ...}; the outputs are drawn (include the loss to draw its
-gradients with --backward). Examples:
+gradients with --backward; give "feeds": {input name: array} for --values). Examples:
   graphc render examples/xor.py -o xor.svg
+  graphc render examples/xor.py -o xor.svg --backward --values --stage simplified
+  graphc render examples/mlp_digits.py -o digits.svg --backward --collapse 1
   graphc render examples/mlp_digits.py -o digits.svg --backward --fused
   graphc render examples/xor.py | less          # DOT text, no Graphviz binary needed
 """
@@ -44,22 +50,58 @@ def add_arguments(parser):
     parser.add_argument("-o", "--output", metavar="OUT",
                         help="file to write; the suffix picks the format (.svg .png .pdf, "
                              ".dot for DOT text). Without -o the DOT text is printed")
+    add_picture_arguments(parser)
+
+
+def add_picture_arguments(parser):
+    """The options `graphc render` and `graphc explore` share: what to draw."""
     parser.add_argument("--backward", action="store_true",
                         help="also draw the gradient (backward) graph of the loss")
-    parser.add_argument("--fused", action="store_true",
-                        help="draw the O2-optimized graph with each fused kernel a cluster")
+    parser.add_argument("--stage", choices=STAGES, default=None,
+                        help="source: as built (default); simplified: after the cleanup "
+                             "passes (O1); fused: after O2, each kernel a cluster")
+    parser.add_argument("--fused", action="store_true", help="the same as --stage fused")
+    parser.add_argument("--values", action="store_true",
+                        help="run the graph on build()['feeds'] (reference backend) and "
+                             "write each node's value; with --backward, each gradient too")
+    parser.add_argument("--collapse", metavar="SCOPE", nargs="+",
+                        help="draw these scopes (names, or one depth such as 1) as one box "
+                             "each")
 
 
 def run(args) -> int:
-    from graphc.viz import render
+    from graphc.viz import render, write
 
-    module = load_example(args.file)
-    spec = module_graph(module, args.file)
-    dot = render(spec["outputs"], backward=args.backward, fused=args.fused, path=args.output)
+    spec = module_graph(load_example(args.file), args.file)
+    dot = render(spec["outputs"], **picture_options(args, spec))
     if args.output is None:
-        print(dot.source)
-    else:
-        print(f"wrote {args.output}")
+        return print_text(dot.source)
+    return print_text(f"wrote {write(dot, args.output)}")
+
+
+def picture_options(args, spec: dict) -> dict:
+    """render()'s keywords from the shared options (add_picture_arguments)."""
+    collapse = args.collapse
+    if collapse and len(collapse) == 1 and collapse[0].isdigit():
+        collapse = int(collapse[0])
+    return {"backward": args.backward, "fused": args.fused, "stage": args.stage,
+            "values": feeds(spec, args.file) if args.values else None, "collapse": collapse}
+
+
+def feeds(spec: dict, path: str) -> dict:
+    if "feeds" not in spec:
+        raise GraphcError(f"--values needs inputs: {path}'s build() returns no 'feeds' "
+                          "entry; add \"feeds\": {input name: array, ...} to its dict")
+    return spec["feeds"]
+
+
+def print_text(text: str) -> int:
+    """Print to stdout; a reader that stops early (`| head`) ends the output quietly."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Python would report the failed flush again at exit: point stdout at devnull.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -16,14 +16,19 @@ _ATTR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^\s\]]+)')
 
 def parse_dot(dot):
     """(nodes {id: attrs}, edges [(src, dst, attrs)], clusters {name: attrs}) of a Digraph
-    as the graphviz package writes it: one statement a line."""
-    nodes, edges, clusters, cluster = {}, [], {}, None
+    as the graphviz package writes it: one statement a line. A cluster's "members" are
+    the nodes declared directly in it, its "parent" the cluster around it (or None)."""
+    nodes, edges, clusters, open_clusters = {}, [], {}, []
     for line in dot.source.splitlines():
         line = line.strip()
-        if m := re.match(r"subgraph (cluster_\w+) \{", line):
-            cluster = clusters.setdefault(m.group(1), {"members": []})
+        cluster = open_clusters[-1] if open_clusters else None
+        if m := re.match(r"subgraph (cluster_[\w.]+) \{", line):
+            parent = None if cluster is None else cluster["name"]
+            open_clusters.append(clusters.setdefault(
+                m.group(1), {"name": m.group(1), "members": [], "parent": parent}))
         elif line == "}":
-            cluster = None
+            if open_clusters:
+                open_clusters.pop()
         elif cluster is not None and re.match(r"(label|style|fillcolor|color)=", line):
             cluster.update(_attrs(line))
         elif m := re.match(r'("[^"]*"|\S+) -> ("[^"]*"|\S+) \[(.*)\]$', line):
@@ -34,6 +39,8 @@ def parse_dot(dot):
             nodes[_unquote(m.group(1))] = _attrs(m.group(2))
             if cluster is not None:
                 cluster["members"].append(_unquote(m.group(1)))
+    for cluster in clusters.values():
+        del cluster["name"]
     return nodes, edges, clusters
 
 
@@ -246,3 +253,172 @@ def test_ten_thousand_node_chain_renders():
         out = gc.tanh(out)
     nodes, edges, _ = parse_dot(gc.render(out))
     assert len(nodes) == 10_001 and len(edges) == 10_000
+
+
+# --- values on the picture -----------------------------------------------------------
+
+def label_lines(nodes, header):
+    """The label lines of the one node whose label's first op line is `header`."""
+    found = [a["label"].split(viz.NEWLINE) for a in nodes.values()
+             if header in a["label"].split(viz.NEWLINE)[:2]]
+    assert len(found) == 1, (header, found)
+    return found[0]
+
+
+def test_values_write_each_nodes_value_small_in_full_large_as_statistics():
+    x = gc.input("x", ("batch", 2))
+    W = gc.param("W", [[1.0, -2.0], [3.0, 0.5]])
+    h = gc.relu(x @ W, name="h")
+    out = gc.sum(h)
+    feeds = {"x": np.array([[1.0, 1.0]], np.float32)}
+    nodes, _, _ = parse_dot(gc.render(out, values=feeds))
+    assert label_lines(nodes, "W")[1:] == ["value [[1, -2],", " [3, 0.5]]"]
+    assert label_lines(nodes, "h: relu")[1:] == ["value [[4, 0]]"]
+    assert label_lines(nodes, "sum")[-1] == "value 4"
+    big = {"x": np.arange(20, dtype=np.float32).reshape(10, 2)}
+    lines = label_lines(parse_dot(gc.render(out, values=big))[0], "x")
+    assert lines[1:] == ["value 10×2", "min 0, mean 9.5, max 19"]
+
+
+def test_backward_values_put_each_gradient_beside_its_forward_node():
+    x = gc.input("x", ("batch", 2))
+    W = gc.param("W", [[1.0, -2.0], [3.0, 0.5]])
+    z = gc.matmul(x, W, name="z")
+    loss = gc.sum(gc.relu(z) * 3.0)
+    feeds = {"x": np.array([[1.0, 1.0]], np.float32)}
+    nodes, _, _ = parse_dot(gc.render(loss, backward=True, values=feeds))
+    # z = [4, -1.5]; dL/dz = 3 where z > 0; dL/dW = x^T dL/dz.
+    assert label_lines(nodes, "z: matmul")[1:] == ["value [[4, -1.5]]", "grad [[3, 0]]"]
+    assert label_lines(nodes, "W")[-2:] == ["grad [[3, 0],", " [3, 0]]"]
+    assert label_lines(nodes, "sum")[-1] == "grad 1"  # dL/dL
+    # The gradient nodes carry values too: dL/dW's node shows what the param shows.
+    dW = [a["label"] for a in nodes.values() if a["label"].startswith("dL/dW")]
+    assert dW and dW[0].endswith(f"value [[3, 0],{viz.NEWLINE} [3, 0]]")
+
+
+def test_values_agree_with_compiled_gradients_on_the_mlp():
+    _, _, loss, _, params = mlp3()
+    rng = np.random.default_rng(1)
+    feeds = {"x": rng.standard_normal((5, 4)).astype(np.float32),
+             "y": rng.integers(0, 3, 5)}
+    pic = viz.picture([loss], backward=True, values=feeds)
+    expected = gc.compile(gc.grad(loss, params), backend="reference")(**feeds)
+    for param, value in zip(params, expected):
+        np.testing.assert_allclose(pic.grads[param], value, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(pic.values[loss], gc.compile(loss, backend="reference")(**feeds))
+
+
+def test_values_need_every_input_the_graph_reads_and_ignore_others():
+    x = gc.input("x", (2,))
+    out = gc.exp(x)
+    nodes, _, _ = parse_dot(gc.render(out, values={"x": [0.0, 0.0], "unused": 1.0}))
+    assert label_lines(nodes, "exp")[-1] == "value [1, 1]"
+    with pytest.raises(gc.FeedError, match="missing input 'x'"):
+        gc.render(out, values={"X": [0.0, 0.0]})
+    with pytest.raises(GraphcError, match="dict of arrays by input name"):
+        gc.render(out, values=[0.0, 0.0])
+
+
+def test_fused_stage_values_reach_the_kernel_bodies():
+    _, _, loss, _, _ = mlp3()
+    feeds = {"x": np.ones((2, 4), np.float32), "y": np.array([0, 2])}
+    nodes, _, clusters = parse_dot(gc.render(loss, backward=True, stage="fused", values=feeds))
+    members = [m for c in clusters.values() for m in c["members"]]
+    ops = [m for m in members if nodes[m]["fillcolor"] != fill("const")]
+    assert ops and all("value " in nodes[m]["label"] for m in ops)
+
+
+# --- stages ----------------------------------------------------------------------------
+
+def test_stages_draw_the_graph_as_built_simplified_or_fused():
+    _, _, loss, _, _ = mlp3()
+    source, _, _ = parse_dot(gc.render(loss, backward=True))
+    simplified, _, clusters = parse_dot(gc.render(loss, backward=True, stage="simplified"))
+    assert len(simplified) < len(source)
+    assert not any(name.startswith("cluster_k") for name in clusters)
+    fused = gc.render(loss, backward=True, stage="fused").source
+    assert fused == gc.render(loss, backward=True, fused=True).source
+    assert "cluster_k0" in fused and "cluster_s" not in fused  # kernels, not scopes
+    with pytest.raises(GraphcError, match="unknown stage 'optimized'"):
+        gc.render(loss, stage="optimized")
+    with pytest.raises(GraphcError, match="fused=True draws the stage 'fused'"):
+        gc.render(loss, fused=True, stage="source")
+
+
+def test_simplified_backward_keeps_forward_gradients_where_the_passes_kept_the_node():
+    x = gc.input("x", ("batch", 2))
+    W = gc.param("W", [[1.0, -2.0], [3.0, 0.5]])
+    z = gc.matmul(x, W, name="z")
+    loss = gc.mean(gc.nn.softplus(z))
+    feeds = {"x": np.array([[1.0, 1.0]], np.float32)}
+    nodes, _, _ = parse_dot(gc.render(loss, backward=True, stage="simplified", values=feeds))
+    # d mean(softplus(z)) / dz = sigmoid(z) / 2
+    expected = 1 / (1 + np.exp(-np.array([4.0, -1.5]))) / 2
+    assert label_lines(nodes, "z: matmul")[-1] == "grad " + viz.value_text([expected])
+
+
+# --- scopes and collapsing ---------------------------------------------------------------
+
+def test_scopes_are_nested_clusters_named_after_them():
+    _, _, loss, _, _ = mlp3()
+    nodes, _, clusters = parse_dot(gc.render(loss, backward=True))
+    by_label = {}
+    for name, c in clusters.items():
+        parent = clusters[c["parent"]]["label"] if c["parent"] else None
+        by_label.setdefault(c["label"], []).append(parent)
+    assert by_label["layer1"] == [None, "grad"]  # forward, and its gradients under grad
+    assert by_label["logsumexp"] == ["softmax_cross_entropy"] * 2
+    layer1 = next(c for c in clusters.values() if c["label"] == "layer1" and not c["parent"])
+    assert {"layer1_W", "layer1_b"} <= set(layer1["members"])  # the layer's params in it
+    grad_root = next(c for c in clusters.values() if c["label"] == "grad")
+    assert grad_root["color"] == viz.ROLE_STYLES["grad-scope"]["color"]
+    assert layer1["color"] == viz.ROLE_STYLES["scope"]["color"]
+
+
+def test_collapse_by_name_reads_as_layers_and_a_loss():
+    _, _, loss, _, params = mlp3()
+    names = ["layer1", "layer2", "layer3", "softmax_cross_entropy"]
+    nodes, edges, clusters = parse_dot(gc.render(loss, backward=True, collapse=names))
+    boxes = {a["label"].split(viz.NEWLINE)[0]: n for n, a in nodes.items()
+             if a.get("shape") == "box3d"}
+    assert set(boxes) == set(names) | {f"grad/{n}" for n in names}
+    assert [c["label"] for c in clusters.values()] == ["grad"]
+    assert {n: nodes[n]["label"] for n in ("x", "y")} == {"x": "x", "y": "y"}
+    # The gradient captions move onto the boxes that hold them.
+    assert "dL/dlayer1_W" in nodes[boxes["grad/layer1"]]["label"]
+    # Edges join boxes; none loops from a box to itself.
+    pairs = {(s, d) for s, d, _ in edges}
+    assert ("x", boxes["layer1"]) in pairs and (boxes["layer1"], boxes["layer2"]) in pairs
+    assert all(s != d for s, d in pairs)
+
+
+def test_collapse_by_depth_and_its_errors():
+    _, _, loss, _, _ = mlp3()
+    nodes, _, clusters = parse_dot(gc.render(loss, backward=True, collapse=1))
+    boxes = sorted(a["label"].split(viz.NEWLINE)[0] for a in nodes.values()
+                   if a.get("shape") == "box3d")
+    assert boxes == ["grad", "layer1", "layer2", "layer3", "softmax_cross_entropy"]
+    assert clusters == {}
+    nodes, _, clusters = parse_dot(gc.render(loss, backward=True, collapse=2))
+    boxes = sorted(a["label"].split(viz.NEWLINE)[0] for a in nodes.values()
+                   if a.get("shape") == "box3d")
+    assert boxes == ["grad/layer1", "grad/layer2", "grad/layer3", "grad/softmax_cross_entropy",
+                     "softmax_cross_entropy/logsumexp"]
+    assert sorted(c["label"] for c in clusters.values()) == [
+        "grad", "layer1", "layer2", "layer3", "softmax_cross_entropy"]
+    with pytest.raises(GraphcError, match="no scope named 'layer9'.*layer1"):
+        gc.render(loss, collapse=["layer9"])
+    with pytest.raises(GraphcError, match="depth counts from 1"):
+        gc.render(loss, collapse=0)
+    with pytest.raises(GraphcError, match="does not draw"):
+        gc.render(loss, stage="fused", collapse=1)
+
+
+def test_shared_constants_are_drawn_beside_each_user():
+    x = gc.input("x", (3,))
+    zero = gc.const(0.0)
+    out = gc.maximum(x, zero) + gc.minimum(x, zero)
+    nodes, edges, _ = parse_dot(gc.render(out))
+    copies = [n for n, a in nodes.items() if a["label"] == "0"]
+    assert len(copies) == 2
+    assert sorted(len([e for e in edges if e[0] == c]) for c in copies) == [1, 1]
