@@ -25,6 +25,7 @@ TORCH = {
     "sigmoid": lambda x, **a: torch.sigmoid(x),
     "relu": lambda x, **a: torch.relu(x),
     "step": lambda x, **a: (x > 0).to(x.dtype),
+    "stop_gradient": lambda x, **a: x.detach(),     # the max shift of the log-softmax idiom
     "add": lambda a, b: a + b,
     "sub": lambda a, b: a - b,
     "mul": lambda a, b: a * b,
