@@ -591,7 +591,7 @@ def reduction_kernel(name: str, info: BodyInfo, max_row_block=MAX_ROW_BLOCK):
         r_exprs = iter(to_multi(em, ("f", "rc"), red_shape))
         return ("m", tuple(next(r_exprs) if a in axes else e for a, e in enumerate(row_ctx)))
 
-    ctx = open_block("") if single else None
+    ctx = open_block("") if single and row else None   # (a row of nothing has no index)
     for red in reductions:
         results[red] = _reduce(em, values, red, ctx, row, open_block, single)
     (out,) = info.body.outputs

@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def _batch_cases():
     """name -> (node, feeds) of the cases that once crashed the triton backend."""
     x, labels = gc.input("x", ("batch", 5)), gc.input("labels", ("batch",), "int64")
-    z = gc.input("z", (3, 5))
+    z, t = gc.input("z", (3, 5)), gc.input("t", (2, 3, 0))
     empty = {"x": np.zeros((0, 5), np.float32), "labels": np.zeros(0, np.int64)}
     some = {"x": np.arange(15, dtype=np.float32).reshape(3, 5)}
     gap = x[:, 2:2]                                         # (batch, 0)
@@ -37,6 +37,8 @@ def _batch_cases():
         "max of 0 rows, each": (x.max(axis=1), empty),
         "softmax cross-entropy over 0 rows": (gc.nn.softmax_cross_entropy(x, labels), empty),
         "its gradient": (gc.grad(gc.nn.softmax_cross_entropy(x, labels), [x])[0], empty),
+        "a sum and a mean over two axes, one empty": (t.sum(axis=(1, 2)) + t.mean(axis=(1, 2)),
+                                                      {"t": np.zeros((2, 3, 0), np.float32)}),
         "concat with an empty operand": (gc.concat([gap, x, gap * 2], axis=1) + 1, some),
         "concat of empty rows": (gc.concat([z[:0], z, z[3:]], axis=0) * 2, {"z": some["x"]}),
         "the padding of an empty slice's gradient": (gc.grad(gc.sum(gap * 3), [x])[0], some),
