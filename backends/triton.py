@@ -13,10 +13,17 @@ function); ahead-of-time compilation for a GPU that is not here in triton_aot.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from graphc.errors import BackendUnavailable
 from graphc.ir import Graph
+
+# The oldest triton with everything used here: the ahead-of-time path's
+# `get_ptxas(arch)` is new in 3.6 (3.4 and 3.5 take no arch); `triton.knobs`, in 3.4.
+# pyproject.toml's extras say the same.
+MIN_TRITON = (3, 6)
 
 
 def _check_available():
@@ -28,6 +35,12 @@ def _check_available():
         raise BackendUnavailable(
             f"the triton backend needs triton and torch ({e}); install them with "
             "`pip install graphc[triton]`, or use backend='numpy'") from None
+    found = tuple(int(part) for part in re.match(r"(\d+)\.(\d+)", triton.__version__).groups())
+    if found < MIN_TRITON:
+        raise BackendUnavailable(
+            f"the triton backend needs triton >= {'.'.join(map(str, MIN_TRITON))}, and "
+            f"triton {triton.__version__} is installed; upgrade it with "
+            "`pip install -U 'graphc[triton]'`, or use backend='numpy'")
     if torch.cuda.is_available():
         return torch, "cuda"
     if triton.knobs.runtime.interpret:   # reads TRITON_INTERPRET (or the knob, if set)
@@ -41,7 +54,7 @@ def _check_available():
 
 torch, DEVICE = _check_available()
 
-from graphc.backends import triton_aot, triton_host  # noqa: E402  (after the check)
+from graphc.backends import numpy_ops, triton_aot, triton_host  # noqa: E402  (after the check)
 
 
 def build(graph: Graph, dims: dict, max_row_block=None) -> "TritonExecutable":
@@ -76,13 +89,23 @@ class TritonExecutable:
         # The interpreter runs kernels with NumPy, which warns where a tl.where's unused
         # branch divides by zero; inf and nan are values here, as in the reference.
         with np.errstate(all="ignore"):
-            results = self.module.run(tensors)
+            results, labels = self.module.run(tensors)
+        for check, found in zip(self.program.checks, labels):
+            _raise_on_bad_labels(check, found.cpu().numpy())
         return [np.array(t.cpu().numpy()) for t in results]
 
     def compile_for(self, arch="sm_90") -> list:
         """Compile every kernel ahead of time for `arch` (no GPU needed); one dict of
         stats per kernel: registers, spill bytes, shared memory, PTX/cubin sizes."""
         return triton_aot.compile_program(self.program, arch)
+
+
+def _raise_on_bad_labels(check, found: np.ndarray):
+    """A one_hot's check buffer holds 0 where a label was in range and the label where it
+    was not: raise the error the other backends raise for the first one, before any
+    result is returned (so a failed step commits no update)."""
+    if found.any():
+        numpy_ops.label_error(found, check.depth, check.loc)
 
 
 def _to_tensor(array):

@@ -62,7 +62,8 @@ def _key(kernel: cg.Kernel, cap: int):
 
 def _spec(kernel: cg.Kernel) -> dict:
     """What the child needs: pointers typed by dtype, block sizes as constexprs."""
-    pointers = [f"in{k}_ptr" for k in range(len(kernel.operands))] + ["out_ptr"]
+    pointers = ([f"in{k}_ptr" for k in range(len(kernel.operands))] + ["out_ptr"]
+                + [f"chk{j}_ptr" for j in range(len(kernel.checks))])
     return {"name": kernel.name, "kind": kernel.kind, "num_warps": kernel.num_warps,
             "signature": {n: cg.POINTER_TYPE[d] for n, d in zip(pointers, kernel.arg_dtypes)},
             "blocks": dict(kernel.blocks)}

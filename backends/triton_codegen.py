@@ -15,7 +15,15 @@ copies. Every (value, context) pair is emitted once (memoized by the index text)
 Out-of-range lanes (the tail of the last block) have their *indices clamped* into range
 rather than their loads masked: every load is then in bounds and unmasked, and only the
 final store (and a reduction's accumulation) is masked. This keeps loads of broadcast
-operands (shape [1, BLOCK_N], or scalars) free of mask-shape bookkeeping.
+operands (shape [1, BLOCK_N], or scalars) free of mask-shape bookkeeping. Clamping needs
+something to clamp into: a kernel is generated only for an output with elements (the
+host skips the others), a reduction over no elements loads nothing (the sum of nothing
+is 0), and a concat leaves its empty operands out.
+
+NaN goes where NumPy and torch send it: relu, sign, maximum, minimum and max pass it on
+(Triton's tl.maximum and tl.max let a number win unless told otherwise). A one_hot
+checks its labels: each one outside [0, depth) is stored in a check buffer the host
+reads after the launches (`LabelCheck`), so a bad label raises, as on every backend.
 
 Block sizes (the heuristic, in `pointwise_blocks`, `reduction_blocks`, `matmul_blocks`):
 - pointwise: BLOCK = next_power_of_2(numel) clamped to [16, 1024], one program a block.
@@ -29,8 +37,10 @@ Block sizes (the heuristic, in `pointwise_blocks`, `reduction_blocks`, `matmul_b
 - matmul: BLOCK_M, BLOCK_N = next_power_of_2 of M, N clamped to [16, 64], BLOCK_K =
   next_power_of_2(K) clamped to [16, 32] (16 is the smallest K tl.dot takes for 16-bit
   inputs on sm_90; 64x64x32 fp32 tiles compile without spills).
-Index arithmetic is int32 unless some tensor the kernel touches has 2**31 elements or
-more; then program ids and aranges are widened with `.to(tl.int64)` first.
+Index arithmetic is int32 unless an index could pass 2**31 - 1: a tensor the kernel
+touches with 2**31 elements or more, or the tail lanes of the last block (the grid's
+padded extent, `_index_dtype`); then program ids and aranges are widened with
+`.to(tl.int64)` first.
 """
 
 from __future__ import annotations
@@ -51,13 +61,25 @@ ROW_TILE = 1024       # a reduction program holds BLOCK_M rows of BLOCK_R: up to
 ROW_MAJOR_VIEWS = ("reshape", "expand_dims", "squeeze")
 
 TL_DTYPE = {"float32": "tl.float32", "float64": "tl.float64", "int32": "tl.int32",
-            "int64": "tl.int64", "bool": "tl.int1"}
+            "int64": "tl.int64", "bool": "tl.int1",
+            "int8": "tl.int8"}   # not a graphc dtype: a max of bools accumulates in it
 POINTER_TYPE = {"float32": "*fp32", "float64": "*fp64", "int32": "*i32", "int64": "*i64",
                 "bool": "*i1"}
 
 
 class Unsupported(Exception):
     """A body this generator cannot turn into one kernel (the caller splits it)."""
+
+
+@dataclass
+class LabelCheck:
+    """A one_hot's labels, checked by its kernel: each label outside [0, depth) is stored
+    at its own index of a zero-filled buffer of the labels' shape and dtype (the kernel's
+    chk{j}_ptr), which the host reads after the launches (0 is always a valid label)."""
+    depth: int
+    loc: str
+    shape: tuple
+    dtype: str
 
 
 @dataclass
@@ -72,9 +94,10 @@ class Kernel:
     grid: tuple                    # number of programs along each grid axis
     blocks: dict                   # constexpr block sizes
     num_warps: int
-    arg_dtypes: list               # dtypes of operands + output, for the AOT signature
+    arg_dtypes: list               # dtypes of operands, output, checks: the AOT signature
     loaded: list                   # indices of the operands it reads (`size` reads none)
     index_dtype: str = "int32"
+    checks: list = field(default_factory=list)   # LabelCheck of each chk{j}_ptr
     note: str = ""                 # why a fused node was split, when it was
     grid_source: str = field(default="", repr=False)   # grid lambda text for the host
 
@@ -128,9 +151,11 @@ def numel(shape) -> int:
 # language has no tanh, log1p or pow, so those use accurate closed forms.
 
 def _log1p(em, x):
-    # Goldberg's trick: exact where 1 + x rounds, accurate to an ulp elsewhere.
+    # Goldberg's trick: exact where 1 + x rounds, accurate to an ulp elsewhere (and
+    # log1p(inf) = inf, where the trick would give inf / inf).
     u = em.var(f"1 + {x}")
-    return f"tl.where({u} == 1, {x}, tl.log({u}) * {x} / ({u} - 1))"
+    return (f"tl.where({u} == 1, {x}, tl.where({u} == float('inf'), {u}, "
+            f"tl.log({u}) * {x} / ({u} - 1)))")
 
 
 def _expm1(em, x):
@@ -140,7 +165,8 @@ def _expm1(em, x):
 
 def _tanh(em, x):
     m = em.var(_expm1(em, f"-2 * tl.abs({x})"))           # tanh|x| = -m / (2 + m)
-    return f"tl.where({x} < 0, 1.0, -1.0) * {m} / (2 + {m})"
+    # (x itself at zero: tanh(-0.0) is -0.0)
+    return f"tl.where({x} == 0, {x}, tl.where({x} < 0, 1.0, -1.0) * {m} / (2 + {m}))"
 
 
 def _sigmoid(em, x):
@@ -149,16 +175,21 @@ def _sigmoid(em, x):
 
 
 def _pow(em, x, y):
-    # |x|**y, with the sign of x for odd integer y, nan for x < 0 and non-integer y. The
-    # sign of -0 counts too ((-0)**3 is -0, (-0)**-1 is -inf): 1 / -0 is -inf. Nested
-    # wheres, not & of x's and y's masks: the interpreter cannot & a scalar with a block.
+    # C's and NumPy's pow: |x|**y, negated for an odd integer y and an x of negative sign
+    # (-0.0 too); nan for a finite x < 0 and a non-integer y; 1 for y == 0, for x == 1,
+    # and for x == -1 with y = +-inf. Each condition is on one operand only (nested wheres,
+    # no `&` of a scalar and a block: the interpreter cannot combine those).
     r = em.var(f"tl.exp({y} * tl.log(tl.abs({x})))")
     whole = em.var(f"tl.floor({y}) == {y}")
     odd = em.var(f"{whole} & (tl.floor({y} * 0.5) * 2 != {y})")
-    negative = em.var(f"tl.where({x} == 0, 1 / {x} < 0, {x} < 0)")
-    signed = em.var(f"tl.where({odd}, tl.where({negative}, -{r}, {r}), {r})")
-    real = f"tl.where({x} < 0, tl.where({whole}, {signed}, float('nan')), {signed})"
-    return f"tl.where({y} == 0, 1.0, {real})"
+    negative = em.var(f"({x} < 0) | (1 / {x} < 0)")                # 1 / -0.0 is -inf
+    value = em.var(f"tl.where({odd}, tl.where({negative}, -{r}, {r}), {r})")
+    finite_negative = f"({x} < 0) & ({x} > float('-inf'))"
+    value = em.var(f"tl.where({whole}, {value}, "
+                   f"tl.where({finite_negative}, float('nan'), {value}))")
+    value = em.var(f"tl.where(tl.abs({y}) == float('inf'), "
+                   f"tl.where({x} == -1, 1.0, {value}), {value})")
+    return f"tl.where({y} == 0, 1.0, tl.where({x} == 1, 1.0, {value}))"
 
 
 def _cast(em, x, node):
@@ -174,10 +205,11 @@ ELEMENTWISE = {
     "log1p": lambda em, n, x: _log1p(em, x),
     "sqrt": lambda em, n, x: f"tl.sqrt({x})",
     "abs": lambda em, n, x: f"tl.abs({x})",
-    "sign": lambda em, n, x: f"tl.where({x} > 0, 1, tl.where({x} < 0, -1, 0)).to({TL_DTYPE[n.dtype]})",
+    "sign": lambda em, n, x: (f"tl.where({x} > 0, 1, tl.where({x} < 0, -1, "   # NaN: NaN
+                              f"tl.where({x} != {x}, {x}, 0))).to({TL_DTYPE[n.dtype]})"),
     "tanh": lambda em, n, x: _tanh(em, x),
     "sigmoid": lambda em, n, x: _sigmoid(em, x),
-    "relu": lambda em, n, x: f"tl.where({x} > 0, {x}, 0)",
+    "relu": lambda em, n, x: f"tl.where({x} <= 0, 0, {x})",          # NaN stays NaN
     "step": lambda em, n, x: f"({x} > 0).to({TL_DTYPE[n.dtype]})",
     "cast": lambda em, n, x: _cast(em, x, n),
     "stop_gradient": lambda em, n, x: x,
@@ -186,8 +218,8 @@ ELEMENTWISE = {
     "mul": lambda em, n, a, b: f"{a} * {b}",
     "div": lambda em, n, a, b: f"{a} / {b}",
     "pow": lambda em, n, a, b: _pow(em, a, b),
-    "maximum": lambda em, n, a, b: f"tl.maximum({a}, {b})",
-    "minimum": lambda em, n, a, b: f"tl.minimum({a}, {b})",
+    "maximum": lambda em, n, a, b: f"tl.maximum({a}, {b}, propagate_nan=tl.PropagateNan.ALL)",
+    "minimum": lambda em, n, a, b: f"tl.minimum({a}, {b}, propagate_nan=tl.PropagateNan.ALL)",
     "gt": lambda em, n, a, b: f"{a} > {b}",
     "ge": lambda em, n, a, b: f"{a} >= {b}",
     "lt": lambda em, n, a, b: f"{a} < {b}",
@@ -220,6 +252,7 @@ class Emitter:
         self.lines, self.indent, self.scopes, self._count = [], 1, [{}], 0
         self.scope_ids, self._scope_count = [0], 0
         self.loaded = set()     # operand indices the kernel reads
+        self.checks = {}        # one_hot body node -> its LabelCheck (chk0_ptr, ... in order)
 
     def line(self, text: str):
         self.lines.append("    " * self.indent + text)
@@ -230,10 +263,16 @@ class Emitter:
         for scope in self.scopes:
             if expr in scope:
                 return scope[expr]
+        name = self.fresh(expr, prefix)
+        self.scopes[-1][expr] = name
+        return name
+
+    def fresh(self, expr: str, prefix="t") -> str:
+        """A new variable holding `expr`, never shared: for a value that is reassigned
+        (an accumulator), whose text says nothing about what it will hold."""
         name = f"{prefix}{self._count}"
         self._count += 1
         self.line(f"{name} = {expr}")
-        self.scopes[-1][expr] = name
         return name
 
     def push(self):
@@ -359,14 +398,23 @@ class BodyValues:
             return [(inp, _layout_ctx(self.em, node, ctx, shape, self.shapes[inp]))]
         raise Unsupported(f"{node.op} cannot be computed inside this kernel")
 
-    def _concat_contexts(self, node, ctx):
-        axis, exprs = node.attrs["axis"], to_multi(self.em, ctx, self.shapes[node])
-        needs, start = [], 0
+    def _concat_parts(self, node) -> list:
+        """(operand, start, size) along the axis for each operand that is not empty: an
+        empty one adds nothing, and an index clamped into it would be -1."""
+        axis, start, parts = node.attrs["axis"], 0, []
         for inp in node.inputs:
             size = self.shapes[inp][axis]
+            if size:
+                parts.append((inp, start, size))
+            start += size
+        return parts
+
+    def _concat_contexts(self, node, ctx):
+        axis, exprs = node.attrs["axis"], to_multi(self.em, ctx, self.shapes[node])
+        needs = []
+        for inp, start, size in self._concat_parts(node):
             local = self.em.var(f"tl.minimum(tl.maximum({exprs[axis]} - {start}, 0), {size - 1})", "i")
             needs.append((inp, ("m", exprs[:axis] + (local,) + exprs[axis + 1:])))
-            start += size
         return needs
 
     def _emit(self, node, ctx, args) -> str:
@@ -385,8 +433,7 @@ class BodyValues:
             count = numel([self.shapes[node.inputs[0]][a] for a in node.attrs["axes"]])
             return em.var(_literal(count, node.dtype), "c")
         if node.op == "one_hot":
-            j = to_multi(em, ctx, self.shapes[node])[-1]
-            return em.var(f"({args[0]} == {j}).to({TL_DTYPE[node.dtype]})", "v")
+            return self._emit_one_hot(node, ctx, args[0])
         if node.op == "concat":
             return self._emit_concat(node, ctx, args)
         if ops.OPS[node.op].kind == "layout":
@@ -394,13 +441,26 @@ class BodyValues:
         args = _cast_args(em, node, args)
         return em.var(ELEMENTWISE[node.op](em, node, *args), "v")
 
+    def _emit_one_hot(self, node, ctx, label):
+        """(label == class), and a label outside [0, depth) stored at its own index in
+        the one_hot's check buffer, which the host reads after the launches."""
+        em, depth, (labels,) = self.em, node.attrs["depth"], node.inputs
+        exprs = to_multi(em, ctx, self.shapes[node])
+        check = em.checks.setdefault(node, LabelCheck(depth, node.loc, self.shapes[labels],
+                                                      labels.dtype))
+        at = to_flat(em, ("m", exprs[:-1]), check.shape)
+        em.line(f"tl.store(chk{list(em.checks).index(node)}_ptr + {at}, {label}, "
+                f"mask=({label} < 0) | ({label} >= {depth}))")
+        return em.var(f"({label} == {exprs[-1]}).to({TL_DTYPE[node.dtype]})", "v")
+
     def _emit_concat(self, node, ctx, args):
         axis = node.attrs["axis"]
         e = to_multi(self.em, ctx, self.shapes[node])[axis]
-        bounds = np.cumsum([self.shapes[i][axis] for i in node.inputs])[:-1]
-        expr = _cast_to(args[-1], node.inputs[-1].dtype, node.dtype)
-        for arg, inp, bound in reversed(list(zip(args[:-1], node.inputs[:-1], bounds))):
-            expr = f"tl.where({e} < {bound}, {_cast_to(arg, inp.dtype, node.dtype)}, {expr})"
+        parts = self._concat_parts(node)
+        expr = _cast_to(args[-1], parts[-1][0].dtype, node.dtype)
+        for arg, (inp, start, size) in reversed(list(zip(args[:-1], parts[:-1]))):
+            value = _cast_to(arg, inp.dtype, node.dtype)
+            expr = f"tl.where({e} < {start + size}, {value}, {expr})"
         return self.em.var(expr, "v")
 
 
@@ -442,15 +502,22 @@ def body_info(body: Graph, operand_shapes: list, dims: dict) -> BodyInfo:
     return BodyInfo(body, shapes, operand_of, shapes[out], len(operand_shapes))
 
 
-def _index_dtype(info: BodyInfo) -> str:
-    # Lanes past the end (the last block's tail) may compute offsets beyond int32, but
-    # they are clamped before loads and masked at stores, so only real sizes count.
-    big = any(numel(s) > INT32_LIMIT for s in info.shapes.values())
+def _index_dtype(info: BodyInfo, reach: int) -> str:
+    """int64 when an index may pass int32: an offset into a tensor, or `reach`, the
+    largest index a lane computes before it is clamped or masked (the padded extent of
+    the grid's blocks: the tail lanes of the last block count too, or a wrapped offset
+    would pass `offs < total`)."""
+    big = max([reach] + [numel(s) for s in info.shapes.values()]) > INT32_LIMIT
     return "int64" if big else "int32"
 
 
-def _header(name, n_operands, blocks) -> str:
+def _padded(n: int, block: int) -> int:
+    return -(-n // block) * block
+
+
+def _header(name, n_operands, n_checks, blocks) -> str:
     params = [f"in{k}_ptr" for k in range(n_operands)] + ["out_ptr"]
+    params += [f"chk{j}_ptr" for j in range(n_checks)]
     params += [f"{b}: tl.constexpr" for b in blocks]
     return f"@triton.jit\ndef {name}({', '.join(params)}):"
 
@@ -467,11 +534,11 @@ def _store_value(em, value, shape_text):
 def pointwise_kernel(name: str, info: BodyInfo):
     total = numel(info.out_shape)
     blocks = pointwise_blocks(total)
-    idx_t = _index_dtype(info)
+    idx_t = _index_dtype(info, _padded(total, blocks["BLOCK"]))
     em = Emitter()
     em.line(f"pid = {_widen('tl.program_id(0)', idx_t)}")
     em.line(f"offs = pid * BLOCK + {_widen('tl.arange(0, BLOCK)', idx_t)}")
-    em.line(f"idx = tl.minimum(offs, {max(total - 1, 0)})")
+    em.line(f"idx = tl.minimum(offs, {total - 1})")
     values = BodyValues(em, info.body, info.shapes, info.operand_of)
     (out,) = info.body.outputs
     result = _store_value(em, values.value(out, ("f", "idx")), "(BLOCK,)")
@@ -499,7 +566,8 @@ def reduction_kernel(name: str, info: BodyInfo, max_row_block=MAX_ROW_BLOCK):
                           "nor the reduced one")
     blocks = reduction_blocks(row, n_rows, max_row_block)
     single = blocks["BLOCK_R"] >= row
-    idx_t = _index_dtype(info)
+    idx_t = _index_dtype(info, max(_padded(n_rows, blocks["BLOCK_M"]),
+                                   _padded(row, blocks["BLOCK_R"])))
     em = Emitter()
     em.line(f"pid = {_widen('tl.program_id(0)', idx_t)}")
     em.line(f"rows = pid * BLOCK_M + {_widen('tl.arange(0, BLOCK_M)', idx_t)}[:, None]")
@@ -524,7 +592,7 @@ def reduction_kernel(name: str, info: BodyInfo, max_row_block=MAX_ROW_BLOCK):
         r_exprs = iter(to_multi(em, ("f", "rc"), red_shape))
         return ("m", tuple(next(r_exprs) if a in axes else e for a, e in enumerate(row_ctx)))
 
-    ctx = open_block("") if single else None
+    ctx = open_block("") if single and row else None   # (a row of nothing has no index)
     for red in reductions:
         results[red] = _reduce(em, values, red, ctx, row, open_block, single)
     (out,) = info.body.outputs
@@ -548,26 +616,63 @@ def reduction_kernel(name: str, info: BodyInfo, max_row_block=MAX_ROW_BLOCK):
                    num_warps=_clamp(tile // 512, 1, 8))
 
 
+# How each reduction accumulates: one step of the looped path, and the reduction of a
+# tile along its rows. max lets NaN win, as NumPy and torch do (tl.max and a plain
+# tl.maximum let a number win over NaN).
+COMBINE = {
+    "sum": ("{acc} + {v}", "tl.sum({tile}, axis=1)"),
+    "max": ("tl.maximum({acc}, {v}, propagate_nan=tl.PropagateNan.ALL)",
+            "tl.reduce({tile}, 1, _max_propagating_nan)"),
+}
+# Defined once at the top of every generated module, for the kernels that use it.
+PRELUDE = """@triton.jit
+def _max_propagating_nan(a, b):
+    return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
+"""
+
+
+def _identity(op: str, dtype: str) -> str:
+    if op == "sum" or dtype == "bool":
+        return "0"
+    if dtype.startswith("float"):
+        return "float('-inf')"
+    return str(np.iinfo(np.dtype(dtype)).min)
+
+
 def _reduce(em, values, red, ctx, row, open_block, single) -> str:
     """Emit one sum/max along the rows; return the variable holding it, a [BLOCK_M, 1]."""
-    dtype = red.dtype
-    is_sum = red.op == "sum"
-    identity = "0" if is_sum else ("float('-inf')" if dtype.startswith("float")
-                                   else str(np.iinfo(np.dtype(dtype)).min))
-    combine = "tl.sum" if is_sum else "tl.max"
+    acc_dtype = "int8" if red.dtype == "bool" else red.dtype   # a max of bools, as int8
+    identity = _identity(red.op, red.dtype)
+    step, total = COMBINE[red.op]
+    if row == 0:   # the sum of nothing (the host refuses a max of nothing, as NumPy does)
+        return em.var(f"tl.full((BLOCK_M, 1), {identity}, {TL_DTYPE[red.dtype]})", "red")
+
+    def masked(ctx):
+        v = _cast_to(values.value(red.inputs[0], ctx), red.inputs[0].dtype, acc_dtype)
+        return f"tl.where(rmask, {v}, {identity})"
+
     if single:
-        v = _cast_to(values.value(red.inputs[0], ctx), red.inputs[0].dtype, dtype)
-        masked = f"tl.where(rmask, {v}, {identity})"
-        return em.var(f"{combine}(tl.broadcast_to({masked}, (BLOCK_M, BLOCK_R)), axis=1)[:, None]",
-                      "red")
-    acc = em.var(f"tl.full((BLOCK_M, BLOCK_R), {identity}, {TL_DTYPE[dtype]})", "acc")
-    em.line(f"for r0 in range(0, {row}, BLOCK_R):")
-    em.push()
-    v = _cast_to(values.value(red.inputs[0], open_block("r0 + ")), red.inputs[0].dtype, dtype)
-    masked = f"tl.where(rmask, {v}, {identity})"
-    em.line(f"{acc} = " + (f"{acc} + {masked}" if is_sum else f"tl.maximum({acc}, {masked})"))
-    em.pop()
-    return em.var(f"{combine}({acc}, axis=1)[:, None]", "red")
+        tile = f"tl.broadcast_to({masked(ctx)}, (BLOCK_M, BLOCK_R))"
+    else:
+        # fresh, not memoized by its text: every reduction has its own accumulator
+        tile = em.fresh(f"tl.full((BLOCK_M, BLOCK_R), {identity}, {TL_DTYPE[acc_dtype]})",
+                        "acc")
+        em.line(f"for r0 in range(0, {row}, BLOCK_R):")
+        em.push()
+        em.line(f"{tile} = " + step.format(acc=tile, v=masked(open_block("r0 + "))))
+        em.pop()
+    result = total.format(tile=tile) + "[:, None]"
+    return em.var(f"{result} != 0" if red.dtype == "bool" else result, "red")
+
+
+def _dot(dtype: str) -> str:
+    """acc + a @ b for the tiles a, b. tl.dot takes floats (and int8); integer tiles
+    are multiplied out and summed over K, which wraps as NumPy's integer matmul does."""
+    if dtype == "float32":
+        return 'tl.dot(a, b, acc, input_precision="ieee")'
+    if dtype == "float64":   # (out_dtype: triton 3.6 would accumulate in float32)
+        return "tl.dot(a, b, acc, out_dtype=tl.float64)"
+    return "acc + tl.sum(a[:, :, None] * b[None, :, :], axis=1)"
 
 
 def _matmul_operand(node: Node):
@@ -599,14 +704,14 @@ def matmul_kernel(name: str, info: BodyInfo):
     if len(matmuls) != 1:
         raise Unsupported(f"a matmul kernel needs exactly one matmul, found {len(matmuls)}")
     (mm,) = matmuls
-    if mm.dtype not in ("float32", "float64"):
-        raise Unsupported(f"tl.dot on {mm.dtype} is not generated (float32/float64 only)")
     (a_in, a_t), (b_in, b_t) = (_matmul_operand(i) for i in mm.inputs)
     out_shape = info.shapes[mm]
     batch_shape, (m, n) = out_shape[:-2], out_shape[-2:]
     k = info.shapes[mm.inputs[0]][-1]
     blocks = matmul_blocks(m, n, k)
-    idx_t = _index_dtype(info)
+    # the store offset of a tail lane: from the padded M and N, in the last batch
+    m_pad, n_pad = _padded(m, blocks["BLOCK_M"]), _padded(n, blocks["BLOCK_N"])
+    idx_t = _index_dtype(info, numel(batch_shape) * m_pad * n_pad)
     em = Emitter()
     em.line(f"grid_n = ({n} + BLOCK_N - 1) // BLOCK_N")
     em.line(f"pid = {_widen('tl.program_id(0)', idx_t)}")
@@ -637,8 +742,7 @@ def matmul_kernel(name: str, info: BodyInfo):
         load = (f"tl.load(in{idx}_ptr + {base}{rows} * {s_rows} + {cols} * {s_cols}, "
                 f"mask={kmask} < {k}, other=0)")
         em.line(f"{which} = {_cast_to(load, dtype, mm.dtype)}")
-    precision = ', input_precision="ieee"' if mm.dtype == "float32" else ""
-    em.line(f"acc = tl.dot(a, b, acc{precision})")
+    em.line(f"acc = {_dot(mm.dtype)}")
     if not one_block:
         em.pop()
     tile = ("m", batch_ctx + ("rm_c[:, None]", "rn_c[None, :]"))
@@ -669,10 +773,11 @@ def matmul_kernel(name: str, info: BodyInfo):
 
 
 def _finish(name, kind, info, em, blocks, grid, grid_src, idx_t, num_warps):
-    source = _header(name, info.n_operands, blocks) + "\n" + "\n".join(em.lines) + "\n"
+    source = (_header(name, info.n_operands, len(em.checks), blocks) + "\n"
+              + "\n".join(em.lines) + "\n")
     return dict(name=name, kind=kind, source=source, grid=grid, blocks=blocks,
                 num_warps=num_warps, index_dtype=idx_t, grid_source=grid_src,
-                loaded=sorted(em.loaded))
+                loaded=sorted(em.loaded), checks=list(em.checks.values()))
 
 
 GENERATORS = {"pointwise": pointwise_kernel, "reduction": reduction_kernel,

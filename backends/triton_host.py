@@ -2,18 +2,20 @@
 function that allocates buffers and launches them.
 
 Every node that is not a source becomes a kernel: a `fused` node through its body, a
-plain node (one the fusion pass left alone) as a one-op body of its kind. Reshape,
-expand_dims and squeeze of a whole buffer are torch views in the host function (every
-buffer is contiguous, so they cost nothing). A fused node whose body the generators
-cannot turn into one kernel is split into its ops, each its own kernel, and the kernel
-says why (`note`).
+plain node (one the fusion pass left alone) as a one-op body of its kind; a node with no
+elements only gets its (empty) buffer, and a max over an empty axis raises what the
+reference raises. Reshape, expand_dims and squeeze of a whole buffer are torch views in
+the host function (every buffer is contiguous, so they cost nothing). A fused node whose
+body the generators cannot turn into one kernel is split into its ops, each its own
+kernel, and the kernel says why (`note`).
 
 Buffers: one torch tensor per computed value, allocated by the host function when it is
 produced and deleted after its last use, so torch's caching allocator can give its memory
 to a later value (the numpy backend's static buffer plan is not used here).
 Sources (inputs, params, consts, and the body consts holding more than one distinct
 value: a kernel embeds only single numbers) are passed in as tensors, in the order of
-`Program.sources`.
+`Program.sources`. The host function returns the results and each one_hot's label check
+buffer (`Program.checks`), which the executable reads before it returns any result.
 
 Nothing here imports triton: the program is text until `load_module` imports it.
 """
@@ -32,6 +34,7 @@ from graphc.backends import triton_codegen as cg
 from graphc.errors import GraphcError
 from graphc.ir import SOURCE_OPS, Graph, Node
 from graphc.passes.rewrite import rewrite
+from graphc.types import format_shape
 
 VIEW_OPS = cg.ROW_MAJOR_VIEWS   # of a whole buffer: torch views, no kernel
 KIND_OF_OP = {"reduce": "reduction", "matmul": "matmul"}   # every other op: pointwise
@@ -47,6 +50,7 @@ class Program:
     source: str                       # the whole module: kernels + host function
     views: int = 0
     notes: list = field(default_factory=list)
+    checks: list = field(default_factory=list)   # cg.LabelCheck of each buffer run returns
 
 
 def generate(graph: Graph, dims: dict, device="cpu", autotune=False,
@@ -59,9 +63,10 @@ def generate(graph: Graph, dims: dict, device="cpu", autotune=False,
     host = _host_source(planner, results, autotune)
     kernels_src = "\n\n".join(_decorated(k, autotune) for k in planner.kernels)
     header = ("import torch\nimport triton\nimport triton.language as tl\n\n"
-              f"DEVICE = {device!r}\n")
+              f"DEVICE = {device!r}\n\n\n" + cg.PRELUDE)
     source = header + "\n\n" + kernels_src + "\n\n" + host
-    return Program(planner.kernels, planner.sources, source, planner.views, planner.notes)
+    return Program(planner.kernels, planner.sources, source, planner.views, planner.notes,
+                   [check for _, check in planner.checks])
 
 
 class _Planner:
@@ -72,6 +77,7 @@ class _Planner:
         self.kernels, self.sources, self.notes, self.views = [], [], [], 0
         self.buffer = {}          # node -> host variable name
         self.steps = []           # host lines, in order
+        self.checks = []          # (host variable, cg.LabelCheck): one_hot label checks
 
     def add(self, node: Node):
         if node in self.buffer:
@@ -117,18 +123,45 @@ class _Planner:
             self.add(operand)
         shapes = [o.type.concrete_shape(self.dims) for o in operands]
         info = cg.body_info(body, shapes, self.dims)
+        _refuse_empty_max(info)
+        if cg.numel(info.out_shape) == 0:   # nothing to compute: no launch, no loads
+            self._allocate(node)
+            return
         name = f"k{len(self.kernels)}_{kind}_" + "_".join(
             dict.fromkeys(n.op for n in body_ops if n.op not in VIEW_OPS))[:40].rstrip("_")
         extra = {"max_row_block": self.max_row_block} if kind == "reduction" else {}
         parts = cg.GENERATORS[kind](name, info, **extra)
         kernel = cg.Kernel(operands=operands, output=node, nodes=body_ops,
-                           arg_dtypes=[o.dtype for o in operands] + [node.dtype], **parts)
+                           arg_dtypes=[o.dtype for o in operands] + [node.dtype]
+                           + [c.dtype for c in parts["checks"]], **parts)
         self.kernels.append(kernel)
+        args = [self.buffer[o] for o in operands] + [self._allocate(node)]
+        for check in kernel.checks:   # zeros: 0 is a valid label, so nonzero means bad
+            var = f"c{len(self.checks)}"
+            self.checks.append((var, check))
+            self.steps.append((f"{var} = torch.zeros({check.shape}, "
+                               f"dtype={TORCH_DTYPE[check.dtype]}, device=DEVICE)", []))
+            args.append(var)
+        self.steps.append((kernel, args))
+
+    def _allocate(self, node) -> str:
         out = self.buffer[node] = f"b{len(self.buffer)}"
         shape = node.type.concrete_shape(self.dims)
         self.steps.append((f"{out} = torch.empty({shape}, dtype={TORCH_DTYPE[node.dtype]}, "
                            "device=DEVICE)", []))
-        self.steps.append((kernel, [self.buffer[o] for o in operands] + [out]))
+        return out
+
+
+def _refuse_empty_max(info: cg.BodyInfo):
+    """A max over an axis of length 0 has no value: raise what the reference raises."""
+    for n in info.body.nodes:
+        if n.op != "max":
+            continue
+        shape = info.shapes[n.inputs[0]]
+        if any(shape[a] == 0 for a in n.attrs["axes"]):
+            raise GraphcError(f"max failed on operands of shapes {format_shape(shape)} (made "
+                              f"at {n.loc}): zero-size array to reduction operation maximum "
+                              "which has no identity")
 
 
 def _expand(fused: Node, body: Graph, operands: list):
@@ -201,19 +234,21 @@ def autotune_configs(kernel: cg.Kernel) -> list:
 def _host_source(planner: _Planner, results: list, autotune: bool) -> str:
     lines = ["def run(sources):",
              '    """Launch every kernel on `sources` (tensors for Program.sources, in order);',
-             '    return the result tensors: graph outputs, then update values."""']
+             '    return the result tensors (graph outputs, then update values) and the',
+             '    one_hot label checks (for Program.checks, in order)."""']
     if planner.sources:
         names = ", ".join(f"s{i}" for i in range(len(planner.sources)))
         lines.append(f"    {names}, = sources")
     returned = [planner.buffer[r] for r in results]
+    checks = [var for var, _ in planner.checks]
     last_use = {var: i for i, (_, used) in enumerate(planner.steps) for var in used}
-    keep = set(returned) | {f"s{i}" for i in range(len(planner.sources))}
+    keep = set(returned) | set(checks) | {f"s{i}" for i in range(len(planner.sources))}
     for i, (step, used) in enumerate(planner.steps):
         lines.append("    " + (step if isinstance(step, str) else _launch(step, used, autotune)))
         dead = [v for v in dict.fromkeys(used) if last_use[v] == i and v not in keep]
         if dead:   # the caching allocator can hand a dead buffer to a later value
             lines.append(f"    del {', '.join(dead)}")
-    lines.append(f"    return [{', '.join(returned)}]")
+    lines.append(f"    return [{', '.join(returned)}], [{', '.join(checks)}]")
     return "\n".join(lines) + "\n"
 
 

@@ -37,9 +37,11 @@ class Backend:
         return self.compile(outputs)(**feeds)
 
 
-# The reference interpreter on the graph as written (the oracle), and what users get by
-# default: the numpy backend after the whole pipeline, which fuses and reorders float math.
-BACKENDS = [Backend("reference", "O0"), Backend("numpy", "O2")]
+# The reference interpreter on the graph as written (the oracle), what users get by
+# default: the numpy backend after the whole pipeline, which fuses and reorders float math,
+# and the triton backend after it (here in Triton's CPU interpreter: tests that take the
+# fixture keep their shapes small, and the few that run thousands of kernels skip it).
+BACKENDS = [Backend("reference", "O0"), Backend("numpy", "O2"), Backend("triton", "O2")]
 
 
 # Module scope, not function scope: hypothesis refuses function-scoped fixtures, and a

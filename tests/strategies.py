@@ -14,7 +14,9 @@ broadcasting), reductions (sum, max, mean; random axes and keepdims), layout ops
 idioms that the simplify pass rewrites (IDIOMS).
 Every op is built so that it type-checks, and the unary ops that have a restricted
 domain get operands in a safe range (log of |x|+1, sqrt of |x|, exp of tanh x), so
-comparing two evaluations of a graph is meaningful: no nan or inf arises.
+comparing two evaluations of a graph is meaningful: no nan or inf arises, unless the
+inputs hold some (`graphs(special=True)`), and then every evaluation must agree on
+where they go.
 """
 
 from __future__ import annotations
@@ -197,11 +199,14 @@ OP_FAMILIES = {
 
 # --- graphs ----------------------------------------------------------------------------
 
-def _arrays(shape, dtype):
-    """Arrays of `shape` with values in [-2, 2] (finite, not tiny), as a strategy."""
+def _arrays(shape, dtype, special=False):
+    """Arrays of `shape` with values in [-2, 2] (finite, not tiny), as a strategy; with
+    `special`, nan, inf and -inf among them."""
     size = int(np.prod(shape, dtype=np.int64))
-    values = st.lists(st.floats(-2, 2, allow_nan=False, width=32), min_size=size,
-                      max_size=size)
+    floats = st.floats(-2, 2, allow_nan=False, width=32)
+    if special:
+        floats = st.one_of(floats, st.sampled_from([np.nan, np.inf, -np.inf]))
+    values = st.lists(floats, min_size=size, max_size=size)
     return values.map(lambda v: np.array(v, dtype=dtype).reshape(shape))
 
 
@@ -210,18 +215,19 @@ def shapes(max_rank=3):
 
 
 @st.composite
-def graphs(draw, dtype="float32", max_ops=10, families=tuple(OP_FAMILIES)):
+def graphs(draw, dtype="float32", max_ops=10, families=tuple(OP_FAMILIES), special=False):
     """A random graph as (outputs: list of nodes, feeds: {input name: array}).
 
     dtype: "float32" or "float64" (inputs and consts).  max_ops: ops drawn (each may add
-    a few nodes).  families: names in OP_FAMILIES to draw ops from."""
+    a few nodes).  families: names in OP_FAMILIES to draw ops from.  special: inputs
+    may hold nan, inf and -inf."""
     n_inputs = draw(st.integers(1, 3))
     pool, feeds = [], {}
     for i in range(n_inputs):
         shape = draw(shapes())
         node = gc.input(f"x{i}", shape, dtype)
         pool.append(node)
-        feeds[node.name] = draw(_arrays(shape, np.dtype(dtype)))
+        feeds[node.name] = draw(_arrays(shape, np.dtype(dtype), special))
     for _ in range(draw(st.integers(1, max_ops))):
         node = OP_FAMILIES[draw(st.sampled_from(sorted(families)))](draw, pool)
         if node is not None:

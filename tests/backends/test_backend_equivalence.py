@@ -1,7 +1,9 @@
 """The numpy backend on the O2 graph agrees with the reference backend on the raw graph.
 
 Random graphs (tests/strategies.py) in float32 and float64, and an MLP trained for a few
-SGD steps, where every step's loss and every parameter must agree.
+SGD steps, where every step's loss and every parameter must agree. Random graphs whose
+inputs hold nan and inf run on every backend (the triton one in its interpreter, on
+fewer examples).
 """
 
 import numpy as np
@@ -10,6 +12,7 @@ from hypothesis import given, settings
 
 import graphc as gc
 from graphc.backends import blas, ccompile, numpy_kernels
+from tests.conftest import BACKENDS
 from tests.strategies import OP_FAMILIES, assert_close, graphs, run_reference
 
 
@@ -63,6 +66,27 @@ def test_random_graphs_with_every_pointwise_kernel_chunked(monkeypatch, threads)
     monkeypatch.setattr(numpy_kernels, "CHUNK_ELEMENTS", 1)
     monkeypatch.setattr(numpy_kernels, "THREADS", threads)
     _check_random_graphs("float64", examples=30, families=("unary", "binary"))
+
+
+NAN_INF_EXAMPLES = {"reference": 40, "numpy": 40, "triton": 25}
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=str)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_random_graphs_with_nan_and_inf_inputs_agree_with_the_reference(backend, dtype):
+    """Wherever a nan or an inf goes in the reference, it goes on every backend: maximum,
+    relu and max pass nan on, fusion's rewrites keep them."""
+    @settings(max_examples=NAN_INF_EXAMPLES[backend.name])
+    @given(graphs(dtype=dtype, max_ops=8, special=True))
+    def check(case):
+        outputs, feeds = case
+        expected = run_reference(outputs, feeds)
+        fn = backend.compile(outputs)
+        for k, (a, e) in enumerate(zip(fn(**feeds), expected)):
+            assert a.dtype == e.dtype, f"output {k}: dtype {a.dtype} != {e.dtype}"
+            assert_close(a, e, dtype, what=f"output {k} of\n{gc.Graph(outputs)}")
+
+    check()
 
 
 def _mlp(dtype, sizes=(12, 16, 16, 4)):

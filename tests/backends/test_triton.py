@@ -23,6 +23,7 @@ from graphc.compile import check_feeds
 from graphc.ir import Graph
 from graphc.passes import optimize
 from graphc.passes.fusion import make_fused
+from tests.graphc import test_deep_graphs as deep
 from tests.strategies import assert_close, graphs
 
 RNG = np.random.default_rng(0)
@@ -239,6 +240,22 @@ def test_index_arithmetic_is_int64_only_when_sizes_need_it():
     assert all(".to(tl.int64)" in k.source for k in big.kernels)
 
 
+DEEP_GRAPHS = {"chain": lambda: deep.chain(deep.N)[1], "wide": lambda: deep.wide(deep.N // 2)[1],
+               "shared": lambda: deep.shared(3000)}
+
+
+@pytest.mark.parametrize("name", sorted(DEEP_GRAPHS))
+def test_a_graph_of_thousands_of_nodes_generates_one_kernel_without_recursion(name):
+    """test_deep_graphs.py's graphs, generated (not run: the interpreter takes seconds to
+    rewrite a kernel of thousands of ops) under its shallow stack and CPU time limit."""
+    with deep.shallow_stack():
+        graph = optimize(Graph(DEEP_GRAPHS[name]()), "O2")
+        start = time.process_time()
+        program = triton_host.generate(graph, {"batch": 2})
+        assert time.process_time() - start < deep.SECONDS
+    assert len(program.kernels) == 1 and program.source.count("tl.store") == 1
+
+
 def test_autotuned_program_runs_with_every_kernel_tuned():
     """The GPU host path (configs chosen by triton.autotune, block sizes from the chosen
     config through the grid lambdas), run in the interpreter with a CPU stopwatch as the
@@ -263,8 +280,136 @@ def test_autotuned_program_runs_with_every_kernel_tuned():
     assert all(tuner.best_config is not None for tuner in tuners)
 
 
-def test_integer_matmul_is_a_clear_error():
-    a, b = gc.input("a", (3, 4), "int32"), gc.input("b", (4, 2), "int32")
-    fn = gc.compile(a @ b, backend="triton")
-    with pytest.raises(gc.errors.GraphcError, match=r"cannot generate matmul on i32\[3,4\]"):
-        fn(a=np.ones((3, 4), np.int32), b=np.ones((4, 2), np.int32))
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_integer_matmul_multiplies_the_tiles_out(dtype):
+    """tl.dot takes no int32/int64 tiles: their products are summed over K instead, in
+    the result dtype (int32 wraps as NumPy's matmul does). K = 70 takes three K blocks."""
+    a, b = gc.input("a", (3, 5, 70), dtype), gc.input("b", (70, 9), "int32")
+    k = make_fused("matmul", [a, b], lambda a, b: (a @ b) * 3 + 1)
+    big = np.iinfo(np.int32).max // 50
+    run_both([a @ b, k], {"a": RNG.integers(-big, big, (3, 5, 70)).astype(dtype),
+                          "b": RNG.integers(-9, 9, (70, 9)).astype(np.int32)})
+
+
+# --- reductions that read other reductions, across blocks (variance) --------------------
+
+VARIANCE_CASES = [((4097,), None, None), ((15, 25, 35), None, None), ((7, 129), 1, 32),
+                  ((129, 7), 0, 16), ((3, 1000), 1, 256), ((5, 33), None, 16)]
+
+
+@pytest.mark.parametrize("shape,axis,max_row_block", VARIANCE_CASES)
+def test_a_reduction_of_a_reduction_is_right_on_the_looped_path(shape, axis, max_row_block):
+    """sum((x - mean(x))**2): two sums in one kernel, the second reading the first. On
+    the looped path each needs its own accumulator (they once shared one: the variance
+    of 4097 elements came out as -60, and on (15, 25, 35) as sum(x)); so do three
+    reductions of two kinds, each reading the ones before."""
+    x = gc.input("x", shape)
+    count = int(np.prod(shape)) if axis is None else shape[axis]
+
+    def variance(x):     # (gc.mean's size op is no kernel member: divide by the count)
+        return gc.sum((x - gc.sum(x, axis=axis, keepdims=True) / count) ** 2, axis=axis)
+
+    def spread(x):
+        return gc.max(x - gc.max(x, axis, keepdims=True) - gc.sum(x, axis, keepdims=True), axis)
+
+    kernels = [make_fused("reduction", [x], variance), make_fused("reduction", [x], spread)]
+    value = randn(*shape) * 3 + 1
+    arrays, dims = check_feeds([x], {"x": value})
+    tri = triton_backend.build(Graph(kernels), dims, max_row_block=max_row_block)
+    assert kinds(tri) == ["reduction"] * 2 and "for r0 in range" in tri.source   # looped
+    v = value.astype(np.float64)
+    want = [((v - v.mean(axis=axis, keepdims=True)) ** 2).sum(axis=axis),
+            (v - v.max(axis=axis, keepdims=True) - v.sum(axis=axis, keepdims=True)).max(axis)]
+    for got, expected in zip(tri(arrays), want):
+        np.testing.assert_allclose(got, expected, rtol=1e-4)
+    # and as users write it, through the whole pipeline
+    got = gc.compile(variance(x), backend="triton")(x=value)
+    np.testing.assert_allclose(got, want[0], rtol=1e-4)
+
+
+@pytest.mark.parametrize("max_row_block", [None, 16])
+def test_max_and_sum_of_bools(max_row_block):
+    """A max of bools is an any (accumulated as int8: it once failed to generate with
+    "Invalid integer data type 'b'"); a sum of bools counts them in int64."""
+    b = gc.input("b", (7, 129), "bool")
+    outs = [gc.max(b, axis=1), gc.max(b, axis=0, keepdims=True), gc.max(b), gc.sum(b, axis=1),
+            gc.sum(b)]
+    value = RNG.standard_normal((7, 129)) > 1.5
+    value[3] = False
+    run_both(outs, {"b": value}, max_row_block=max_row_block)
+
+
+@pytest.mark.parametrize("max_row_block", [None, 16])
+def test_max_lets_nan_win_on_both_reduction_paths(max_row_block):
+    x = gc.input("x", (4, 100))
+    value = randn(4, 100)
+    value[1, 57], value[2, 0], value[2, 99] = np.nan, np.nan, np.inf
+    value[3, :] = -np.inf
+    run_both([gc.max(x, axis=1), gc.max(x, axis=0), gc.nn.logsumexp(x, axis=1)],
+             {"x": value}, oracle=reference_backend, max_row_block=max_row_block)
+
+
+# --- one_hot labels out of range ------------------------------------------------------
+
+def _label_error(backend, outputs, feeds, **build_options):
+    graph = Graph(outputs)
+    arrays, dims = check_feeds(graph.inputs, {n.name: feeds[n.name] for n in graph.inputs})
+    with pytest.raises(gc.errors.GraphcError) as info:
+        backend.build(graph, dims, **build_options)(arrays)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("max_row_block", [None, 16])
+def test_a_label_out_of_range_raises_from_any_kernel_holding_the_one_hot(max_row_block):
+    """The kernel stores each bad label in a check buffer; the host raises the numpy
+    backend's error for the first one, in any kernel kind and on the looped path."""
+    labels, z = gc.input("labels", (6,), "int64"), gc.input("z", (6, 40))
+    hot = gc.one_hot(labels, 40)
+    l_in, z_in = gc.input("in0", (6,), "int64"), gc.input("in1", (6, 40))
+    fused = [gc.dsl.apply("fused", labels, kind="pointwise",
+                          body=Graph([gc.one_hot(l_in, 40) * 2.0])),
+             gc.dsl.apply("fused", labels, z, kind="reduction",
+                          body=Graph([(gc.one_hot(l_in, 40) * z_in).sum(axis=1)]))]
+    feeds = {"labels": np.array([0, 39, 41, 3, -2, 45]), "z": randn(6, 40)}
+    for outs in ([hot], [fused[0]], [fused[1]]):
+        got = _label_error(triton_backend, outs, feeds, max_row_block=max_row_block)
+        want = _label_error(numpy_backend, [hot], feeds)
+        assert got.split(" (made at")[0] == want.split(" (made at")[0]
+        assert got.startswith("one_hot: label 41 is outside [0, 40) (made at test_triton.py:")
+    good = dict(feeds, labels=np.array([0, 39, 1, 3, 2, 5]))
+    run_both([hot, fused[1]], good, max_row_block=max_row_block)
+
+
+# --- index arithmetic and the triton version -----------------------------------------
+
+@pytest.mark.parametrize("n,index_dtype", [(2**31 - 1024, "int32"), (2**31 - 1023, "int64"),
+                                           (2**31 - 5, "int64")])
+def test_index_arithmetic_widens_when_a_tail_lane_would_pass_int32(n, index_dtype):
+    """n elements fit int32, but the last block's tail lanes compute offsets up to the
+    next multiple of the block (1024): past 2**31 - 1 they would wrap to negative
+    offsets and pass the `offs < total` mask. (Only generated here, never run.)"""
+    x = gc.input("x", ("n",))
+    program = triton_host.generate(Graph([gc.exp(x) + 1, x.sum()]), {"n": n})
+    assert {k.index_dtype for k in program.kernels} == {index_dtype}
+    assert all((".to(tl.int64)" in k.source) == (index_dtype == "int64")
+               for k in program.kernels)
+
+
+def test_matmul_index_arithmetic_counts_the_padded_tiles():
+    a, b = gc.input("a", (2**16 + 1, 8)), gc.input("b", (8, 2**15 - 1))   # m * n < 2**31
+    (kernel,) = triton_host.generate(Graph([a @ b]), {}).kernels
+    assert kernel.index_dtype == "int64"        # (m + 63) * (n + 1) passes 2**31
+
+
+@pytest.mark.parametrize("version,ok", [("3.4.0", False), ("3.5.1", False), ("3.6.0", True),
+                                        ("3.10.0+git1234", True)])
+def test_an_old_triton_is_refused_with_what_to_install(monkeypatch, version, ok):
+    import triton
+    monkeypatch.setattr(triton, "__version__", version)
+    if ok:
+        triton_backend._check_available()
+        return
+    with pytest.raises(gc.errors.BackendUnavailable) as info:
+        triton_backend._check_available()
+    assert f"triton >= 3.6, and triton {version} is installed" in str(info.value)
+    assert "pip install -U 'graphc[triton]'" in str(info.value)

@@ -201,6 +201,33 @@ def test_run_time_error_names_the_node_and_user_line(backend):
     assert_short(info)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd_momentum", "adam"])
+def test_a_step_with_a_label_out_of_range_raises_and_changes_nothing(optimizer, backend):
+    """The labels are checked while the step runs (triton: its kernel records the bad
+    label and the host raises before any result returns): the same error on every
+    backend, and no param or optimizer state moves."""
+    x, labels = gc.input("x", ("batch", 3)), gc.input("labels", ("batch",), "int64")
+    W, b = gc.param("W", np.eye(3) + 0.5), gc.param("b", np.zeros(3))
+    logits = x @ W + b
+    where = line(1)
+    loss = gc.nn.softmax_cross_entropy(logits, labels)
+    make = {"sgd_momentum": lambda: gc.optim.sgd(loss, [W, b], lr=0.1, momentum=0.9),
+            "adam": lambda: gc.optim.adam(loss, [W, b], lr=0.1)}
+    updates = make[optimizer]()
+    step = backend.compile(loss, updates=updates)
+    X = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+    step(x=X, labels=np.array([0, 2, 1, 1]))          # the state is no longer all zeros
+    before = {p.name: p.value.copy() for p in updates}
+    with pytest.raises(GraphcError) as info:
+        step(x=X, labels=np.array([0, 7, 1, 9]))
+    message = str(info.value)
+    assert message.startswith("one_hot: label 7 is outside [0, 3)") and where in message
+    for p in updates:
+        np.testing.assert_array_equal(p.value, before[p.name], err_msg=p.name)
+    step(x=X, labels=np.array([0, 2, 1, 1]))          # and the next good step runs
+    assert not np.array_equal(W.value, before["W"])
+
+
 def test_update_of_the_wrong_shape_or_dtype_is_refused_at_compile(backend):
     x = gc.input("x", ("batch", 2))
     W = gc.param("W", np.zeros((2, 2)))

@@ -192,6 +192,51 @@ def test_where_needs_a_bool_condition():
         gc.where(x, x, x)
 
 
+# --- NaN, inf and signed zeros, as NumPy (and torch) treat them ---------------------
+
+SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0])
+
+
+@pytest.mark.parametrize("op", sorted(UNARY))
+def test_unary_ops_on_nan_inf_and_zeros(op, backend):
+    x = gc.input("x", SPECIAL.shape, "float64")
+    with np.errstate(all="ignore"):
+        want = UNARY[op](SPECIAL)
+    np.testing.assert_allclose(backend.run(getattr(gc, op)(x), x=SPECIAL), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("op", sorted(BINARY))
+def test_binary_ops_on_every_pair_of_nan_inf_and_zeros(op, backend):
+    """relu, maximum and minimum pass NaN on (tl.maximum alone would drop it), and pow
+    follows C's special cases (1 ** nan = 1, (-1) ** inf = 1, (-inf) ** 0.5 = inf)."""
+    a, b = gc.input("a", (10, 1), "float64"), gc.input("b", (10,), "float64")
+    va = SPECIAL.reshape(10, 1)
+    with np.errstate(all="ignore"):
+        want = BINARY[op](va, SPECIAL)
+    np.testing.assert_allclose(backend.run(getattr(gc, op)(a, b), a=va, b=SPECIAL), want,
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("op", sorted(COMPARE))
+def test_compares_with_nan_are_false_but_not_equal(op, backend):
+    a, b = gc.input("a", (10, 1), "float64"), gc.input("b", (10,), "float64")
+    va = SPECIAL.reshape(10, 1)
+    out = backend.run(getattr(gc, op)(a, b), a=va, b=SPECIAL)
+    np.testing.assert_array_equal(out, COMPARE[op](va, SPECIAL))
+
+
+def test_max_and_sum_pass_nan_and_inf_on(backend):
+    x = gc.input("x", (4, 5))
+    value = np.array([[1, np.nan, 3, 0, -1], [-np.inf, -np.inf, -np.inf, -np.inf, -np.inf],
+                      [np.inf, 2, -np.inf, 0, 1], [np.nan, 7, 8, np.inf, 9]], np.float32)
+    nodes = [x.max(axis=1), x.max(axis=0), x.max(), x.sum(axis=1), gc.nn.logsumexp(x, axis=1)]
+    with np.errstate(all="ignore"):
+        want = [value.max(1), value.max(0), value.max(), value.sum(1),
+                torch.logsumexp(torch.tensor(value), 1).numpy()]   # -inf for a row of -inf
+    for got, expected in zip(backend.run(nodes, x=value), want):
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
 # --- reductions ---------------------------------------------------------------------
 
 REDUCE_CASES = [(None, False), (0, False), (1, True), ((0, 2), False), ((0, 2), True),

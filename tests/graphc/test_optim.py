@@ -83,14 +83,20 @@ def _xor_network(rng, hidden=8):
     return z, gc.nn.binary_cross_entropy_with_logits(z, y), [W1, b1, w2, b2]
 
 
-@pytest.mark.parametrize("optimizer", [
-    lambda loss, ps: gc.optim.sgd(loss, ps, lr=0.3, momentum=0.9),
-    lambda loss, ps: gc.optim.adam(loss, ps, lr=0.05),
-], ids=["sgd_momentum", "adam"])
+XOR_OPTIMIZERS = {
+    "sgd_momentum": lambda loss, ps: gc.optim.sgd(loss, ps, lr=0.3, momentum=0.9),
+    "adam": lambda loss, ps: gc.optim.adam(loss, ps, lr=0.05),
+}
+
+
+@pytest.mark.parametrize("optimizer", sorted(XOR_OPTIMIZERS))
 @pytest.mark.parametrize("seed", range(3))
 def test_xor_trains_to_full_accuracy(optimizer, seed, backend):
+    if backend.name == "triton" and (seed, optimizer) != (0, "sgd_momentum"):
+        pytest.skip("300 steps take 15-30 s in Triton's interpreter; one run trains here, "
+                    "and test_updates_match_torch_optim checks every optimizer's kernels")
     z, loss, params = _xor_network(np.random.default_rng(seed))
-    step = backend.compile(loss, updates=optimizer(loss, params))
+    step = backend.compile(loss, updates=XOR_OPTIMIZERS[optimizer](loss, params))
     predict = backend.compile(z > 0)
     first = step(x=XOR_X, y=XOR_Y)
     for _ in range(300):
