@@ -31,6 +31,7 @@ import numpy as np
 
 from graphc import dsl, ops
 from graphc import scopes
+from graphc.arguments import describe as _describe, node_list
 from graphc.errors import GradError, ShapeError
 from graphc.ir import Node, topological_order
 from graphc.types import TensorType, broadcast_shapes, format_shape, is_float, numpy_dtype
@@ -49,8 +50,11 @@ def grad(y: Node, wrt, seed=None, allow_disconnected=False):
     which gives zeros instead. A `wrt` that y reaches only through ops with zero
     gradient (comparisons, step, sign) gets zeros: y depends on it, with derivative 0.
     """
+    if not isinstance(y, Node):
+        raise GradError(f"gc.grad: y must be a graph node (the value to differentiate), "
+                        f"got {_describe(y)}")
     single = isinstance(wrt, Node)
-    targets = [wrt] if single else list(wrt)
+    targets = node_list(wrt, "gc.grad: wrt", GradError)
     for node in targets:
         _check_wrt(node)
     if not is_float(y.dtype):
@@ -67,14 +71,7 @@ def vjp(y: Node, wrt, seed, allow_disconnected=False):
     return grad(y, wrt, seed=seed, allow_disconnected=allow_disconnected)
 
 
-def _describe(node: Node) -> str:
-    label = f"{node.op} {node.name!r}" if node.name else node.op
-    return f"{label} : {node.type}" + (f" (made at {node.loc})" if node.loc else "")
-
-
 def _check_wrt(node):
-    if not isinstance(node, Node):
-        raise GradError(f"gc.grad: wrt must be graph nodes, got {type(node).__name__}")
     if not is_float(node.dtype):
         raise GradError(f"gc.grad: cannot differentiate with respect to {_describe(node)}: "
                         "only float values have gradients")
