@@ -188,6 +188,27 @@ def test_two_inputs_with_the_same_name_are_refused_at_compile(backend):
         backend.compile(a + b)
 
 
+def test_two_params_with_the_same_name_are_refused_at_compile_naming_both_lines(backend):
+    first = gc.param("W", np.ones(2))
+    second = gc.param("W", np.zeros(2))
+    lines = line(-2), line(-1)
+    with pytest.raises(GraphcError, match="two different params are named 'W'") as info:
+        backend.compile(first + second)
+    assert f"made at {lines[0]} and {lines[1]}" in str(info.value)
+    with pytest.raises(GraphcError, match="two different params are named 'W'"):
+        backend.compile(first.sum(), updates={second: second + 1})  # an update's param too
+    with pytest.raises(GraphcError, match="two different params are named 'W'"):
+        gc.Function([first + second], None, None, backend.name, backend.opt)
+
+
+def test_params_without_names_do_not_collide(backend):
+    # parsed text IR may hold params numbered, not named
+    graph = gc.ir.parse("%0 = param() : f32[2]\n%1 = param() : f32[2]\n"
+                        "%2 = add(%0, %1) : f32[2]\nreturn %2")
+    assert [p.name for p in graph.params] == [None, None]
+    np.testing.assert_array_equal(backend.run(graph.outputs[0]), [0.0, 0.0])
+
+
 # --- call time: run-time errors and updates -----------------------------------------------
 
 def test_run_time_error_names_the_node_and_user_line(backend):
