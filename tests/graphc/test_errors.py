@@ -3,6 +3,9 @@ user's own file:line, and comes with a short traceback (no NumPy frames from dee
 
 import inspect
 import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -172,6 +175,60 @@ def test_feed_dtypes_that_would_lose_information_are_refused(dtype, value, ok, b
     else:
         with pytest.raises(FeedError, match="input 'x' expects " + dtype):
             f(x=value)
+
+
+F32_MAX = float(np.finfo(np.float32).max)
+F32_ROUNDS_TO_INF = 2.0**128 - 2.0**103  # halfway from float32's max to 2**128: ties to even
+
+
+@pytest.mark.parametrize("value, largest", [
+    ([1.0, 1e39, -1e300], "1e+300"),
+    ([F32_ROUNDS_TO_INF, 0.0, 0.0], "3.40282357e+38"),
+    ([np.inf, -2e38, -4e38], "4e+38"),
+])
+def test_a_finite_float64_feed_that_overflows_float32_is_refused(value, largest, backend):
+    x = gc.input("x", (3,))
+    f = backend.compile(x * 1)
+    with pytest.raises(FeedError, match=f"input 'x' expects float32; a finite value of "
+                                        f"magnitude {re.escape(largest)} does not fit in it "
+                                        r"\(its largest is 3.40282347e\+38\)"):
+        f(x=np.array(value))
+
+
+def test_float64_feeds_at_float32s_edge_and_inf_and_nan_stay_values(backend):
+    x = gc.input("x", (4,))
+    f = backend.compile(x * 1)
+    edge = np.nextafter(F32_ROUNDS_TO_INF, 0)  # rounds down to float32's max
+    np.testing.assert_array_equal(f(x=np.array([edge, -F32_MAX, 1e-50, 0.0])),
+                                  np.array([F32_MAX, -F32_MAX, 0.0, 0.0], np.float32))
+    np.testing.assert_array_equal(f(x=np.array([np.inf, -np.inf, np.nan, 1.0])),
+                                  [np.inf, -np.inf, np.nan, 1.0])
+
+
+def test_a_torch_tensor_feed_is_read_as_its_values(backend):
+    import torch
+
+    x = gc.input("x", (3,))
+    labels = gc.input("labels", (3,), "int64")
+    f = backend.compile([x * 2, labels + 1])
+    tracked = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    weights = torch.nn.Parameter(torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64))
+    for value in (tracked, weights, tracked * 1):  # a leaf, a Parameter, a non-leaf
+        doubled, _ = f(x=value, labels=torch.tensor([0, 1, 2]))
+        np.testing.assert_array_equal(doubled, 2 * value.detach().numpy())
+    assert tracked.requires_grad and tracked.grad is None  # left as it was
+    with pytest.raises(FeedError, match="input 'labels' expects int64; casting float32"):
+        f(x=tracked, labels=tracked)
+
+
+def test_the_numpy_path_never_imports_torch():
+    script = ("import sys, numpy as np, graphc as gc\n"
+              "x = gc.input('x', (2,)); W = gc.param('W', [1.0, 2.0])\n"
+              "f = gc.compile(x * W); f(x=np.ones(2)); W.value = np.ones(2)\n"
+              "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.strip() == "False", result.stderr
 
 
 def test_one_symbolic_dim_bound_twice_within_one_input(backend):
