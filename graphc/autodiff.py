@@ -34,7 +34,8 @@ from graphc import scopes
 from graphc.arguments import describe as _describe, node_list
 from graphc.errors import GradError, ShapeError
 from graphc.ir import Node, topological_order
-from graphc.types import TensorType, broadcast_shapes, format_shape, is_float, numpy_dtype
+from graphc.types import (
+    TensorType, broadcast_shapes, format_shape, is_float, numpy_dtype, to_dtype)
 
 GRAD_TAGS = frozenset({"grad"})
 
@@ -85,7 +86,8 @@ def _default_seed(y: Node) -> Node:
 
 
 def _seed(y: Node, seed) -> Node:
-    node = seed if isinstance(seed, Node) else _const(seed, y.dtype)
+    node = seed if isinstance(seed, Node) else _const(
+        to_dtype(seed, y.dtype, "gc.grad: seed", GradError), y.dtype)
     if broadcast_shapes(node.shape, y.shape) != y.shape:
         raise GradError(f"gc.grad: seed of shape {format_shape(node.shape)} does not match "
                         f"y, {_describe(y)}")

@@ -105,6 +105,17 @@ def test_grad_names_the_wrt_entry_that_is_not_a_float_node(model):
         gc.grad(y, [W, labels])
 
 
+@pytest.mark.parametrize("seed, words", [
+    ("a", "gc.grad: seed expects float32, got <U1 values"),
+    (object(), "gc.grad: seed expects float32, got object values"),
+    ([[1.0], [2.0, 3.0]], "gc.grad: seed: the value is not an array"),
+])
+def test_grad_seed_must_be_numbers_or_a_node(seed, words):
+    x = gc.input("x", (3,))
+    with pytest.raises(GradError, match=re.escape(words)):
+        gc.grad(x * 2, x, seed=seed)
+
+
 def test_grad_with_a_repeated_wrt_gives_the_gradient_at_each_place(model, backend):
     # as torch.autograd.grad(y, [W, W]) does
     x, W, y = model
