@@ -14,6 +14,7 @@ kernels of a program; results are cached per kernel source in the parent.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import tempfile
 
 from graphc.backends import triton_codegen as cg
 from graphc.backends import triton_host
+from graphc.errors import BackendUnavailable
 
 _cache = {}   # (kernel source, num_warps, capability) -> stats: compiles take seconds
 
@@ -42,6 +44,7 @@ def compile_program(program: triton_host.Program, arch="sm_90", timeout=600) -> 
     cap = capability(arch)
     todo = [k for k in program.kernels if _key(k, cap) not in _cache]
     if todo:
+        _check_installed()
         _, path = triton_host.write_module(program.source)
         spec = {"path": path, "capability": cap, "kernels": [_spec(k) for k in todo]}
         env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
@@ -54,6 +57,17 @@ def compile_program(program: triton_host.Program, arch="sm_90", timeout=600) -> 
         for kernel, stats in zip(todo, json.loads(run.stdout.strip().splitlines()[-1])):
             _cache[_key(kernel, cap)] = stats
     return [dict(_cache[_key(k, cap)], name=k.name) for k in program.kernels]
+
+
+def _check_installed():
+    """The child imports triton, and the generated module torch: name the one missing
+    here, not as a ModuleNotFoundError inside the child."""
+    missing = [name for name in ("triton", "torch") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise BackendUnavailable(
+            f"compiling kernels ahead of time needs {' and '.join(missing)}, which "
+            f"{'is' if len(missing) == 1 else 'are'} not installed: pip install -e "
+            '".[triton]" (`graphc kernels --no-compile` prints the kernels without them)')
 
 
 def _key(kernel: cg.Kernel, cap: int):
@@ -72,8 +86,6 @@ def _spec(kernel: cg.Kernel) -> dict:
 # --- the child process -------------------------------------------------------------------
 
 def _compile_all(spec: dict) -> list:
-    import importlib.util
-
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource

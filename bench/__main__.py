@@ -2,12 +2,13 @@
 
 BENCHMARKS is the list of benchmarks, one row each: name -> (module, what it measures).
 A benchmark module has `run(repeats: int) -> None` and prints its own tables.
+They need pyproject.toml's bench extra (NEEDS), checked before anything runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -22,6 +23,9 @@ BENCHMARKS = {
     "gpu_traffic": ("bench.gpu_traffic",
                     "D: modelled GPU memory traffic of the MLP step, fused kernels vs one per op"),
 }
+
+# The bench extra: threadpoolctl reads and limits the BLAS's threads, torch is a peer row.
+NEEDS = ("threadpoolctl", "torch")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +52,11 @@ def run(args) -> int:
     if unknown:
         print(f"unknown benchmark {unknown[0]!r}; benchmarks are {', '.join(BENCHMARKS)}",
               file=sys.stderr)
+        return 2
+    missing = [name for name in NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"the benchmarks need {', '.join(NEEDS)}; not installed: {', '.join(missing)}. "
+              'Install graphc\'s bench extra: pip install -e ".[bench]"', file=sys.stderr)
         return 2
     if not args.keep_blas_env and any(k in os.environ for k in BLAS_OVERRIDES):
         return _rerun_without(BLAS_OVERRIDES, args)

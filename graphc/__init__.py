@@ -15,7 +15,8 @@ from graphc.dsl import (
     stop_gradient, sub, sum, tanh, transpose, where)
 from graphc.explore import explore
 from graphc.errors import (
-    BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, ParseError, ShapeError)
+    BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, ParseError, ShapeError,
+    UsageError)
 from graphc.ir import Graph, Node
 from graphc.scopes import scope
 from graphc.types import TensorType
@@ -29,5 +30,5 @@ __all__ = [
     "matmul", "max", "maximum", "mean", "minimum", "mul", "ne", "neg", "one_hot", "param",
     "pow", "relu", "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step",
     "stop_gradient", "sub", "sum", "tanh", "transpose", "where", "GraphcError", "ShapeError",
-    "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable",
+    "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable", "UsageError",
 ]

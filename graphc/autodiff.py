@@ -31,9 +31,11 @@ import numpy as np
 
 from graphc import dsl, ops
 from graphc import scopes
+from graphc.arguments import describe as _describe, node_list
 from graphc.errors import GradError, ShapeError
 from graphc.ir import Node, topological_order
-from graphc.types import TensorType, broadcast_shapes, format_shape, is_float, numpy_dtype
+from graphc.types import (
+    TensorType, broadcast_shapes, format_shape, is_float, numpy_dtype, to_dtype)
 
 GRAD_TAGS = frozenset({"grad"})
 
@@ -49,8 +51,11 @@ def grad(y: Node, wrt, seed=None, allow_disconnected=False):
     which gives zeros instead. A `wrt` that y reaches only through ops with zero
     gradient (comparisons, step, sign) gets zeros: y depends on it, with derivative 0.
     """
+    if not isinstance(y, Node):
+        raise GradError(f"gc.grad: y must be a graph node (the value to differentiate), "
+                        f"got {_describe(y)}")
     single = isinstance(wrt, Node)
-    targets = [wrt] if single else list(wrt)
+    targets = node_list(wrt, "gc.grad: wrt", GradError)
     for node in targets:
         _check_wrt(node)
     if not is_float(y.dtype):
@@ -67,14 +72,7 @@ def vjp(y: Node, wrt, seed, allow_disconnected=False):
     return grad(y, wrt, seed=seed, allow_disconnected=allow_disconnected)
 
 
-def _describe(node: Node) -> str:
-    label = f"{node.op} {node.name!r}" if node.name else node.op
-    return f"{label} : {node.type}" + (f" (made at {node.loc})" if node.loc else "")
-
-
 def _check_wrt(node):
-    if not isinstance(node, Node):
-        raise GradError(f"gc.grad: wrt must be graph nodes, got {type(node).__name__}")
     if not is_float(node.dtype):
         raise GradError(f"gc.grad: cannot differentiate with respect to {_describe(node)}: "
                         "only float values have gradients")
@@ -88,7 +86,8 @@ def _default_seed(y: Node) -> Node:
 
 
 def _seed(y: Node, seed) -> Node:
-    node = seed if isinstance(seed, Node) else _const(seed, y.dtype)
+    node = seed if isinstance(seed, Node) else _const(
+        to_dtype(seed, y.dtype, "gc.grad: seed", GradError), y.dtype)
     if broadcast_shapes(node.shape, y.shape) != y.shape:
         raise GradError(f"gc.grad: seed of shape {format_shape(node.shape)} does not match "
                         f"y, {_describe(y)}")

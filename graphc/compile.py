@@ -12,11 +12,13 @@ its params are shared by every call, so two threads never run it at once.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 
 import numpy as np
 
+from graphc.arguments import describe, node_list
 from graphc.commit import Commit
-from graphc.errors import DtypeError, FeedError, GraphcError, ShapeError
+from graphc.errors import DtypeError, FeedError, GraphcError, ShapeError, UsageError
 from graphc.ir import Graph, Node
 from graphc.logs import CompileLog
 from graphc.types import format_shape, numpy_dtype, to_dtype
@@ -43,16 +45,16 @@ class Function:
         from graphc.passes import optimize
 
         self._single = isinstance(outputs, Node)
-        self.outputs = [outputs] if self._single else list(outputs)
-        self.updates = dict(updates or {})
+        self.outputs = node_list(outputs, "gc.compile: outputs", UsageError)
+        self.updates = _checked_updates(updates)
         self.source_graph = Graph(self.outputs, self.updates)
-        _check_updates(self.updates)
         self._used = self.source_graph.inputs  # Graph.inputs walks every node: once, here
         self.inputs = self._used if inputs is None else _listed_inputs(inputs)
         self._fed = list(dict.fromkeys(self._used + self.inputs))  # what a call must feed
         self._params = [(p, p.shape, numpy_dtype(p.dtype), p in self.updates)
                         for p in self.source_graph.params]
-        _check_unique_names(self._fed)
+        _check_unique_names(self._fed, "inputs", FeedError)
+        _check_unique_names(self.source_graph.params, "params", GraphcError)
         _check_dims_bound(self.source_graph)
         self.backend_name = backend
         self._backend = backends.load(backend)
@@ -138,33 +140,60 @@ def _check_dims_bound(graph: Graph):
 
 
 def _listed_inputs(inputs) -> list:
-    listed = list(inputs)
+    listed = node_list(inputs, "gc.compile: inputs", FeedError)
     for node in listed:
-        if not (isinstance(node, Node) and node.op == "input"):
+        if node.op != "input":
             raise FeedError(f"inputs= lists the input nodes (gc.input) of positional calls; "
                             f"got {node!r}")
     return listed
 
 
-def _check_unique_names(inputs: list):
+# Why two nodes of one kind must not share a name.
+_NAMES_MATTER = {
+    "inputs": "a call feeds inputs by name",
+    "params": ("a param's name stands for it in the text IR and in pictures, and is the key "
+               "its value is saved under; gc.optim names a param's state after it (W_m, "
+               "W_v, W_velocity) and adam's step count after its name= argument (adam_t)"),
+}
+
+
+def _check_unique_names(nodes: list, kind: str, error):
     seen = {}
-    for node in inputs:
+    for node in nodes:
         other = seen.setdefault(node.name, node)
-        if other is not node:
-            raise FeedError(f"two different inputs are named {node.name!r} "
-                            f"(made at {other.loc} and {node.loc})")
+        if node.name is not None and other is not node:
+            raise error(f"two different {kind} are named {node.name!r} (made at {other.loc} "
+                        f"and {node.loc}): {_NAMES_MATTER[kind]}")
 
 
-def _check_updates(updates: dict):
-    # Checked here, not at the first call: a new value that does not fit its param would
-    # otherwise fail in the middle of committing, with some params already written.
+def _checked_updates(updates) -> dict:
+    """`updates` as a dict {param: new value node}, every pair checked here, not at the
+    first call: a new value that does not fit its param would otherwise fail in the
+    middle of committing, with some params already written."""
+    if updates is None:
+        return {}
+    if not isinstance(updates, Mapping):
+        raise UsageError(f"gc.compile: updates must be a dict {{param: new value node}}, got "
+                         f"{describe(updates)}")
     for param, value in updates.items():
-        fits = value.shape == param.shape and np.can_cast(
-            numpy_dtype(value.dtype), numpy_dtype(param.dtype), "same_kind")
-        if not fits:
-            error = ShapeError if value.shape != param.shape else DtypeError
-            raise error(f"update of param {param.name!r} ({param.type}): the new value is "
-                        f"{value.type} (made at {value.loc}); it must have the param's type")
+        if not (isinstance(param, Node) and param.op == "param"):
+            raise UsageError(f"gc.compile: updates maps params (gc.param) to their new "
+                             f"values; the key {describe(param)} is not a param")
+        if not isinstance(value, Node):
+            raise UsageError(f"gc.compile: the update of param {param.name!r} must be a graph "
+                             f"node that computes its new value (e.g. {param.name} - lr * g), "
+                             f"got {describe(value)}")
+        _check_update_type(param, value)
+    return dict(updates)
+
+
+def _check_update_type(param: Node, value: Node):
+    fits = value.shape == param.shape and np.can_cast(
+        numpy_dtype(value.dtype), numpy_dtype(param.dtype), "same_kind")
+    if not fits:
+        error = ShapeError if value.shape != param.shape else DtypeError
+        raise error(f"update of param {param.name!r} ({param.type}): the new value is "
+                    f"{value.type} (made at {value.loc}); it must have the param's type")
 
 
 def _check_held_values(params: list):

@@ -17,7 +17,7 @@ from graphc import ops
 from graphc.errors import DtypeError, ShapeError
 from graphc.ir import Node, user_location
 from graphc.types import (
-    TensorType, canonical_dtype, canonical_shape, format_shape, is_float, numpy_dtype)
+    TensorType, canonical_dtype, canonical_shape, format_shape, host_data, is_float, numpy_dtype)
 
 
 # --- sources ---------------------------------------------------------------------------
@@ -55,7 +55,7 @@ def const(value, dtype=None) -> Node:
 def _to_array(value, dtype, what: str) -> np.ndarray:
     """A copy of `value` as an array; a value that is not numeric data says so plainly."""
     try:
-        return np.array(value, dtype=dtype)
+        return np.array(host_data(value), dtype=dtype)
     except (ValueError, TypeError) as e:  # ragged lists, strings, None ...
         raise DtypeError(f"{what}: the value is not a numeric array: {e}") from None
 

@@ -17,6 +17,11 @@ class DtypeError(GraphcError, TypeError):
     """A dtype an op does not accept, or a cast that would lose information."""
 
 
+class UsageError(GraphcError, TypeError):
+    """A graphc function given the wrong kind of argument: not a node where nodes are
+    expected, an input where a param belongs, an empty or repeated list of params."""
+
+
 class FeedError(GraphcError, ValueError):
     """A call's feeds do not match the graph's inputs (name, rank, dimension, dtype)."""
 

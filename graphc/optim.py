@@ -15,14 +15,19 @@ from __future__ import annotations
 import numpy as np
 
 from graphc import dsl
+from graphc.arguments import describe, node_list
 from graphc.autodiff import grad
+from graphc.errors import UsageError
 from graphc.types import promote
 
 
 def sgd(loss, params, lr, momentum=0.0) -> dict:
-    """p <- p - lr * g; with momentum: v <- momentum * v + g, p <- p - lr * v."""
+    """p <- p - lr * g; with momentum: v <- momentum * v + g, p <- p - lr * v.
+
+    The velocity of param p is a param `{p.name}_velocity`."""
+    params = _checked_params(params, "sgd")
     updates = {}
-    for p, g in zip(params, grad(loss, list(params))):
+    for p, g in zip(params, grad(loss, params)):
         if momentum:
             velocity = _state(p, "velocity")
             g = momentum * velocity + g
@@ -34,19 +39,40 @@ def sgd(loss, params, lr, momentum=0.0) -> dict:
 def adam(loss, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, name="adam") -> dict:
     """Adam (Kingma & Ba): bias-corrected first and second moment estimates of g.
 
-    The step count is a param `{name}_t`; moments are `{p.name}_m` and `{p.name}_v`."""
+    The step count is a param `{name}_t`; moments are `{p.name}_m` and `{p.name}_v`.
+    Two adams in one step (param groups with their own lr) need names of their own, or
+    their step counts collide (gc.compile refuses two params of one name)."""
+    params = _checked_params(params, "adam")
     t = dsl.param(f"{name}_t", np.zeros(()), promote(*(p.dtype for p in params)))
     t_new = t + 1
     correct1 = 1 - beta1 ** t_new
     correct2 = 1 - beta2 ** t_new
     updates = {t: t_new}
-    for p, g in zip(params, grad(loss, list(params))):
+    for p, g in zip(params, grad(loss, params)):
         m, v = _state(p, "m"), _state(p, "v")
         m_new = beta1 * m + (1 - beta1) * g
         v_new = beta2 * v + (1 - beta2) * (g * g)
         step = (m_new / correct1) / (dsl.sqrt(v_new / correct2) + eps)
         updates.update({m: m_new, v: v_new, p: p - lr * step})
     return updates
+
+
+def _checked_params(params, optimizer: str) -> list:
+    """The params an optimizer trains, as a list: each a param, and each once (a repeat
+    would get two states, and only one of its updates would be applied)."""
+    params = node_list(params, f"gc.optim.{optimizer}: params", UsageError)
+    if not params:
+        raise UsageError(f"gc.optim.{optimizer}: params is empty; give the params "
+                         "(gc.param nodes) that the step trains")
+    seen = set()
+    for p in params:
+        if p.op != "param":
+            raise UsageError(f"gc.optim.{optimizer}: {describe(p)} is not a param "
+                             "(gc.param): only params hold values that a step updates")
+        if p in seen:
+            raise UsageError(f"gc.optim.{optimizer}: param {p.name!r} is listed twice")
+        seen.add(p)
+    return params
 
 
 def _state(p, what: str):

@@ -60,11 +60,13 @@ def to_dtype(value, dtype: str, what: str, error=DtypeError, copy=False) -> np.n
     """`value` as a C-contiguous array of `dtype`, converted by the one rule for data a
     user hands graphc (feeds, param values): numeric data only; casts of the same kind
     (float64 -> float32, as NumPy's 'same_kind'), never one that loses information
-    (float -> int, int -> bool); ints into a narrower int only where every value fits.
+    (float -> int, int -> bool); ints into a narrower int, and finite floats into a
+    narrower float, only where every value fits (inf and nan stay values). A torch tensor
+    is read as its values, even one that tracks gradients or lives on a GPU.
     `what` names the value in the `error` raised; `copy` returns an array of its own."""
     try:
-        array = np.asarray(value)
-    except (ValueError, TypeError, RuntimeError) as e:  # ragged lists, a grad-tracking tensor
+        array = np.asarray(host_data(value))
+    except (ValueError, TypeError, RuntimeError) as e:  # ragged lists, bfloat16 tensors
         raise error(f"{what}: the value is not an array: {e}") from None
     target = numpy_dtype(dtype)
     if array.dtype.kind not in "biuf":
@@ -79,8 +81,33 @@ def to_dtype(value, dtype: str, what: str, error=DtypeError, copy=False) -> np.n
         if array.min() < low or array.max() > high:
             raise error(f"{what} expects {dtype}; values from {array.min()} to "
                         f"{array.max()} do not fit in it")
-    # (np.ascontiguousarray would make a 0-d array 1-d)
-    return (np.array if copy else np.asarray)(array, dtype=target, order="C")
+    with np.errstate(over="ignore"):  # a float too large for the target: refused below
+        # (np.ascontiguousarray would make a 0-d array 1-d)
+        converted = (np.array if copy else np.asarray)(array, dtype=target, order="C")
+    if array.dtype.kind == "f" and target.itemsize < array.dtype.itemsize:
+        _check_no_overflow(array, converted, what, dtype, error)
+    return converted
+
+
+def host_data(value):
+    """A tensor of another framework as data NumPy reads: a torch tensor's values as an
+    array, detached from its autograd graph and moved to the CPU (np.asarray refuses a
+    tensor that requires grad, or one on a GPU). Recognized by its type's module, so
+    graphc never imports torch for it."""
+    if type(value).__module__.split(".")[0] == "torch" and hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    return value
+
+
+def _check_no_overflow(array, converted, what, dtype, error):
+    """A finite float beyond the narrower float's range would silently become inf."""
+    overflowed = np.isinf(converted)
+    if overflowed.any():
+        overflowed &= np.isfinite(array)  # an inf in the data converts to inf: a value
+        if overflowed.any():
+            largest, limit = np.abs(array[overflowed]).max(), np.finfo(converted.dtype).max
+            raise error(f"{what} expects {dtype}; a finite value of magnitude {largest:.9g} "
+                        f"does not fit in it (its largest is {limit:.9g})")
 
 
 def promote(*dtypes: str) -> str:

@@ -21,6 +21,13 @@ SUBCOMMANDS = {
     "bench": ("graphc.cli.bench", "run the benchmarks in bench/ (python -m bench)"),
 }
 
+# Optional packages (pyproject.toml's extras) that a subcommand or an example script may
+# import: import name -> the extra that installs it. A missing one is named with the
+# command that installs it, not shown as a traceback.
+EXTRAS = {"torch": "triton", "triton": "triton", "threadpoolctl": "bench",
+          "sklearn": "examples", "matplotlib": "examples", "tqdm": "examples",
+          "selenium": "browser"}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -43,6 +50,14 @@ def main(argv=None) -> int:
         return module.run(args)
     except GraphcError as e:  # a user mistake: the message, not a traceback
         print(f"graphc {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as e:
+        package = (e.name or "").split(".")[0]
+        extra = EXTRAS.get(package)
+        if extra is None:  # not an optional package: a bug, shown as one
+            raise
+        print(f"graphc {args.command}: error: {package} is not installed; graphc's "
+              f'{extra} extra installs it: pip install -e ".[{extra}]"', file=sys.stderr)
         return 1
 
 

@@ -3,6 +3,9 @@ user's own file:line, and comes with a short traceback (no NumPy frames from dee
 
 import inspect
 import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -174,6 +177,60 @@ def test_feed_dtypes_that_would_lose_information_are_refused(dtype, value, ok, b
             f(x=value)
 
 
+F32_MAX = float(np.finfo(np.float32).max)
+F32_ROUNDS_TO_INF = 2.0**128 - 2.0**103  # halfway from float32's max to 2**128: ties to even
+
+
+@pytest.mark.parametrize("value, largest", [
+    ([1.0, 1e39, -1e300], "1e+300"),
+    ([F32_ROUNDS_TO_INF, 0.0, 0.0], "3.40282357e+38"),
+    ([np.inf, -2e38, -4e38], "4e+38"),
+])
+def test_a_finite_float64_feed_that_overflows_float32_is_refused(value, largest, backend):
+    x = gc.input("x", (3,))
+    f = backend.compile(x * 1)
+    with pytest.raises(FeedError, match=f"input 'x' expects float32; a finite value of "
+                                        f"magnitude {re.escape(largest)} does not fit in it "
+                                        r"\(its largest is 3.40282347e\+38\)"):
+        f(x=np.array(value))
+
+
+def test_float64_feeds_at_float32s_edge_and_inf_and_nan_stay_values(backend):
+    x = gc.input("x", (4,))
+    f = backend.compile(x * 1)
+    edge = np.nextafter(F32_ROUNDS_TO_INF, 0)  # rounds down to float32's max
+    np.testing.assert_array_equal(f(x=np.array([edge, -F32_MAX, 1e-50, 0.0])),
+                                  np.array([F32_MAX, -F32_MAX, 0.0, 0.0], np.float32))
+    np.testing.assert_array_equal(f(x=np.array([np.inf, -np.inf, np.nan, 1.0])),
+                                  [np.inf, -np.inf, np.nan, 1.0])
+
+
+def test_a_torch_tensor_feed_is_read_as_its_values(backend):
+    import torch
+
+    x = gc.input("x", (3,))
+    labels = gc.input("labels", (3,), "int64")
+    f = backend.compile([x * 2, labels + 1])
+    tracked = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    weights = torch.nn.Parameter(torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64))
+    for value in (tracked, weights, tracked * 1):  # a leaf, a Parameter, a non-leaf
+        doubled, _ = f(x=value, labels=torch.tensor([0, 1, 2]))
+        np.testing.assert_array_equal(doubled, 2 * value.detach().numpy())
+    assert tracked.requires_grad and tracked.grad is None  # left as it was
+    with pytest.raises(FeedError, match="input 'labels' expects int64; casting float32"):
+        f(x=tracked, labels=tracked)
+
+
+def test_the_numpy_path_never_imports_torch():
+    script = ("import sys, numpy as np, graphc as gc\n"
+              "x = gc.input('x', (2,)); W = gc.param('W', [1.0, 2.0])\n"
+              "f = gc.compile(x * W); f(x=np.ones(2)); W.value = np.ones(2)\n"
+              "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.strip() == "False", result.stderr
+
+
 def test_one_symbolic_dim_bound_twice_within_one_input(backend):
     x = gc.input("x", ("n", "n"))
     f = backend.compile(x.sum())
@@ -186,6 +243,27 @@ def test_two_inputs_with_the_same_name_are_refused_at_compile(backend):
     a, b = gc.input("x", (2,)), gc.input("x", (2,))
     with pytest.raises(FeedError, match="two different inputs are named 'x'"):
         backend.compile(a + b)
+
+
+def test_two_params_with_the_same_name_are_refused_at_compile_naming_both_lines(backend):
+    first = gc.param("W", np.ones(2))
+    second = gc.param("W", np.zeros(2))
+    lines = line(-2), line(-1)
+    with pytest.raises(GraphcError, match="two different params are named 'W'") as info:
+        backend.compile(first + second)
+    assert f"made at {lines[0]} and {lines[1]}" in str(info.value)
+    with pytest.raises(GraphcError, match="two different params are named 'W'"):
+        backend.compile(first.sum(), updates={second: second + 1})  # an update's param too
+    with pytest.raises(GraphcError, match="two different params are named 'W'"):
+        gc.Function([first + second], None, None, backend.name, backend.opt)
+
+
+def test_params_without_names_do_not_collide(backend):
+    # parsed text IR may hold params numbered, not named
+    graph = gc.ir.parse("%0 = param() : f32[2]\n%1 = param() : f32[2]\n"
+                        "%2 = add(%0, %1) : f32[2]\nreturn %2")
+    assert [p.name for p in graph.params] == [None, None]
+    np.testing.assert_array_equal(backend.run(graph.outputs[0]), [0.0, 0.0])
 
 
 # --- call time: run-time errors and updates -----------------------------------------------

@@ -1,5 +1,7 @@
 """gc.optim: update graphs against torch.optim step by step, and XOR trained to 100%."""
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -64,6 +66,55 @@ def test_optimizer_state_lives_in_named_params():
         if state.name != "adam_t" and state not in set(params):
             assert state.value.shape == state.shape and not state.value.any()
     assert set(gc.optim.sgd(loss, params, lr=0.1)) == set(params)  # no state without momentum
+
+
+def test_a_user_param_named_like_an_optimizer_state_is_refused_naming_both_lines(backend):
+    loss, params, _ = _problem(np.random.default_rng(2))
+    mine = gc.param("W_m", np.zeros(3), "float64")
+    mine_line = f"test_optim.py:{inspect.currentframe().f_lineno - 1}"
+    updates = gc.optim.adam(loss + gc.sum(mine), params)
+    adam_line = f"test_optim.py:{inspect.currentframe().f_lineno - 1}"
+    with pytest.raises(gc.GraphcError, match="two different params are named 'W_m'") as info:
+        backend.compile(loss + gc.sum(mine), updates=updates)
+    assert mine_line in str(info.value) and adam_line in str(info.value)
+
+
+def test_two_adams_in_one_step_need_names_of_their_own(backend):
+    loss, params, feeds = _problem(np.random.default_rng(3))
+    W, b, V = params
+    lines = [inspect.currentframe().f_lineno + 1, inspect.currentframe().f_lineno + 2]
+    clash = {**gc.optim.adam(loss, [W, b], lr=0.05),
+             **gc.optim.adam(loss, [V], lr=0.05)}
+    with pytest.raises(gc.GraphcError, match="two different params are named 'adam_t'.*"
+                                             "name= argument") as info:
+        backend.compile(loss, updates=clash)
+    assert all(f"test_optim.py:{n}" in str(info.value) for n in lines)
+    # named apart, the two groups train as one adam over all three params does
+    start = [p.value.copy() for p in params]
+    groups = {**gc.optim.adam(loss, [W, b], lr=0.05),
+              **gc.optim.adam(loss, [V], lr=0.05, name="adam_V")}
+    step = backend.compile(loss, updates=groups)
+    for _ in range(3):
+        step(**feeds)
+    grouped = [p.value.copy() for p in params]
+    for p, value in zip(params, start):
+        p.value = value
+    step = backend.compile(loss, updates=gc.optim.adam(loss, params, lr=0.05))
+    for _ in range(3):
+        step(**feeds)
+    for p, want in zip(params, grouped):
+        np.testing.assert_allclose(p.value, want, rtol=1e-12, err_msg=p.name)
+
+
+def test_two_optimizers_of_the_same_params_in_two_functions(backend):
+    loss, params, feeds = _problem(np.random.default_rng(4))
+    fast = backend.compile(loss, updates=gc.optim.adam(loss, params, lr=0.05))
+    slow = backend.compile(loss, updates=gc.optim.sgd(loss, params, lr=0.01, momentum=0.9))
+    before = float(slow(**feeds))
+    for _ in range(5):
+        fast(**feeds)
+        slow(**feeds)
+    assert float(slow(**feeds)) < before
 
 
 XOR_X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])

@@ -54,6 +54,27 @@ def test_ints_out_of_range_of_an_int32_param_are_refused():
         p.value = np.array([0, 2**32])
 
 
+def test_a_finite_float64_value_that_overflows_a_float32_param_is_refused():
+    W = gc.param("W", np.zeros(3))
+    with pytest.raises(DtypeError, match=r"param 'W' expects float32; a finite value of "
+                                         r"magnitude 1e\+39 does not fit in it"):
+        W.value = np.array([1.0, 1e39, np.inf])
+    np.testing.assert_array_equal(W.value, np.zeros(3))  # left as it was
+    W.value = np.array([np.inf, -np.inf, np.nan])          # inf and nan are values
+    np.testing.assert_array_equal(W.value, [np.inf, -np.inf, np.nan])
+
+
+def test_a_torch_tensor_that_tracks_gradients_is_a_value():
+    import torch
+
+    tracked = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    W = gc.param("W", tracked)  # e.g. copied from a torch model's weight
+    np.testing.assert_array_equal(W.value, [[1, 2], [3, 4]])
+    W.value = torch.nn.Parameter(torch.zeros(2, 2, dtype=torch.float64))
+    assert W.value.dtype == np.float32 and not W.value.any()
+    np.testing.assert_array_equal(gc.const(tracked).value, [[1, 2], [3, 4]])
+
+
 @pytest.mark.parametrize("value", [np.array([1.0, 2.0, 3.0]), [1, 2, 3], (1.0, 2.0, 3.0),
                                    np.array([1, 2, 3], np.int64)],
                          ids=["float64", "list", "tuple", "int64"])
