@@ -1,0 +1,61 @@
+"""What every backend provides, and what its builds give back.
+
+A backend is a `Backend`: a name, the dataclass of its knobs (`options`), and
+`build(graph, dims, options) -> Executable`. `gc.compile(..., options={...})` checks the
+knobs against that dataclass, so a misspelt knob is an error that lists the real ones,
+and tests set knobs through it rather than patching module globals.
+
+An `Executable` runs one build: called with {input node: array}, it returns the graph's
+outputs, then its update values, as NumPy arrays. It shows what it runs: `source` (the
+generated code), `kernels` (one `KernelInfo` each), `stats`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from graphc.errors import GraphcError
+
+
+@dataclass(frozen=True)
+class KernelInfo:
+    """One kernel of a build, as the user sees it."""
+    name: str                 # its name in the generated code
+    kind: str                 # pointwise | reduction | matmul, or the op of a lone op
+    nodes: tuple              # the ops it runs, each "op@file:line"
+    strategy: str             # how it runs (e.g. "C loops", "ufuncs", "triton")
+    reason: str               # why: the one-line refusals of the strategies before it
+    source: str               # its generated code
+    extra: dict = field(default_factory=dict)   # backend facts: C source, grid, blocks...
+
+
+class Executable(Protocol):
+    source: str
+    kernels: list
+    stats: dict
+
+    def __call__(self, feeds: dict) -> list: ...
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    options: type             # a frozen dataclass: the backend's knobs and defaults
+    build: Callable           # (graph, dims, options) -> Executable
+
+    def make_options(self, given: dict | None):
+        """The backend's options from a dict of knobs; unknown ones are an error."""
+        given = dict(given or {})
+        known = {f.name for f in dataclasses.fields(self.options)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise GraphcError(f"backend {self.name!r} has no option {unknown[0]!r}; its "
+                              f"options are {', '.join(sorted(known)) or 'none'}")
+        return self.options(**given)
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """A backend without knobs."""
