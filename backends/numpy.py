@@ -108,7 +108,7 @@ def known_number(node: Node, dims: dict):
 
 def _can_raise(node: Node, dims: dict) -> bool:
     if node.op == "fused":
-        return any(_can_raise(b, dims) for b in node.attrs["body"].nodes)
+        return any(_can_raise(b, dims) for b in node.body.nodes)
     if node.op == "one_hot":
         return True
     if node.op == "max":
@@ -286,8 +286,8 @@ class Codegen:
             # the value's planned buffer is free: a temporary of the kernel goes there
             kernel.spare = self._out_array(node)
         if node.op == "fused":
-            body = node.attrs["body"]
-            leaves = {b: node.inputs[ops.body_input_index(b)] for b in body.inputs}
+            body = node.body
+            leaves = dict(zip(body.inputs, node.inputs))  # operands by position
             kernel.lines.append((f"# {describe(node, self.names)}", node))
             steps = [b for b in body.nodes if b.op not in SOURCE_OPS]
             result = body.outputs[0]
@@ -350,7 +350,7 @@ class Codegen:
                        for s in steps + [result])
         if not c_kernels.worth_compiling(steps, elements):
             return None
-        body = kernel.node.attrs["body"].nodes if kernel.node.op == "fused" else []
+        body = kernel.node.body.nodes if kernel.node.op == "fused" else []
         reads = dict(leaves)
         reads.update({b: b for b in body if b.op == "const" and b.value.size > 1})
         known = self._known_in_body(kernel.node, leaves)
@@ -369,7 +369,7 @@ class Codegen:
     def _known_in_body(self, node: Node, leaves: dict) -> dict:
         """Body value -> the number it holds, for operands and consts known at build."""
         known = {b: self.known[o] for b, o in leaves.items() if o in self.known}
-        body = node.attrs["body"].nodes if node.op == "fused" else []
+        body = node.body.nodes if node.op == "fused" else []
         known.update({b: one_element_const(b) for b in body if one_element_const(b) is not None})
         return known
 
@@ -442,7 +442,7 @@ def _kind(node: Node) -> str:
 def _source_nodes(node: Node, names: dict) -> list:
     if node.op != "fused":
         return [names[node]]
-    return [f"{b.op}@{b.loc}" if b.loc else b.op for b in node.attrs["body"].nodes
+    return [f"{b.op}@{b.loc}" if b.loc else b.op for b in node.body.nodes
             if b.op not in SOURCE_OPS]
 
 

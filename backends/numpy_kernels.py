@@ -377,7 +377,7 @@ def chunking(node: Node, dims: dict) -> Chunking | None:
     rows = max(1, CHUNK_ELEMENTS // max(row, 1))
     if shape[0] < 2 * rows:
         return None
-    for b in node.attrs["body"].nodes:
+    for b in node.body.nodes:
         if b.op not in SOURCE_OPS and b.op != "broadcast_to" and (
                 ops.OPS[b.op].kind not in ops.ELEMENTWISE_KINDS):
             return None
@@ -392,7 +392,7 @@ def _spans_first_axis(value: Node, kernel: Node, dims: dict) -> bool:
 def describe(node: Node, names: dict) -> str:
     """`%3 = matmul(%x, %W1)  [grad] mlp.py:12`: the IR line without its type."""
     args = [f"%{names[i]}" for i in node.inputs]
-    args += [f"{k}={v!r}" for k, v in sorted(node.attrs.items()) if k != "body"]
+    args += [f"{k}={v!r}" for k, v in sorted(node.attrs.items())]
     notes = ([f"[{','.join(sorted(node.tags))}]"] if node.tags else []) + (
         [node.loc] if node.loc else [])
     return f"%{names[node]} = {node.op}({', '.join(args)})" + "".join(f"  {n}" for n in notes)

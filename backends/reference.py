@@ -1,7 +1,8 @@
 """The reference backend: interprets the graph node by node with NumPy. The oracle.
 
 It favours being obviously right over being fast: every node gets a fresh array, and
-`ops.evaluate` returns results in exactly the declared dtype.
+`ops.evaluate` returns results in exactly the declared dtype. A fused kernel runs its
+body the same way, so every backend is checked against the same definition of a kernel.
 """
 
 from __future__ import annotations
@@ -33,10 +34,23 @@ def run_graph(graph: Graph, feeds: dict, dims: dict) -> dict:
     return values
 
 
+def run_body(node: Node, args: list, dims: dict) -> np.ndarray:
+    """A fused kernel's value: its body run on the operands, bound by position. Symbolic
+    dims in the body are bound by the operands' and the result's actual sizes (a body
+    built by hand may name them apart from the graph)."""
+    body = node.body
+    bound = dict(dims)
+    pairs = [(p.type.shape, a.shape) for p, a in zip(body.inputs, args)]
+    for symbolic, actual in pairs + [(body.outputs[0].type.shape, node.type.concrete_shape(dims))]:
+        bound.update((d, size) for d, size in zip(symbolic, actual) if isinstance(d, str))
+    return run_graph(body, dict(zip(body.inputs, args)), bound)[body.outputs[0]]
+
+
 def evaluate_node(node: Node, args: list, dims: dict) -> np.ndarray:
     try:
         with np.errstate(all="ignore"):  # inf/nan are values here, not errors
-            result = ops.evaluate(node.op, args, node.attrs, node.type, dims)
+            result = (run_body(node, args, dims) if node.body is not None else
+                      ops.evaluate(node.op, args, node.attrs, node.type, dims))
     except GraphcError as e:
         raise type(e)(f"{e}\n  in node {node.op} at {node.loc}") from None
     except (ValueError, IndexError, TypeError) as e:

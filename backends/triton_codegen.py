@@ -493,7 +493,7 @@ class BodyInfo:
 
 
 def body_info(body: Graph, operand_shapes: list, dims: dict) -> BodyInfo:
-    operand_of = {n: ops.body_input_index(n) for n in body.inputs}
+    operand_of = {n: k for k, n in enumerate(body.inputs)}
     shapes = {}
     for n in body.nodes:
         shapes[n] = (tuple(operand_shapes[operand_of[n]]) if n.op == "input"

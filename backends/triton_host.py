@@ -103,7 +103,7 @@ class _Planner:
                                   f"{node.loc}): {why}") from None
 
     def _add_fused(self, node):
-        body, operands = _consts_as_operands(node.attrs["body"], list(node.inputs))
+        body, operands = _consts_as_operands(node.body, list(node.inputs))
         body_ops = [n for n in body.nodes if n.op not in SOURCE_OPS]
         try:
             self._add_kernel(node, node.attrs["kind"], body, operands, body_ops)
@@ -167,7 +167,7 @@ def _refuse_empty_max(info: cg.BodyInfo):
 def _expand(fused: Node, body: Graph, operands: list):
     """The body's ops as outer nodes (body inputs replaced by the fused node's operands);
     returns (nodes in order, the node standing for the body's output)."""
-    mapping = {n: operands[ops.body_input_index(n)] for n in body.inputs}
+    mapping = dict(zip(body.inputs, operands))
     outer = []
     for n in body.nodes:
         if n in mapping:
@@ -201,7 +201,10 @@ def _consts_as_operands(body: Graph, operands: list):
         return body, operands
     as_input = {c: Node("input", (), {}, c.type, name=f"in{len(operands) + j}", loc=c.loc)
                 for j, c in enumerate(arrays)}
-    return rewrite(body, as_input.get), operands + arrays
+    rewritten = rewrite(body, as_input.get)  # params stay first: bound by position
+    params = list(body.inputs) + list(as_input.values())
+    rest = [n for n in rewritten.nodes if n.op != "input"]
+    return Graph(rewritten.outputs, order=params + rest), operands + arrays
 
 
 # --- the host function ------------------------------------------------------------------

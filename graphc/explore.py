@@ -97,7 +97,7 @@ def _drawn(placement: Placement):
         if node.op != "fused" and node not in placement.folded:
             yield dot_id, node, graph_names
     for fused, ids in placement.body_ids.items():
-        body_names = node_names(fused.attrs["body"].nodes)
+        body_names = node_names(fused.body.nodes)
         for node, dot_id in ids.items():
             if node.op != "input":
                 yield dot_id, node, body_names
@@ -200,7 +200,7 @@ def _kernels(pic: Picture):
         node = info["node"]
         kernel_of[node] = k
         if node.op == "fused":
-            for body_node in node.attrs["body"].nodes:
+            for body_node in node.body.nodes:
                 kernel_of[body_node] = k
     text = ", ".join(f"{d}={n}" for d, n in dims.items()) or "its fixed shapes"
     return kernels, kernel_of, text

@@ -42,21 +42,24 @@ from graphc.types import (
 _ids = itertools.count()
 
 SOURCE_OPS = ("input", "param", "const")
-_FROZEN = ("op", "inputs", "attrs", "type", "id")
+_FROZEN = ("op", "inputs", "attrs", "type", "body", "id")
 
 
 class Node:
     """An op applied to inputs. Build nodes with the DSL (graphc.dsl), not by hand."""
 
-    __slots__ = ("op", "inputs", "attrs", "type", "name", "loc", "tags", "scope", "_value",
-                 "id", "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "type", "body", "name", "loc", "tags", "scope",
+                 "_value", "id", "__weakref__")
 
     def __init__(self, op: str, inputs=(), attrs=None, type: TensorType = None, name=None,
-                 loc=None, tags=frozenset(), value=None, scope=None):
+                 loc=None, tags=frozenset(), value=None, scope=None, body=None):
         self.op = op
         self.inputs = tuple(inputs)
         self.attrs = MappingProxyType(dict(attrs or {}))  # read-only: nodes are shared
         self.type = type
+        # A kernel's (a fused node's) body: a Graph whose inputs, in its order, stand for
+        # the operands by position (passes/fusion.py); None for every other op.
+        self.body = body
         self.name = name
         self.loc = loc if loc is not None else user_location()
         self.tags = frozenset(tags)
@@ -276,7 +279,8 @@ class Graph:
                 continue
             if node.op == "const":
                 continue
-            expected = ops.infer_type(node.op, [i.type for i in node.inputs], node.attrs)
+            expected = ops.infer_type(node.op, [i.type for i in node.inputs], node.attrs,
+                                      node.body)
             if expected != node.type:
                 raise AssertionError(f"{node!r}: recorded type {node.type}, inferred {expected}")
 
@@ -310,8 +314,6 @@ def _format_value(value):
         if isinstance(value, tuple):
             return "(" + inner + ("," if len(value) == 1 else "") + ")"
         return "[" + inner + "]"
-    if isinstance(value, Graph):
-        raise TypeError("nested graphs print through their own op's formatter")
     return repr(value)
 
 
@@ -339,11 +341,9 @@ def node_names(nodes) -> dict:
 
 
 def format_node(node: Node, names: dict) -> str:
-    body = node.attrs.get("body")  # a fused kernel's graph: printed as an indented block
-    body = body if isinstance(body, Graph) else None
+    body = node.body  # a fused kernel's graph: printed as an indented block
     args = [f"%{names[i]}" for i in node.inputs]
-    args += [f"{k}={_format_value(v)}" for k, v in sorted(node.attrs.items())
-             if body is None or k != "body"]
+    args += [f"{k}={_format_value(v)}" for k, v in sorted(node.attrs.items())]
     if node.op == "const":
         args.append(format_const(node.value))
     line = f"%{names[node]} = {node.op}({', '.join(args)}) : {node.type}"
@@ -447,8 +447,10 @@ def _make_source(op, name, attrs, type, loc, tags, scope):
 
 
 def parse(text: str) -> Graph:
-    """Read the text form back into a Graph. Params get zero values (text holds no data)."""
-    env, outputs, updates, known_scopes = {}, None, {}, {}
+    """Read the text form back into a Graph, its nodes in the order they are written (a
+    schedule survives the round trip, and a kernel body's inputs keep their positions).
+    Params get zero values (text holds no data)."""
+    env, outputs, updates, known_scopes, written = {}, None, {}, {}, []
     lines = enumerate(text.splitlines(), 1)
     for lineno, raw in lines:
         line = raw.strip()
@@ -465,9 +467,11 @@ def parse(text: str) -> Graph:
             continue
         env_name, node = _parse_node_line(line, env, lineno, lines, known_scopes)
         env[env_name] = node
+        written.append(node)
     if outputs is None:
         raise ParseError("no 'return' line")
-    return Graph(outputs, updates)
+    reachable = {id(n) for n in Graph(outputs, updates).nodes}
+    return Graph(outputs, updates, order=[n for n in written if id(n) in reachable])
 
 
 def _lookup(env, name, lineno):
@@ -504,8 +508,7 @@ def _parse_node_line(line: str, env: dict, lineno: int, lines=iter(()), known_sc
     scope = scopes.from_path(path, {} if known_scopes is None else known_scopes)
     inputs, attrs = _parse_call(m.group("args"), env, lineno)
     attrs = {k: _tuplify(v) for k, v in attrs.items()}
-    if m.group("block"):
-        attrs["body"] = _read_block(lines, lineno)
+    body = _read_block(lines, lineno) if m.group("block") else None
     if op in SOURCE_OPS:
         node_name = None if name.isdigit() or op == "const" else name
         return name, _make_source(op, node_name, attrs, type, loc, tags, scope)
@@ -516,4 +519,5 @@ def _parse_node_line(line: str, env: dict, lineno: int, lines=iter(()), known_sc
     except ShapeError as e:
         raise ParseError(f"line {lineno}: {e}") from None
     user_name = None if re.fullmatch(r"\d+", name) else name
-    return name, Node(op, inputs, attrs, type, name=user_name, loc=loc, tags=tags, scope=scope)
+    return name, Node(op, inputs, attrs, type, name=user_name, loc=loc, tags=tags, scope=scope,
+                      body=body)

@@ -2,13 +2,14 @@
 
 Each row gives the op's kind (which passes and backends group ops by), its attributes,
 a type rule (input types and attrs -> output type, raising ShapeError / DtypeError
-that name the op and the shapes), and its NumPy reference semantics. Everything else in
-graphc (the DSL, autodiff, passes, backends) looks ops up here.
+that name the op and the shapes), its NumPy reference semantics, and its traits: the
+facts passes and backends decide by (TRAITS says what each means). Everything else in
+graphc (the DSL, autodiff, passes, backends) looks ops up here; a set of op names
+anywhere else is derived from this table (`with_trait`, `is_elementwise`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,9 +30,26 @@ class OpDef:
     attrs: tuple         # the attribute names it takes
     infer: Callable      # (types: list[TensorType], attrs: dict) -> TensorType
     impl: Callable       # (args: list[ndarray], attrs: dict, shape: tuple) -> ndarray
+    traits: frozenset = frozenset()   # names from TRAITS
+    raises: Callable | None = None    # (input shapes, attrs) -> whether it may raise
 
 
 ELEMENTWISE_KINDS = ("unary", "binary", "compare", "where")
+
+TRAITS = {
+    "commutative": "op(a, b) is op(b, a): rewrite patterns match either operand order",
+    "cheap": "costs about what loading its value would: fusion recomputes it in each "
+             "kernel that reads it rather than store it",
+    "transcendental": "exp, log and the like: NumPy's SIMD loops beat a scalar libm call "
+                      "a element on large arrays",
+    "nonnegative": "its result is >= 0 (or nan) whatever its operands",
+    "view": "its value is its operand's elements, moved or repeated, never computed: a "
+            "NumPy view, index arithmetic in a kernel",
+    "order_keeping": "a view that keeps its operand's elements in their row-major order "
+                     "(of a contiguous operand, the same bytes)",
+    "reorders": "a view that moves elements to other positions (a transpose)",
+    "partial": "a view of part of its operand (a slice)",
+}
 
 
 # --- type rules ------------------------------------------------------------------------
@@ -212,42 +230,22 @@ def _infer_matmul(types, attrs):
     return TensorType(batch + (a.shape[-2], b.shape[-1]), promote(a.dtype, b.dtype))
 
 
-def body_input_index(node) -> int | None:
-    """Which operand of its kernel a body input stands for: in0 is operand 0, and so on
-    (None for a node that is not a body input)."""
-    match = re.fullmatch(r"in(\d+)", node.name or "")
-    return int(match.group(1)) if node.op == "input" and match else None
-
-
-def _infer_fused(types, attrs):
-    """A kernel's type is its body's output type; the body's inputs in0, in1, ... stand
-    for the operands by index and must have their types (see passes/fusion.py)."""
-    body = attrs["body"]
+def _infer_fused(types, attrs, body):
+    """A kernel's type is its body's output type; the body's inputs, in the body's order,
+    stand for the operands by position and must have their types (see passes/fusion.py)."""
+    if body is None:
+        raise ShapeError("fused: a kernel needs a body")
     if len(body.outputs) != 1:
         raise ShapeError(f"fused: the body must have one output, has {len(body.outputs)}")
-    for node in body.inputs:
-        k = body_input_index(node)
-        if k is None or k >= len(types):
-            raise ShapeError(f"fused: body input {node.name!r} is not one of "
-                             f"in0..in{len(types) - 1}")
-        if node.type != types[k]:
-            raise ShapeError(f"fused: body input {node.name} is {node.type}, "
-                             f"operand {k} is {types[k]}")
+    params = body.inputs
+    if len(params) != len(types):
+        raise ShapeError(f"fused: the body reads {len(params)} inputs for {len(types)} "
+                         "operands (each operand is read, in order)")
+    for k, (node, type) in enumerate(zip(params, types)):
+        if node.type != type:
+            raise ShapeError(f"fused: body input {node.name or k} is {node.type}, "
+                             f"operand {k} is {type}")
     return body.outputs[0].type
-
-
-def _fused_impl(args, attrs, shape):
-    """Run the body with the reference interpreter, so every backend agrees by construction."""
-    from graphc.backends.reference import run_graph  # backends import ops: import late
-
-    body = attrs["body"]
-    feeds = {node: args[body_input_index(node)] for node in body.inputs}
-    # Symbolic dims in the body are bound by the operands' and the result's actual sizes.
-    dims = {}
-    bound = [(n.type.shape, a.shape) for n, a in feeds.items()]
-    for symbolic, actual in bound + [(body.outputs[0].type.shape, shape)]:
-        dims.update((d, size) for d, size in zip(symbolic, actual) if isinstance(d, str))
-    return run_graph(body, feeds, dims)[body.outputs[0]]
 
 
 def _infer_one_hot(types, attrs):
@@ -286,58 +284,110 @@ def _slice_impl(args, attrs, shape):
 
 # --- the table -------------------------------------------------------------------------
 
-def _row(name, kind, arity, attrs, infer, impl):
-    return name, OpDef(name, kind, arity, attrs, infer, impl)
+def _row(name, kind, arity, attrs, infer, impl, traits=(), raises=None):
+    unknown = set(traits) - set(TRAITS)
+    assert not unknown, f"{name}: unknown traits {unknown}"
+    return name, OpDef(name, kind, arity, attrs, infer, impl, frozenset(traits), raises)
 
 
-_UNARY_ANY = {"neg": np.negative, "abs": np.abs, "sign": np.sign,
-              "relu": lambda x: np.maximum(x, 0), "step": lambda x: (x > 0).astype(x.dtype)}
-_UNARY_FLOAT = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "sqrt": np.sqrt,
-                "tanh": np.tanh, "sigmoid": _sigmoid}
-_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply,
-           "maximum": np.maximum, "minimum": np.minimum}
-_BINARY_FLOAT = {"div": np.divide, "pow": np.power}
-_COMPARE = {"gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal,
-            "eq": np.equal, "ne": np.not_equal}  # ne: nan != nan is true
+def _empty_reduction(shapes, attrs) -> bool:
+    """A max over an axis of length 0 has no value: it raises (as NumPy's)."""
+    return any(shapes[0][a] == 0 for a in attrs["axes"])
+
+
+# Each elementwise op's traits, beside its NumPy function in the tables below.
+_CHEAP = ("cheap",)
+_NONNEGATIVE_CHEAP = ("cheap", "nonnegative")
+_TRANSCENDENTAL = ("transcendental",)
+
+
+# name -> (NumPy function, traits)
+_UNARY_ANY = {"neg": (np.negative, _CHEAP), "abs": (np.abs, _NONNEGATIVE_CHEAP),
+              "sign": (np.sign, _CHEAP),
+              "relu": (lambda x: np.maximum(x, 0), _NONNEGATIVE_CHEAP),
+              "step": (lambda x: (x > 0).astype(x.dtype), _NONNEGATIVE_CHEAP)}
+_UNARY_FLOAT = {"exp": (np.exp, _TRANSCENDENTAL + ("nonnegative",)),
+                "log": (np.log, _TRANSCENDENTAL), "log1p": (np.log1p, _TRANSCENDENTAL),
+                "sqrt": (np.sqrt, _TRANSCENDENTAL + ("nonnegative",)),
+                "tanh": (np.tanh, _TRANSCENDENTAL),
+                "sigmoid": (_sigmoid, _TRANSCENDENTAL + ("nonnegative",))}
+_BINARY = {"add": (np.add, _CHEAP + ("commutative",)), "sub": (np.subtract, _CHEAP),
+           "mul": (np.multiply, _CHEAP + ("commutative",)),
+           "maximum": (np.maximum, _CHEAP + ("commutative",)),
+           "minimum": (np.minimum, _CHEAP + ("commutative",))}
+_BINARY_FLOAT = {"div": (np.divide, ()), "pow": (np.power, _TRANSCENDENTAL)}
+_COMPARE = {"gt": (np.greater, _CHEAP), "ge": (np.greater_equal, _CHEAP),
+            "lt": (np.less, _CHEAP), "le": (np.less_equal, _CHEAP),
+            "eq": (np.equal, _CHEAP + ("commutative",)),
+            "ne": (np.not_equal, _CHEAP + ("commutative",))}  # ne: nan != nan is true
 
 OPS: dict[str, OpDef] = dict(
-    [_row(n, "unary", 1, (), _unary_any(n), _unary_impl(f)) for n, f in _UNARY_ANY.items()]
-    + [_row(n, "unary", 1, (), _unary_float(n), _unary_impl(f)) for n, f in _UNARY_FLOAT.items()]
-    + [_row(n, "binary", 2, (), _binary(n), _binary_impl(f)) for n, f in _BINARY.items()]
-    + [_row(n, "binary", 2, (), _binary(n, True), _binary_impl(f))
-       for n, f in _BINARY_FLOAT.items()]
-    + [_row(n, "compare", 2, (), _compare(n), _binary_impl(f)) for n, f in _COMPARE.items()]
+    [_row(n, "unary", 1, (), _unary_any(n), _unary_impl(f), t)
+     for n, (f, t) in _UNARY_ANY.items()]
+    + [_row(n, "unary", 1, (), _unary_float(n), _unary_impl(f), t)
+       for n, (f, t) in _UNARY_FLOAT.items()]
+    + [_row(n, "binary", 2, (), _binary(n), _binary_impl(f), t) for n, (f, t) in _BINARY.items()]
+    + [_row(n, "binary", 2, (), _binary(n, True), _binary_impl(f), t)
+       for n, (f, t) in _BINARY_FLOAT.items()]
+    + [_row(n, "compare", 2, (), _compare(n), _binary_impl(f), t)
+       for n, (f, t) in _COMPARE.items()]
     + [
-        _row("cast", "unary", 1, ("dtype",), _infer_cast, lambda a, at, s: a[0]),
+        _row("cast", "unary", 1, ("dtype",), _infer_cast, lambda a, at, s: a[0], _CHEAP),
         # The identity, whose gradient is zero: marks values autodiff must treat as
         # constants (the max shift of logsumexp). simplify removes it after differentiation.
         _row("stop_gradient", "unary", 1, (), lambda types, attrs: types[0],
-             lambda a, at, s: a[0]),
-        _row("where", "where", 3, (), _infer_where, lambda a, at, s: np.where(*a)),
+             lambda a, at, s: a[0], ("cheap", "view", "order_keeping")),
+        _row("where", "where", 3, (), _infer_where, lambda a, at, s: np.where(*a), _CHEAP),
         _row("sum", "reduce", 1, ("axes", "keepdims"), _reduce("sum"),
              lambda a, at, s: np.sum(a[0], axis=at["axes"], keepdims=at["keepdims"])),
         _row("max", "reduce", 1, ("axes", "keepdims"), _reduce("max"),
-             lambda a, at, s: np.max(a[0], axis=at["axes"], keepdims=at["keepdims"])),
+             lambda a, at, s: np.max(a[0], axis=at["axes"], keepdims=at["keepdims"]),
+             raises=_empty_reduction),
         _row("size", "other", 1, ("axes", "dtype"), _infer_size,
              lambda a, at, s: np.prod([a[0].shape[i] for i in at["axes"]])),
         _row("reshape", "layout", 1, ("shape",), _infer_reshape,
-             lambda a, at, s: a[0].reshape(s)),
+             lambda a, at, s: a[0].reshape(s), ("cheap", "view", "order_keeping")),
         _row("transpose", "layout", 1, ("perm",), _infer_transpose,
-             lambda a, at, s: np.transpose(a[0], at["perm"])),
+             lambda a, at, s: np.transpose(a[0], at["perm"]), ("cheap", "view", "reorders")),
         _row("broadcast_to", "layout", 1, ("shape",), _infer_broadcast_to,
-             lambda a, at, s: np.broadcast_to(a[0], s)),
+             lambda a, at, s: np.broadcast_to(a[0], s), ("cheap", "view")),
         _row("expand_dims", "layout", 1, ("axis",), _infer_expand_dims,
-             lambda a, at, s: np.expand_dims(a[0], at["axis"])),
+             lambda a, at, s: np.expand_dims(a[0], at["axis"]),
+             ("cheap", "view", "order_keeping")),
         _row("squeeze", "layout", 1, ("axes",), _infer_squeeze,
-             lambda a, at, s: np.squeeze(a[0], at["axes"])),
-        _row("slice", "layout", 1, ("index",), _infer_slice, _slice_impl),
+             lambda a, at, s: np.squeeze(a[0], at["axes"]), ("cheap", "view", "order_keeping")),
+        _row("slice", "layout", 1, ("index",), _infer_slice, _slice_impl,
+             ("view", "partial")),
         _row("concat", "layout", None, ("axis",), _infer_concat,
              lambda a, at, s: np.concatenate(a, axis=at["axis"])),
         _row("matmul", "matmul", 2, (), _infer_matmul, lambda a, at, s: np.matmul(*a)),
         _row("one_hot", "other", 1, ("depth", "dtype"), _infer_one_hot,
-             lambda a, at, s: _one_hot(a[0], at["depth"], at["dtype"])),
-        _row("fused", "fused", None, ("kind", "body"), _infer_fused, _fused_impl),
+             lambda a, at, s: _one_hot(a[0], at["depth"], at["dtype"]),
+             raises=lambda shapes, attrs: True),
+        # A kernel: its body (Node.body) says what it computes; the reference backend runs
+        # the body, so the row has no impl of its own.
+        _row("fused", "fused", None, ("kind",), _infer_fused, None),
     ])
+
+
+def with_trait(trait: str) -> frozenset:
+    """The names of the ops that have a trait (see TRAITS)."""
+    assert trait in TRAITS, trait
+    return frozenset(name for name, opdef in OPS.items() if trait in opdef.traits)
+
+
+def has(op: str, trait: str) -> bool:
+    return op in OPS and trait in OPS[op].traits
+
+
+def is_elementwise(op: str) -> bool:
+    return op in OPS and OPS[op].kind in ELEMENTWISE_KINDS
+
+
+def may_raise(op: str, input_shapes: list, attrs) -> bool:
+    """Whether the op may raise at run time on operands of these (concrete) shapes."""
+    raises = OPS[op].raises if op in OPS else None
+    return raises is not None and raises(input_shapes, attrs)
 
 
 def swap_last_two(ndim: int) -> tuple:
@@ -354,13 +404,17 @@ def canonical_attrs(op: str, attrs: dict) -> dict:
     return attrs
 
 
-def infer_type(op: str, types: list, attrs: dict) -> TensorType:
+def infer_type(op: str, types: list, attrs: dict, body=None) -> TensorType:
+    """The result type of `op` on operands of these types (body: a kernel's body)."""
     opdef = OPS[op]
     if opdef.arity is not None and len(types) != opdef.arity:
         raise ShapeError(f"{op}: takes {opdef.arity} inputs, got {len(types)}")
     if opdef.arity is None and not types:
         raise ShapeError(f"{op}: needs at least one input")
-    return opdef.infer(types, canonical_attrs(op, attrs))
+    attrs = canonical_attrs(op, attrs)
+    if opdef.kind == "fused":
+        return _infer_fused(types, attrs, body)
+    return opdef.infer(types, attrs)
 
 
 def evaluate(op: str, args: list, attrs: dict, type: TensorType, dims: dict) -> np.ndarray:

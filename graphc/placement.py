@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from graphc.errors import GraphcError
 from graphc.ir import Graph, Node, node_names
-from graphc.ops import body_input_index
 from graphc.scopes import ROOT, Scope
 
 
@@ -74,12 +73,12 @@ class Placement:
             self._wire(inp, self.drawn_as[node], self.home(node))
 
     def _place_kernel(self, fused: Node):
-        body = fused.attrs["body"]
+        body = fused.body
         kernel = self.kernels[fused] = f"k{len(self.kernels)}"
         ids = self.body_ids[fused] = {n: f"{kernel}.{name}"
                                       for n, name in node_names(body.nodes).items()}
         self.drawn_as[fused] = ids[body.outputs[0]]
-        outer = {b: fused.inputs[body_input_index(b)] for b in body.inputs}
+        outer = dict(zip(body.inputs, fused.inputs))  # operands by position
         for node in body.nodes:
             for inp in node.inputs:
                 if inp in outer:

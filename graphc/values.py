@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from graphc.ir import Graph
-from graphc.ops import body_input_index
 from graphc.types import is_float
 
 FULL_SIZE = 8  # a value with at most this many elements (and at most 2 axes) is written out
@@ -33,8 +32,8 @@ def evaluate(graph: Graph, feeds: dict, extra=()) -> dict:
     values = run_graph(whole, arrays, dims)
     for node in whole.nodes:
         if node.op == "fused":
-            body = node.attrs["body"]
-            fed = {b: values[node.inputs[body_input_index(b)]] for b in body.inputs}
+            body = node.body
+            fed = {b: values[o] for b, o in zip(body.inputs, node.inputs)}
             values.update(run_graph(body, fed, dims))
     return values
 

@@ -253,7 +253,7 @@ class _Drawing:
 
     def _kernel(self, container, fused: Node):
         """Draw a fused node's body inside a cluster of `container`."""
-        body = fused.attrs["body"]
+        body = fused.body
         kernel_id = self.placement.kernels[fused]
         ids = self.placement.body_ids[fused]
         ops = [n.op for n in body.nodes if n.op not in SOURCE_OPS]

@@ -25,7 +25,7 @@ def structural_key(node: Node):
     inputs = tuple(id(i) for i in node.inputs)
     if node.op in COMMUTATIVE:
         inputs = tuple(sorted(inputs))
-    key = (node.op, inputs, node.attrs_key(), node.type)
+    key = (node.op, inputs, node.attrs_key(), node.type, id(node.body))
     try:
         hash(key)
     except TypeError:  # an attribute that cannot be hashed: leave the node alone

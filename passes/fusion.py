@@ -1,8 +1,9 @@
 """The `fuse` pass: group ops into kernels, each one `fused` node.
 
-A kernel is `Node("fused", operands, {"kind": K, "body": Graph})` with one output; the
-body's inputs in0, in1, ... stand for the operands (the fused-kernel contract the numpy
-and triton backends generate code from; `check_kernel` states it as code). Kinds:
+A kernel is `Node("fused", operands, {"kind": K}, body=Graph)` with one output; the
+body's inputs, in the body's order, stand for the operands by position (they print as
+in0, in1, ...: the fused-kernel contract the backends generate code from; `check_kernel`
+states it as code). Kinds:
 - pointwise: elementwise ops over one iteration space; broadcasts, transposes and
   reshapes are index arithmetic, not copies;
 - reduction: a pointwise prologue, sum/max reductions over one set of axes of one full
@@ -20,7 +21,7 @@ the root, that is the output, of a new kernel. A producer joins its consumers' k
 when three separate rules allow it, each refusal a one-line reason `explain_fusion`
 reports for the producer -> consumer pair:
 - capability (`FITS`, `_admit`): the kernel's kind may hold the op where it would sit;
-- legality (`_Planner.leads_back`): a producer also needed by a node outside the kernel
+- legality (`FusionPlanner.leads_back`): a producer also needed by a node outside the kernel
   that leads back into it could only join by being stored from inside the kernel: a
   cycle; refused as "would create a cycle through %v" (found with ancestor bit sets);
 - profitability: a value stored anyway gains nothing from joining, and a value read by
@@ -39,31 +40,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from graphc import ops
+from graphc.errors import ShapeError
 from graphc.ir import SOURCE_OPS, Graph, Node, node_names
 from graphc.types import format_shape
 
 from .rewrite import rebuild
 
 KINDS = ("pointwise", "reduction", "matmul")
-LAYOUT_OPS = ("broadcast_to", "transpose", "reshape", "expand_dims", "squeeze")
-REDUCE_OPS = ("sum", "max")
+# Layout ops a kernel holds: views of their whole operand (a slice, a view of part of
+# it, stays a plain op and ends kernels).
+LAYOUT_OPS = frozenset(op for op in ops.with_trait("view") - ops.with_trait("partial")
+                       if ops.OPS[op].kind == "layout")
 # Layout ops a reduction kernel may hold: they only move values between the full shape
-# and the reduced shape (with or without the reduced axes kept as 1s).
-REDUCTION_LAYOUT_OPS = ("broadcast_to", "reshape", "expand_dims", "squeeze")
+# and the reduced shape (with or without the reduced axes kept as 1s), never reorder.
+REDUCTION_LAYOUT_OPS = LAYOUT_OPS - ops.with_trait("reorders")
+# op kind -> what an op of that kind is to fusion
+ROLES = {**{kind: "elementwise" for kind in ops.ELEMENTWISE_KINDS},
+         "reduce": "reduce", "matmul": "matmul"}
 
 
 def role(node: Node) -> str | None:
     """What a node is to fusion: elementwise | layout | reduce | matmul, or None (opaque)."""
-    kind = ops.OPS[node.op].kind if node.op in ops.OPS else None
-    if kind in ops.ELEMENTWISE_KINDS:
-        return "elementwise"
     if node.op in LAYOUT_OPS:
         return "layout"
-    if node.op in REDUCE_OPS:
-        return "reduce"
-    if node.op == "matmul":
-        return "matmul"
-    return None
+    return ROLES.get(ops.OPS[node.op].kind) if node.op in ops.OPS else None
 
 
 # --- capability: what each kernel kind may hold ---------------------------------------
@@ -211,35 +211,43 @@ def check_kernel(kind: str, body: Graph) -> str | None:
 
 
 def make_fused(kind: str, operands, body, loc=None, tags=()) -> Node:
-    """A kernel node over `operands`. `body` is a Graph whose inputs are named in0, in1, ...
-    or a function called with one body input per operand that returns the output node,
-    e.g. make_fused("matmul", [x, W, b], lambda x, w, b: gc.relu(x @ w + b))."""
+    """A kernel node over `operands`. `body` is a Graph whose inputs, in its order, stand
+    for the operands, or a function called with one body input per operand that returns
+    the output node, e.g. make_fused("matmul", [x, W, b], lambda x, w, b: gc.relu(x @ w + b))."""
     operands = list(operands)
     if callable(body):
         inputs = [Node("input", (), {}, o.type, name=f"in{i}") for i, o in enumerate(operands)]
-        body = Graph([body(*inputs)])
+        body = body_graph(body(*inputs), inputs)
     problem = check_kernel(kind, body)
     if problem:
         raise ValueError(f"make_fused: not a valid {kind} kernel: {problem}")
-    attrs = {"kind": kind, "body": body}
-    type = ops.infer_type("fused", [o.type for o in operands], attrs)
-    return Node("fused", operands, attrs, type, loc=loc, tags=tags)
+    type = ops.infer_type("fused", [o.type for o in operands], {"kind": kind}, body)
+    return Node("fused", operands, {"kind": kind}, type, loc=loc, tags=tags, body=body)
+
+
+def body_graph(output: Node, params: list) -> Graph:
+    """A kernel body computing `output` whose inputs are `params`, in that order (every
+    one of them read: an operand the body does not read is a ShapeError)."""
+    reached = Graph([output]).nodes
+    ids = {id(n) for n in reached}
+    unread = [k for k, p in enumerate(params) if id(p) not in ids]
+    if unread:
+        raise ShapeError(f"a kernel body reads every operand, but not operand {unread[0]}")
+    return Graph([output], order=list(params) + [n for n in reached if n.op != "input"])
 
 
 # --- the pass: grow kernels consumers first ---------------------------------------------
 
 # Elementwise ops cheap enough to recompute inside each consumer kernel rather than store:
 # no transcendental, so a duplicate costs about what the load it replaces would.
-CHEAP_OPS = frozenset(("neg", "abs", "sign", "relu", "step", "cast", "stop_gradient", "add",
-                       "sub", "mul", "maximum", "minimum", "gt", "ge", "lt", "le", "eq", "ne",
-                       "where")
-                      + LAYOUT_OPS)
+CHEAP_OPS = ops.with_trait("cheap")
 MAX_RECOMPUTE_KERNELS = 4   # a cheap value is recomputed in at most this many kernels
 INLINE_CONST_SIZE = 1       # consts this small are copied into bodies, not passed in
 
 
 @dataclass
-class Kernel:
+class Group:
+    """The ops that will make one kernel, as the sweep grows it."""
     state: KernelState
     members: list            # the nodes it computes, in the order they joined
 
@@ -260,12 +268,12 @@ class Refusal:
 @dataclass
 class FusionPlan:
     graph: Graph
-    kernels: list            # Kernel, by id
+    kernels: list            # Group, by id
     member_of: dict          # node -> ids of the kernels that compute it ([] : plain op)
     refusals: list           # Refusal, in the order decided
 
 
-class _Planner:
+class FusionPlanner:
     """One consumers-first sweep over a graph, deciding for each op which kernels hold it."""
 
     def __init__(self, graph: Graph):
@@ -393,7 +401,7 @@ class _Planner:
 
     def materialize(self, node: Node) -> None:
         state = state_for(node) if role(node) in ("reduce", "matmul") else KernelState()
-        self.kernels.append(Kernel(state, [node]))
+        self.kernels.append(Group(state, [node]))
         self.member_of[node] = [len(self.kernels) - 1]
 
     # -- reporting and reachability
@@ -429,7 +437,7 @@ class _Planner:
 
 def plan_fusion(graph: Graph) -> FusionPlan:
     """Which kernels compute each op, and why touching ops were not fused."""
-    return _Planner(graph).plan()
+    return FusionPlanner(graph).plan()
 
 
 # --- building the fused graph ----------------------------------------------------------
@@ -461,14 +469,13 @@ def _build_kernel(plan: FusionPlan, k: int, new: dict) -> Node:
     body = Graph([inside[kernel.root]])
     for index, node in enumerate(body.inputs):  # numbered in the order the body reads them
         node.name = f"in{index}"
-    operands = [outer[node] for node in body.inputs]
+    operands = [outer[node] for node in body.inputs]  # bound by position
     problem = check_kernel(kernel.state.kind, body)
     if problem:  # the sweep admits only what check_kernel accepts: this is a bug
         raise AssertionError(f"fuse built an invalid {kernel.state.kind} kernel: {problem}")
     root = kernel.root
-    attrs = {"kind": kernel.state.kind, "body": body}
-    return Node("fused", operands, attrs, root.type, name=root.name, loc=root.loc,
-                tags=root.tags, scope=root.scope)
+    return Node("fused", operands, {"kind": kernel.state.kind}, root.type, name=root.name,
+                loc=root.loc, tags=root.tags, scope=root.scope, body=body)
 
 
 def apply_plan(plan: FusionPlan) -> Graph:

@@ -28,9 +28,10 @@ def rebuild(node: Node, inputs: tuple) -> Node:
     if all(a is b for a, b in zip(inputs, node.inputs)):
         return node
     known = node.op in ops.OPS  # an op outside the table keeps its recorded type
-    type = ops.infer_type(node.op, [i.type for i in inputs], node.attrs) if known else node.type
+    type = (ops.infer_type(node.op, [i.type for i in inputs], node.attrs, node.body)
+            if known else node.type)
     return Node(node.op, inputs, node.attrs, type, name=node.name, loc=node.loc,
-                tags=node.tags, value=node.value, scope=node.scope)
+                tags=node.tags, value=node.value, body=node.body, scope=node.scope)
 
 
 def rewrite(graph: Graph, visit: Callable[[Node], Node | None]) -> Graph:

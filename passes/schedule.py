@@ -77,17 +77,13 @@ def _pointwise_operands(node: Node) -> tuple:
     """The inputs that element k of node's result reads only at element k (so the result
     may overwrite them as it goes): every input of an elementwise op; the inputs of a
     pointwise kernel that its body feeds only to elementwise ops (no layout op)."""
-    kind = ops.OPS[node.op].kind if node.op in ops.OPS else None
-    if kind in ops.ELEMENTWISE_KINDS:
+    if ops.is_elementwise(node.op):
         return node.inputs
-    if kind != "fused" or node.attrs["kind"] != "pointwise":
+    if node.op != "fused" or node.attrs["kind"] != "pointwise":
         return ()
-    body = node.attrs["body"]
-    users = body.users
-    leaves = {leaf.name: leaf for leaf in body.inputs}
-    return tuple(inp for k, inp in enumerate(node.inputs)
-                 if f"in{k}" in leaves and all(ops.OPS[u.op].kind in ops.ELEMENTWISE_KINDS
-                                               for u in users[leaves[f"in{k}"]]))
+    users = node.body.users
+    return tuple(operand for operand, param in zip(node.inputs, node.body.inputs)
+                 if all(ops.is_elementwise(u.op) for u in users[param]))
 
 
 def _can_write_in_place(node: Node, inp: Node, dims, owner, live_until, buffer, i) -> bool:

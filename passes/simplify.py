@@ -40,7 +40,7 @@ from graphc.types import broadcast_shapes, is_float
 from .rewrite import inherit, rewrite
 
 MAX_ROUNDS = 8
-COMMUTATIVE = frozenset({"add", "mul", "maximum", "minimum"})
+COMMUTATIVE = ops.with_trait("commutative")
 
 
 # --- patterns ----------------------------------------------------------------------------
@@ -109,7 +109,7 @@ class Rule:
 
 def _nonnegative(x: Node) -> bool:
     """x >= 0 (or nan) wherever defined, judged by its op alone."""
-    return x.op in ("exp", "sigmoid", "sqrt", "abs", "relu") or (
+    return ops.has(x.op, "nonnegative") or (
         x.op == "const" and bool(np.all(x.value >= 0)))
 
 

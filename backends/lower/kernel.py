@@ -38,9 +38,8 @@ class Kernel:
 
 def kernel_of(node: Node) -> Kernel:
     if node.op == "fused":
-        body = node.attrs["body"]
-        params = sorted(body.inputs, key=ops.body_input_index)
-        return _with_array_consts(Kernel(node, node.attrs["kind"], body, tuple(params),
+        body = node.body
+        return _with_array_consts(Kernel(node, node.attrs["kind"], body, tuple(body.inputs),
                                          tuple(node.inputs)))
     params = tuple(Node("input", (), {}, i.type, name=f"in{k}", loc=node.loc)
                    for k, i in enumerate(node.inputs))

@@ -17,7 +17,7 @@ from graphc.backends import blas, ccompile
 from graphc.backends import numpy as numpy_backend
 from graphc.backends import numpy_kernels
 from graphc.ir import Graph, Node
-from graphc.passes.fusion import make_fused
+from graphc.passes.fusion import body_graph, make_fused
 
 RNG = np.random.default_rng(0)
 
@@ -49,10 +49,11 @@ def run_both(outputs, feeds, opt="O0"):
 
 
 def fused(kind, operands, make_body):
-    """A fused node per the kernel contract: body inputs in0.. stand for `operands`."""
+    """A fused node per the kernel contract (body inputs stand for `operands` by position),
+    built by hand: the body need not be one the fuse pass would make."""
     ins = [gc.input(f"in{k}", op.shape, op.dtype) for k, op in enumerate(operands)]
-    body = Graph([make_body(*ins)])
-    return dsl.apply("fused", *operands, kind=kind, body=body)
+    body = body_graph(make_body(*ins), ins)
+    return Node("fused", operands, {"kind": kind}, body.outputs[0].type, body=body)
 
 
 # --- plain ops -------------------------------------------------------------------------

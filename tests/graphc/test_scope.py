@@ -146,4 +146,4 @@ def test_passes_keep_a_nodes_scope():
     fused = optimize(Graph([gc.sum(y)]), "O2")
     kernels = [n for n in fused.nodes if n.op == "fused"]
     assert kernels and all(str(b.scope) == "block" for k in kernels
-                           for b in k.attrs["body"].nodes if b.op not in ("input", "sum"))
+                           for b in k.body.nodes if b.op not in ("input", "sum"))

@@ -195,7 +195,7 @@ def test_kernels_of_the_fuse_pass_are_clusters_of_their_bodies():
     kinds = {a["label"].split(" kernel")[0] for a in clusters.values()}
     assert kinds == {k.attrs["kind"] for k in kernels}
     for kernel, cluster in zip(kernels, clusters.values()):
-        body_ops = [n for n in kernel.attrs["body"].nodes if n.op != "input"]
+        body_ops = [n for n in kernel.body.nodes if n.op != "input"]
         assert len(cluster["members"]) == len(body_ops)
     # Nothing dangles: every edge joins drawn nodes, and every drawn op has its inputs.
     assert all(s in nodes and d in nodes for s, d, _ in edges)
@@ -203,7 +203,7 @@ def test_kernels_of_the_fuse_pass_are_clusters_of_their_bodies():
     for _, d, _ in edges:
         fan_in[d] += 1
     drawn = [n for n in graph.nodes if n.op != "fused"] + [
-        b for k in kernels for b in k.attrs["body"].nodes if b.op != "input"]
+        b for k in kernels for b in k.body.nodes if b.op != "input"]
     assert sum(fan_in.values()) == sum(len(n.inputs) for n in drawn)
 
 

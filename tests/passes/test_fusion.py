@@ -223,7 +223,7 @@ def test_mlp_training_graph_fuses_mask_into_each_backward_matmul_and_keeps_meani
     cleaned = optimize(graph, "O1")
     fused = fuse(cleaned)
     fused.lint()
-    bodies = [n.attrs["body"] for n in kernels(fused) if n.attrs["kind"] == "matmul"]
+    bodies = [n.body for n in kernels(fused) if n.attrs["kind"] == "matmul"]
     masked = [b for b in bodies if {"matmul", "gt", "where"} <= {n.op for n in b.nodes}]
     assert len(masked) == 2  # dL/dz of both hidden layers: where(z > 0, g @ W.T, 0)
     assert len(bodies) == 8  # every matmul (3 forward, 2 dL/dh, 3 dL/dW) is in a kernel
@@ -382,7 +382,7 @@ def test_a_matmul_operand_is_a_kernel_input_never_a_prologue():
 def test_every_kernel_passes_the_capability_check_it_was_built_by():
     graph, _, _ = mlp_training_graph((6, 5, 4, 3))
     for node in kernels(fuse(optimize(graph, "O1"))):
-        assert check_kernel(node.attrs["kind"], node.attrs["body"]) is None
+        assert check_kernel(node.attrs["kind"], node.body) is None
 
 
 # --- meaning preserved, size and sharing -----------------------------------------------

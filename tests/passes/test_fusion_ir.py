@@ -90,7 +90,7 @@ def test_check_kernel_accepts_the_relu_backward_mask_epilogue():
     g, W, z = gc.input("g", ("batch", 4)), gc.input("W", (3, 4)), gc.input("z", ("batch", 3))
     kernel = make_fused("matmul", [g, W, z],
                         lambda g, w, z: gc.where(z > 0, g @ gc.transpose(w), 0.0))
-    assert check_kernel("matmul", kernel.attrs["body"]) is None
+    assert check_kernel("matmul", kernel.body) is None
 
 
 def test_fused_operand_types_must_match_the_body_inputs():
@@ -107,5 +107,29 @@ def test_an_unclosed_block_is_a_parse_error():
 def test_make_fused_takes_a_body_graph():
     x, y = gc.input("x", (2, 3)), gc.input("y", (2, 3))
     first = make_fused("pointwise", [x, y], lambda a, b: gc.maximum(a, b) * 2.0)
-    again = make_fused("pointwise", [y, x], first.attrs["body"])
-    assert again.attrs["body"] is first.attrs["body"] and again.type == first.type
+    again = make_fused("pointwise", [y, x], first.body)
+    assert again.body is first.body and again.type == first.type
+
+
+def test_a_body_binds_its_operands_by_position_not_by_name():
+    # The body's inputs, in the order they are written, stand for the operands: here the
+    # first operand is subtracted from the second, whatever the inputs are called.
+    text = """
+%x = input() : f32[3]
+%y = input() : f32[3]
+%0 = fused(%x, %y, kind='pointwise') : f32[3] {
+    %b = input() : f32[3]
+    %a = input() : f32[3]
+    %0 = sub(%a, %b) : f32[3]
+    %1 = exp(%0) : f32[3]
+    return %1
+}
+return %0
+"""
+    graph = ir.parse(text)
+    assert str(ir.parse(str(graph))) == str(graph)
+    x, y = np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.5, 0.5])
+    for backend in ("reference", "numpy", "triton"):
+        fn = gc.compile(list(graph.outputs), backend=backend, opt="O0")
+        (out,) = fn(x=x, y=y)
+        np.testing.assert_allclose(out, np.exp(y - x), rtol=1e-6)
