@@ -16,11 +16,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from graphc import backends
 from graphc.arguments import describe, node_list
 from graphc.commit import Commit
 from graphc.errors import DtypeError, FeedError, GraphcError, ShapeError, UsageError
 from graphc.ir import Graph, Node
 from graphc.logs import CompileLog
+from graphc.passes import optimize
 from graphc.types import format_shape, numpy_dtype, to_dtype
 
 
@@ -41,8 +43,6 @@ def compile(outputs, inputs=None, updates=None, backend="numpy", opt="O2",
 
 class Function:
     def __init__(self, outputs, inputs, updates, backend, opt, debug_dir=None):
-        from graphc import backends
-        from graphc.passes import optimize
 
         self._single = isinstance(outputs, Node)
         self.outputs = node_list(outputs, "gc.compile: outputs", UsageError)

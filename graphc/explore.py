@@ -22,6 +22,7 @@ import json
 import os
 from importlib import resources
 
+from graphc import backends
 from graphc.errors import GraphcError
 from graphc.ir import SOURCE_OPS, Node, format_node, node_names
 from graphc.placement import Placement, fold
@@ -184,7 +185,6 @@ def _initially_collapsed(placement: Placement, collapse) -> list:
 def _kernels(pic: Picture):
     """([{name, kind, source, c_source}], {node: kernel index}, "dims" text) from the
     numpy backend built for the values' shapes (or EXAMPLE_DIM for each symbolic dim)."""
-    from graphc import backends
 
     graph = pic.graph
     if pic.values:

@@ -34,7 +34,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from graphc import scopes
+from graphc import ops, scopes
 from graphc.errors import ParseError, ShapeError
 from graphc.types import (
     SHORT_TO_DTYPE, TensorType, canonical_shape, format_shape, numpy_dtype, to_dtype)
@@ -259,7 +259,6 @@ class Graph:
     def lint(self) -> None:
         """Check the invariants every pass must keep; raise AssertionError naming a node
         (or the type rule's own error, for operands an op does not accept)."""
-        from graphc import ops
 
         position = {node: i for i, node in enumerate(self.nodes)}
         names = {}
@@ -495,7 +494,6 @@ def _read_block(lines, lineno: int) -> Graph:
 
 
 def _parse_node_line(line: str, env: dict, lineno: int, lines=iter(()), known_scopes=None):
-    from graphc import ops
 
     m = _NODE_LINE.match(line)
     if not m:

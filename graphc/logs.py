@@ -19,6 +19,8 @@ import itertools
 import os
 import sys
 
+from graphc.passes.fusion import explain_fusion
+
 TOPICS = {
     "passes": "the IR before the pipeline and after every pass",
     "fusion": "the IR around the fuse pass and why-not-fused lines",
@@ -122,6 +124,4 @@ class CompileLog:
 
 
 def _why_not_fused(graph) -> str:
-    from graphc.passes.fusion import explain_fusion
-
     return "\n".join(explain_fusion(graph)) or "(every producer fused with its consumers)"

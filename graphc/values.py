@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphc.autodiff import grad
+from graphc.backends.reference import run_graph
+from graphc.compile import check_feeds
 from graphc.ir import Graph
 from graphc.types import is_float
 
@@ -23,8 +26,6 @@ def evaluate(graph: Graph, feeds: dict, extra=()) -> dict:
     """{node: array} for the nodes of `graph`, of its fused bodies and of `extra` (more
     nodes to compute alongside), given arrays by input name. Feeds that name no input
     of the graph are left out: a graph drawn without its loss needs no labels."""
-    from graphc.backends.reference import run_graph
-    from graphc.compile import check_feeds
 
     whole = Graph(list(graph.outputs) + list(graph.updates.values()) + list(extra))
     wanted = {node.name for node in whole.inputs}
@@ -42,7 +43,6 @@ def forward_gradients(outputs) -> dict:
     """{forward node: node for dL/d(that node)} for the one scalar float output L of
     `outputs`, over the float nodes on a path from a float param to L (params included);
     {} when there is not exactly one such L (whose gradient would it be?)."""
-    from graphc.autodiff import grad
 
     losses = [o for o in outputs if o.shape == () and is_float(o.dtype)]
     if len(losses) != 1:

@@ -31,8 +31,10 @@ from dataclasses import dataclass, field
 
 import graphviz
 
+from graphc.autodiff import grad
 from graphc.errors import GraphcError
 from graphc.ir import SOURCE_OPS, Graph, Node
+from graphc.passes import optimize
 from graphc.placement import Placement
 from graphc.scopes import ROOT, Scope
 from graphc.types import DTYPES, is_float
@@ -115,7 +117,6 @@ class Picture:
 def picture(outputs, backward=False, stage="source", values=None) -> Picture:
     """The graph of `outputs` (with gradients when `backward`) at `stage`, and its values
     for the feeds `values` ({input name: array}) run on the reference backend."""
-    from graphc.passes import optimize
 
     if stage not in STAGES:
         raise GraphcError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
@@ -149,7 +150,6 @@ def stage_of(stage, fused: bool) -> str:
 def gradients(outputs: list) -> dict:
     """{gradient node: caption such as "dL/dW1"} for each scalar float output L and each
     float param it depends on (integer params have no gradient)."""
-    from graphc.autodiff import grad
 
     losses = [o for o in outputs if o.shape == () and is_float(o.dtype)]
     if not losses:
