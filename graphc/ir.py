@@ -181,9 +181,11 @@ def user_location() -> str | None:
 
 # --- graphs ----------------------------------------------------------------------------
 
-def topological_order(roots) -> list:
-    """Nodes reachable from roots, inputs before users; iterative, deterministic."""
-    order, seen = [], set()
+def topological_order(roots, seen=None) -> list:
+    """Nodes reachable from roots, inputs before users; iterative, deterministic. `seen`
+    (ids) holds nodes already ordered elsewhere: they are skipped, and the ones found here
+    are added to it."""
+    order, seen = [], set() if seen is None else seen
     for root in roots:
         if id(root) in seen:
             continue

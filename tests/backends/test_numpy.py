@@ -17,7 +17,8 @@ from graphc.backends import blas, ccompile
 from graphc.backends import numpy as numpy_backend
 from graphc.backends import numpy_kernels
 from graphc.ir import Graph, Node
-from graphc.passes.fusion import body_graph, make_fused
+from graphc.passes.fusion import make_fused
+from tests.kernels import hand_kernel
 
 RNG = np.random.default_rng(0)
 
@@ -48,12 +49,7 @@ def run_both(outputs, feeds, opt="O0"):
     return fn, got
 
 
-def fused(kind, operands, make_body):
-    """A fused node per the kernel contract (body inputs stand for `operands` by position),
-    built by hand: the body need not be one the fuse pass would make."""
-    ins = [gc.input(f"in{k}", op.shape, op.dtype) for k, op in enumerate(operands)]
-    body = body_graph(make_body(*ins), ins)
-    return Node("fused", operands, {"kind": kind}, body.outputs[0].type, body=body)
+fused = hand_kernel  # a fused node per the kernel contract, built by hand
 
 
 # --- plain ops -------------------------------------------------------------------------

@@ -22,8 +22,9 @@ from graphc.backends import triton_host
 from graphc.compile import check_feeds
 from graphc.ir import Graph, Node
 from graphc.passes import optimize
-from graphc.passes.fusion import body_graph, make_fused
+from graphc.passes.fusion import make_fused
 from tests.graphc import test_deep_graphs as deep
+from tests.kernels import hand_kernel
 from tests.strategies import assert_close, graphs
 
 RNG = np.random.default_rng(0)
@@ -184,9 +185,7 @@ def test_batched_matmul_broadcasts_batch_dims():
 def test_unsupported_body_is_split_and_says_why():
     x, w = gc.input("x", (4, 6)), gc.input("w", (6, 3))
     # not a valid matmul kernel (its epilogue transposes): built by hand, not make_fused
-    i0, i1 = gc.input("in0", (4, 6)), gc.input("in1", (6, 3))
-    body = body_graph(gc.transpose(i0 @ i1) * 2, [i0, i1])
-    node = Node("fused", [x, w], {"kind": "matmul"}, body.outputs[0].type, body=body)
+    node = hand_kernel("matmul", [x, w], lambda x, w: gc.transpose(x @ w) * 2)
     tri = run_both([node], {"x": randn(4, 6), "w": randn(6, 3)})
     assert len(tri.kernels) > 1 and "split" in tri.kernels[0]["note"]
     assert tri.stats["splits"]
@@ -367,11 +366,9 @@ def test_a_label_out_of_range_raises_from_any_kernel_holding_the_one_hot(max_row
     backend's error for the first one, in any kernel kind and on the looped path."""
     labels, z = gc.input("labels", (6,), "int64"), gc.input("z", (6, 40))
     hot = gc.one_hot(labels, 40)
-    l_in, z_in = gc.input("in0", (6,), "int64"), gc.input("in1", (6, 40))
-    fused = [gc.dsl.apply("fused", labels, kind="pointwise",
-                          body=Graph([gc.one_hot(l_in, 40) * 2.0])),
-             gc.dsl.apply("fused", labels, z, kind="reduction",
-                          body=Graph([(gc.one_hot(l_in, 40) * z_in).sum(axis=1)]))]
+    fused = [hand_kernel("pointwise", [labels], lambda l: gc.one_hot(l, 40) * 2.0),
+             hand_kernel("reduction", [labels, z],
+                         lambda l, z: (gc.one_hot(l, 40) * z).sum(axis=1))]
     feeds = {"labels": np.array([0, 39, 41, 3, -2, 45]), "z": randn(6, 40)}
     for outs in ([hot], [fused[0]], [fused[1]]):
         got = _label_error(triton_backend, outs, feeds, max_row_block=max_row_block)

@@ -433,7 +433,9 @@ def test_rule_leaves_near_miss_alone(name):
     before = parse(CASES[name][2])
     after, fired = simplify_traced(before)
     assert name not in fired
-    assert strip(str(after)) == strip(str(before))
+    # the same nodes (a pass hands back its graph in depth-first order; parse keeps the
+    # order as written)
+    assert strip(str(after)) == strip(str(Graph(before.outputs, before.updates)))
 
 
 def test_smaller_result_is_broadcast_back_to_the_nodes_type():
