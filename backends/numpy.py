@@ -44,9 +44,11 @@ import numpy as np
 
 from graphc import ops
 from graphc.backends import blas, c_kernels, ccompile, numpy_ops
+from graphc.backends.base import Backend
 from graphc.backends.numpy_gemm import gemm_chains
-from graphc.backends.numpy_kernels import (LOCAL_NAMES, BodyWriter, Kernel, ScratchPool,
-                                          chunking, describe, one_element_const)
+from graphc.backends.numpy_kernels import (
+    CHUNK_ELEMENTS, LOCAL_NAMES, THREADS, BodyWriter, Kernel, ScratchPool, chunking, describe,
+    one_element_const)
 from graphc.backends.numpy_ops import alias_of
 from graphc.errors import GraphcError
 from graphc.ir import SOURCE_OPS, Graph, Node, node_names, topological_order
@@ -59,14 +61,27 @@ _fn_ids = itertools.count()
 _GENERATED = re.compile(r"[bsz]\d+(_\d+)?|_param\d+|body\d+|fn_\d+")
 
 
-def build(graph: Graph, dims: dict) -> "NumpyExecutable":
+@dataclass(frozen=True)
+class Options:
+    """The numpy backend's knobs (gc.compile(..., options={...}))."""
+    c_kernels: bool = True       # small and cheap kernels as C loops, where cc works
+    blas: bool = True            # matmul epilogues in BLAS's gemm, where it can be called
+    chunk_elements: int = CHUNK_ELEMENTS   # a chunked pointwise kernel's chunk size
+    threads: int | None = None   # threads sharing a kernel's chunks (None: the cores)
+
+
+def build(graph: Graph, dims: dict, options: Options | None = None) -> "NumpyExecutable":
     """Matmuls call NumPy's BLAS directly where it can be found (blas.py), and small or
     cheap fused kernels are C loops where a C compiler works (c_kernels.py); without
     them, the same kernels are NumPy calls."""
+    options = options or Options()
     graph = schedule(graph)
     plan = plan_buffers(graph, dims, alias_of=alias_of)
-    compile_c = ccompile.compile_library if ccompile.available() else None
-    return NumpyExecutable(*Codegen(graph, dict(dims), plan, blas.find(), compile_c).generate())
+    use_c = options.c_kernels and ccompile.available()
+    compile_c = ccompile.compile_library if use_c else None
+    gemm = blas.find() if options.blas else None
+    return NumpyExecutable(*Codegen(graph, dict(dims), plan, gemm, compile_c,
+                                    options).generate())
 
 
 def updates_in_place(graph: Graph, dims: dict) -> dict:
@@ -122,8 +137,10 @@ def _can_raise(node: Node, dims: dict) -> bool:
 class Codegen:
     """Writes the function for one graph and one binding of its symbolic dims."""
 
-    def __init__(self, graph: Graph, dims: dict, plan, gemm: blas.Gemm | None, compile_c=None):
+    def __init__(self, graph: Graph, dims: dict, plan, gemm: blas.Gemm | None, compile_c=None,
+                 options: "Options | None" = None):
         self.graph, self.dims, self.plan = graph, dims, plan
+        self.options = options or Options()
         self.gemm = gemm  # NumPy's BLAS gemm with alpha and beta, if found
         self.compile_c = compile_c  # C source -> loaded library, if a compiler works
         self.c_kernels = []         # the C kernels of this function, compiled together
@@ -303,7 +320,8 @@ class Codegen:
         if self.compile_c is not None and _kind(node) == "matmul" and node.op == "fused":
             if self._matmul_then_c(kernel, leaves, steps, result):
                 return kernel
-        chunk = None if self._overwrites_operand_elsewhere(node) else chunking(node, self.dims)
+        chunk = None if self._overwrites_operand_elsewhere(node) else chunking(
+            node, self.dims, self.options.chunk_elements, self.options.threads or THREADS)
         BodyWriter(self, kernel, leaves, chunk).write(steps, result)
         return kernel
 
@@ -485,3 +503,6 @@ class NumpyExecutable:
                 return self.fn(begin_commit, *[feeds[node] for node in self.inputs])
         except (ValueError, IndexError, TypeError) as e:
             raise self._errors.translate(e) from None
+
+
+BACKEND = Backend("numpy", Options, build)

@@ -366,7 +366,8 @@ def _literal_for(node: Node, user) -> bool:
     return ops.OPS[user.op].kind in ops.ELEMENTWISE_KINDS and node.ndim <= user.ndim
 
 
-def chunking(node: Node, dims: dict) -> Chunking | None:
+def chunking(node: Node, dims: dict, chunk_elements: int = CHUNK_ELEMENTS,
+             threads: int = THREADS) -> Chunking | None:
     """How to run a fused pointwise kernel in cache-sized chunks, or None (small, or a
     body with ops other than elementwise ones and broadcasts). Every value whose shape
     spans the output's first axis is then taken a chunk at a time; smaller ones whole."""
@@ -374,14 +375,14 @@ def chunking(node: Node, dims: dict) -> Chunking | None:
         return None
     shape = node.type.concrete_shape(dims)
     row = int(np.prod(shape[1:], dtype=np.int64))
-    rows = max(1, CHUNK_ELEMENTS // max(row, 1))
+    rows = max(1, chunk_elements // max(row, 1))
     if shape[0] < 2 * rows:
         return None
     for b in node.body.nodes:
         if b.op not in SOURCE_OPS and b.op != "broadcast_to" and (
                 ops.OPS[b.op].kind not in ops.ELEMENTWISE_KINDS):
             return None
-    return Chunking(rows, shape[0], min(THREADS, -(-shape[0] // rows)))
+    return Chunking(rows, shape[0], min(threads, -(-shape[0] // rows)))
 
 
 def _spans_first_axis(value: Node, kernel: Node, dims: dict) -> bool:

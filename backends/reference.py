@@ -10,12 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from graphc import ops
+from graphc.backends.base import Backend, NoOptions
 from graphc.errors import GraphcError
 from graphc.ir import Graph, Node
 from graphc.types import format_shape
 
 
-def build(graph: Graph, dims: dict) -> "ReferenceExecutable":
+def build(graph: Graph, dims: dict, options=None) -> "ReferenceExecutable":
     return ReferenceExecutable(graph, dict(dims))
 
 
@@ -76,3 +77,6 @@ class ReferenceExecutable:
         values = run_graph(self.graph, feeds, self.dims)
         results = list(self.graph.outputs) + list(self.graph.updates.values())
         return [np.array(values[node]) for node in results]
+
+
+BACKEND = Backend("reference", NoOptions, build)

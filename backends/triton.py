@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import re
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from graphc.backends.base import Backend
 from graphc.errors import BackendUnavailable
 from graphc.ir import Graph
 
@@ -57,14 +60,22 @@ torch, DEVICE = _check_available()
 from graphc.backends import numpy_ops, triton_aot, triton_host  # noqa: E402  (after the check)
 
 
-def build(graph: Graph, dims: dict, max_row_block=None) -> "TritonExecutable":
-    """Generate, load and wrap the program for `graph` at `dims`.
-    max_row_block: the largest reduction row held in one block (default 4096); longer
-    rows take the looped multi-block path."""
+@dataclass(frozen=True)
+class Options:
+    """The triton backend's knobs (gc.compile(..., options={...}))."""
+    # the largest reduction row held in one block; longer rows take the looped path
+    max_row_block: int = 4096
+    autotune: bool | None = None    # time several block sizes (None: on a CUDA device)
+
+
+def build(graph: Graph, dims: dict, options: Options | None = None,
+          max_row_block=None) -> "TritonExecutable":
+    """Generate, load and wrap the program for `graph` at `dims`."""
+    options = options or Options()
     _check_available()   # TRITON_INTERPRET may have been unset since this module loaded
-    extra = {} if max_row_block is None else {"max_row_block": max_row_block}
-    program = triton_host.generate(graph, dims, device=DEVICE, autotune=DEVICE == "cuda",
-                                   **extra)
+    autotune = DEVICE == "cuda" if options.autotune is None else options.autotune
+    program = triton_host.generate(graph, dims, device=DEVICE, autotune=autotune,
+                                   max_row_block=max_row_block or options.max_row_block)
     return TritonExecutable(graph, dims, program)
 
 
@@ -114,3 +125,6 @@ def _to_tensor(array):
     if not (array.flags.writeable and array.flags.c_contiguous):
         array = array.copy()
     return torch.from_numpy(array).to(DEVICE)
+
+
+BACKEND = Backend("triton", Options, build)

@@ -27,7 +27,7 @@ from graphc.types import format_shape, numpy_dtype, to_dtype
 
 
 def compile(outputs, inputs=None, updates=None, backend="numpy", opt="O2",
-            debug_dir=None) -> "Function":
+            debug_dir=None, options=None) -> "Function":
     """Compile `outputs` (a node or a list) into a Function called with arrays by name.
 
     inputs:  optional list of input nodes: the call's signature, in the order of
@@ -37,12 +37,15 @@ def compile(outputs, inputs=None, updates=None, backend="numpy", opt="O2",
     backend: "reference" | "numpy" | "triton".   opt: "O0" | "O1" | "O2".
     debug_dir: write the IR after each pass, the buffer plan and the generated code
                there (graphc.logs; GRAPHC_LOGS=topic,... shows them on stderr).
+    options: the backend's knobs, e.g. {"c_kernels": False} for numpy or
+             {"max_row_block": 1024} for triton (each backend's Options dataclass
+             lists them; an unknown one is an error naming the real ones).
     """
-    return Function(outputs, inputs, updates, backend, opt, debug_dir)
+    return Function(outputs, inputs, updates, backend, opt, debug_dir, options)
 
 
 class Function:
-    def __init__(self, outputs, inputs, updates, backend, opt, debug_dir=None):
+    def __init__(self, outputs, inputs, updates, backend, opt, debug_dir=None, options=None):
 
         self._single = isinstance(outputs, Node)
         self.outputs = node_list(outputs, "gc.compile: outputs", UsageError)
@@ -58,6 +61,7 @@ class Function:
         _check_dims_bound(self.source_graph)
         self.backend_name = backend
         self._backend = backends.load(backend)
+        self.options = self._backend.make_options(options)
         self.log = CompileLog.for_function(self.outputs, debug_dir)
         self.log.pipeline_start(self.source_graph, opt)
         self.graph = optimize(self.source_graph, opt, dump=self.log.after_pass)
@@ -85,7 +89,7 @@ class Function:
     def _executable_for(self, signature, dims):
         executable = self._executables.get(signature)
         if executable is None:
-            executable = self._backend.build(self.graph, dims)
+            executable = self._backend.build(self.graph, dims, self.options)
             self._executables[signature] = executable
             self.log.built(executable, dims)
         self._last = executable

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 
 import graphc as gc
-from graphc.backends import blas, ccompile, numpy_kernels
+from graphc.backends import blas, ccompile
 from tests.conftest import BACKENDS
 from tests.strategies import OP_FAMILIES, assert_close, graphs, run_reference
 
 
-def _check_random_graphs(dtype, examples, families=tuple(OP_FAMILIES)) -> int:
-    """Checks random graphs; returns how many of them ran a C kernel."""
+def _check_random_graphs(dtype, examples, families=tuple(OP_FAMILIES), options=None) -> int:
+    """Checks random graphs (numpy's options as given); returns how many ran a C kernel."""
     with_c = []
 
     @settings(max_examples=examples)
@@ -25,7 +25,7 @@ def _check_random_graphs(dtype, examples, families=tuple(OP_FAMILIES)) -> int:
     def check(case):
         outputs, feeds = case
         expected = run_reference(outputs, feeds)
-        fn = gc.compile(outputs, backend="numpy", opt="O2")
+        fn = gc.compile(outputs, backend="numpy", opt="O2", options=options)
         for _ in range(2):  # the second call reuses the first call's buffers
             actual = fn(**feeds)
             for k, (a, e) in enumerate(zip(actual, expected)):
@@ -59,13 +59,12 @@ def test_random_graphs_without_a_c_compiler(monkeypatch, dtype):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_random_graphs_with_every_pointwise_kernel_chunked(monkeypatch, threads):
+def test_random_graphs_with_every_pointwise_kernel_chunked(threads):
     # The random graphs are small: chunks of one row make every fused pointwise kernel
     # of 2 or more rows run chunk by chunk, with broadcast operands, on one thread or
     # shared out to two.
-    monkeypatch.setattr(numpy_kernels, "CHUNK_ELEMENTS", 1)
-    monkeypatch.setattr(numpy_kernels, "THREADS", threads)
-    _check_random_graphs("float64", examples=30, families=("unary", "binary"))
+    _check_random_graphs("float64", examples=30, families=("unary", "binary"),
+                         options={"chunk_elements": 1, "threads": threads})
 
 
 NAN_INF_EXAMPLES = {"reference": 40, "numpy": 40, "triton": 25}

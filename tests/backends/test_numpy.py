@@ -39,9 +39,9 @@ def use_blas(request, monkeypatch):
     return request.param == "blas"
 
 
-def run_both(outputs, feeds, opt="O0"):
+def run_both(outputs, feeds, opt="O0", options=None):
     ref = gc.compile(outputs, backend="reference", opt="O0")(**feeds)
-    fn = gc.compile(outputs, backend="numpy", opt=opt)
+    fn = gc.compile(outputs, backend="numpy", opt=opt, options=options)
     got = fn(**feeds)
     for a, b in zip(got, ref):
         assert a.dtype == b.dtype and a.shape == b.shape
@@ -174,15 +174,15 @@ CHUNK_LOOPS = {1: ["for i in range(0, 37, 2):"],
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("shape", [(37, 3), (37, 1)])
-def test_chunked_kernel_reads_a_const_that_spans_its_rows(monkeypatch, shape, threads):
+def test_chunked_kernel_reads_a_const_that_spans_its_rows(shape, threads):
     # A body const as tall as the output is read a chunk of rows at a time, as an operand
     # is (it was read whole, and the ufunc could not broadcast it into the chunk).
-    monkeypatch.setattr(numpy_kernels, "CHUNK_ELEMENTS", 8)
-    monkeypatch.setattr(numpy_kernels, "THREADS", threads)
+    chunks = {"chunk_elements": 8, "threads": threads}
     x = gc.input("x", (37, 3))
     c = gc.const(RNG.standard_normal(shape).astype(np.float32))
     k = make_fused("pointwise", [x], lambda i0: gc.tanh(i0 + c) * c)
-    fn, _ = run_both([k], {"x": RNG.standard_normal((37, 3)).astype(np.float32)})
+    fn, _ = run_both([k], {"x": RNG.standard_normal((37, 3)).astype(np.float32)},
+                     options=chunks)
     assert all(line in fn.source for line in CHUNK_LOOPS[threads])
 
 
@@ -204,9 +204,8 @@ def test_a_known_number_read_by_a_reduction_is_an_array():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_large_pointwise_kernels_run_in_chunks(monkeypatch, threads):
-    monkeypatch.setattr(numpy_kernels, "CHUNK_ELEMENTS", 8)  # 37 rows: chunks and a tail
-    monkeypatch.setattr(numpy_kernels, "THREADS", threads)
+def test_large_pointwise_kernels_run_in_chunks(threads):
+    chunks = {"chunk_elements": 8, "threads": threads}  # 37 rows: chunks and a tail
     x = gc.input("x", (37, 3))
     col = gc.input("col", (37, 1))
     bias = gc.input("bias", (3,))
@@ -214,7 +213,7 @@ def test_large_pointwise_kernels_run_in_chunks(monkeypatch, threads):
         i0 > 0, gc.tanh(i0 * i1 + i2), gc.broadcast_to(gc.const(0.5), (37, 3))) * gc.exp(i1))
     feeds = {"x": RNG.standard_normal((37, 3)), "col": RNG.standard_normal((37, 1)),
              "bias": RNG.standard_normal(3)}
-    fn, _ = run_both([k], feeds)
+    fn, _ = run_both([k], feeds, options=chunks)
     assert all(line in fn.source for line in CHUNK_LOOPS[threads]) and "x[i:j]" in fn.source
     assert "bias[i:j]" not in fn.source and "col[i:j]" in fn.source
     if threads == 2:  # each thread has scratch arrays of its own
@@ -224,33 +223,32 @@ def test_large_pointwise_kernels_run_in_chunks(monkeypatch, threads):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_maximum_and_minimum_against_a_number_read_a_filled_array(monkeypatch, threads):
-    monkeypatch.setattr(numpy_kernels, "CHUNK_ELEMENTS", 8)  # a tail chunk of 1 row
-    monkeypatch.setattr(numpy_kernels, "THREADS", threads)
+def test_maximum_and_minimum_against_a_number_read_a_filled_array(threads):
+    chunks = {"chunk_elements": 8, "threads": threads}  # a tail chunk of 1 row
     x = gc.input("x", (37, 3))
     k = fused("pointwise", [x], lambda i0: gc.minimum(gc.relu(i0), 0.5) + gc.maximum(i0, -0.25))
     xs = RNG.standard_normal((37, 3)).astype(np.float32)
     xs[0, :] = [np.nan, -np.inf, np.inf]
-    fn, (got,) = run_both([k], {"x": xs})
+    fn, (got,) = run_both([k], {"x": xs}, options=chunks)
     assert re.search(r"np\.minimum\(b0\[i:j\], z\d+\[:n\], out=", fn.source)
     assert re.search(r"np\.maximum\(x\[i:j\], z\d+\[:n\], out=", fn.source)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_inputs_named_like_the_chunk_loop_locals(monkeypatch, threads):
-    monkeypatch.setattr(numpy_kernels, "CHUNK_ELEMENTS", 8)
-    monkeypatch.setattr(numpy_kernels, "THREADS", threads)
+def test_inputs_named_like_the_chunk_loop_locals(threads):
+    chunks = {"chunk_elements": 8, "threads": threads}
     i, n = gc.input("i", (37, 3)), gc.input("n", (37, 3))
     k = fused("pointwise", [i, n], lambda i0, i1: gc.tanh(i0) * i1 + i0)
-    run_both([k], {"i": RNG.standard_normal((37, 3)), "n": RNG.standard_normal((37, 3))})
+    run_both([k], {"i": RNG.standard_normal((37, 3)), "n": RNG.standard_normal((37, 3))},
+             options=chunks)
 
 
-def test_chunked_kernel_writing_over_its_operand(monkeypatch):
-    monkeypatch.setattr(numpy_kernels, "CHUNK_ELEMENTS", 8)
+def test_chunked_kernel_writing_over_its_operand():
+    chunks = {"chunk_elements": 8}
     x = gc.input("x", (40, 2))
     t = gc.exp(x)  # its buffer is free for the kernel's output once the kernel read it
     k = fused("pointwise", [t, x], lambda i0, i1: gc.tanh(i0 * 2) * i0 + i1 * i0)
-    fn, _ = run_both([k], {"x": RNG.standard_normal((40, 2))}, opt="O0")
+    fn, _ = run_both([k], {"x": RNG.standard_normal((40, 2))}, opt="O0", options=chunks)
     assert "for i in range(" in fn.source
 
 

@@ -149,3 +149,18 @@ def test_optimizers_take_one_param_as_a_list_of_one(model, optimizer, backend):
     step = backend.compile(y, updates=getattr(gc.optim, optimizer)(y, W, lr=0.5))
     step(x=np.ones((2, 3)))
     assert (W.value < 1).all()
+
+
+def test_backend_options_are_checked_and_reach_the_build():
+    x = gc.input("x", (4, 3))
+    out = gc.sum(gc.tanh(x) * 2 + 1, axis=1)
+    with pytest.raises(gc.GraphcError, match="backend 'numpy' has no option 'c_kernel'; its "
+                                             "options are blas, c_kernels, chunk_elements"):
+        gc.compile(out, options={"c_kernel": False})
+    with pytest.raises(gc.GraphcError, match="backend 'reference' has no option"):
+        gc.compile(out, backend="reference", options={"blas": False})
+    value = np.arange(12.0).reshape(4, 3)
+    with_c = gc.compile(out)
+    without = gc.compile(out, options={"c_kernels": False})
+    np.testing.assert_allclose(with_c(x=value), without(x=value), rtol=1e-6)
+    assert "# C:" not in without.source
