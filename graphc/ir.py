@@ -1,11 +1,8 @@
-"""The IR: one node type, a graph of nodes, and a text form that reads back.
+"""The IR: a graph of nodes, and a text form that reads back.
 
-A `Node` is an op applied to input nodes, with attributes and a `TensorType`. What a
-node computes (op, inputs, attrs, type) is immutable. A node is identified by the object
-itself: it hashes by identity (dicts and sets of nodes), and code that asks whether two
-nodes are the same one uses `is`, since `x == y` builds an elementwise comparison, as in
-NumPy and torch. A parameter's `value` changes as training updates it; a node's labels
-(name, loc, tags, scope) may be set by the passes that build it.
+The one node type, `Node` (an op applied to input nodes, with attributes and a
+`TensorType`), lives in graphc/node.py with the building of nodes; this module is about
+graphs of them.
 
 A `Graph` is the set of nodes reachable from some outputs (and parameter updates), in a
 deterministic topological order. Its text form (`str(graph)`) is one node a line:
@@ -26,158 +23,16 @@ from __future__ import annotations
 
 import ast
 import itertools
-import os
 import re
-import sys
 from functools import cached_property
-from types import MappingProxyType
 
 import numpy as np
 
 from graphc import ops, scopes
+from graphc.node import SOURCE_OPS, Node, user_location  # noqa: F401  (the IR's node)
 from graphc.errors import ParseError, ShapeError
 from graphc.types import (
-    SHORT_TO_DTYPE, TensorType, canonical_shape, format_shape, numpy_dtype, to_dtype)
-
-_ids = itertools.count()
-
-SOURCE_OPS = ("input", "param", "const")
-_FROZEN = ("op", "inputs", "attrs", "type", "body", "id")
-
-
-class Node:
-    """An op applied to inputs. Build nodes with the DSL (graphc.dsl), not by hand."""
-
-    __slots__ = ("op", "inputs", "attrs", "type", "body", "name", "loc", "tags", "scope",
-                 "_value", "id", "__weakref__")
-
-    def __init__(self, op: str, inputs=(), attrs=None, type: TensorType = None, name=None,
-                 loc=None, tags=frozenset(), value=None, scope=None, body=None):
-        self.op = op
-        self.inputs = tuple(inputs)
-        self.attrs = MappingProxyType(dict(attrs or {}))  # read-only: nodes are shared
-        self.type = type
-        # A kernel's (a fused node's) body: a Graph whose inputs, in its order, stand for
-        # the operands by position (passes/fusion.py); None for every other op.
-        self.body = body
-        self.name = name
-        self.loc = loc if loc is not None else user_location()
-        self.tags = frozenset(tags)
-        self.scope = scope if scope is not None else scopes.current()  # as loc: where made
-        self.value = value
-        self.id = next(_ids)
-
-    def __setattr__(self, field, value):
-        # What a node computes (op, inputs, attrs, type) never changes once made, so
-        # graphs and passes can share nodes; name, loc, tags, scope and a param's value may.
-        if field in _FROZEN and hasattr(self, "id"):
-            raise AttributeError(f"a graphc node is immutable: cannot set {field!r} of "
-                                 f"{self!r}; build a new node instead")
-        object.__setattr__(self, field, value)
-
-    @property
-    def value(self):
-        """A const's embedded array (read-only, C-contiguous); a param's current value;
-        None for other ops.
-
-        A param holds an array of its own, C-contiguous, writable and of exactly its
-        type, which training updates in place. Assigning `param.value = v` checks `v`
-        at once and copies it: a wrong shape raises ShapeError, data that is not numeric
-        (a string, a ragged list) or a cast that would lose information (float -> int,
-        int -> bool) DtypeError, each naming the param; a value of the same kind
-        (float64 into a float32 param, a list of numbers) is converted. So the array
-        the caller assigned (read-only, memory-mapped, strided, or simply theirs) is
-        never written by a training step."""
-        return self._value
-
-    @value.setter
-    def value(self, value):
-        if self.op == "param":
-            value = _own_param_value(self, value)
-        elif self.op == "const":
-            value = _contiguous_const(value)
-        object.__setattr__(self, "_value", value)
-
-    @property
-    def shape(self) -> tuple:
-        return self.type.shape
-
-    @property
-    def dtype(self) -> str:
-        return self.type.dtype
-
-    @property
-    def ndim(self) -> int:
-        return self.type.ndim
-
-    def attrs_key(self) -> tuple:
-        """The attributes as a hashable, order-independent tuple (for CSE and lookups)."""
-        return tuple(sorted(self.attrs.items()))
-
-    def __repr__(self) -> str:
-        label = f" {self.name!r}" if self.name else ""
-        return f"<Node {self.op}{label} : {self.type}>"
-
-    # Identity, whatever __eq__ does: graphc.dsl makes == and != elementwise ops, and
-    # nodes stay usable as dict keys and set members (a dict or set tries `is` before ==).
-    # A list's `in` and .index() and a weakref.WeakKeyDictionary call == on other nodes,
-    # so they raise (bool of an eq node): use a set, a dict or `any(n is x for n in xs)`.
-    __hash__ = object.__hash__
-
-    def __bool__(self):
-        label = f"{self.op} {self.name!r}" if self.name else self.op
-        made = f", made at {self.loc}" if self.loc else ""
-        raise TypeError(
-            f"a graphc node ({label} : {self.type}{made}) has no truth value: it is a "
-            "symbolic value, known only when the compiled function runs. Use "
-            "gc.where(cond, a, b) for a data-dependent choice; == and != on nodes are "
-            "elementwise (gc.eq, gc.ne), so test whether two nodes are the same with `is`")
-
-    # Operators and methods (x + y, x == y, x @ W, x.sum(...)) are attached by graphc.dsl,
-    # which holds the op functions they stand for (defining them here would import dsl).
-
-
-def _own_param_value(param: Node, value) -> np.ndarray:
-    what = f"param {param.name!r}"
-    array = to_dtype(value, param.dtype, what, copy=True)
-    if array.shape != param.type.concrete_shape():
-        raise ShapeError(f"{what} has shape {format_shape(param.shape)}; a value of shape "
-                         f"{format_shape(array.shape)} cannot be assigned to it (param made "
-                         f"at {param.loc})")
-    return array
-
-
-def _contiguous_const(value):
-    # Backends hand a const's memory to kernels as it is (the numpy backend's C kernels
-    # by address), so every const is C-contiguous, whichever pass or user array made it.
-    if isinstance(value, np.ndarray) and not value.flags.c_contiguous:
-        value = np.array(value, order="C")
-        value.flags.writeable = False
-    return value
-
-
-# --- where the user created a node --------------------------------------------------
-
-# graphc's own code: the package, and passes/ and backends/ beside it in a source checkout
-# (installed, they live inside the package directory).
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_OWN_DIRS = tuple(os.path.normpath(os.path.join(_HERE, d)) + os.sep
-                  for d in (".", "../passes", "../backends"))
-
-
-def _is_own_file(filename: str) -> bool:
-    return os.path.abspath(filename).startswith(_OWN_DIRS)
-
-
-def user_location() -> str | None:
-    """file:line of the innermost frame outside graphc: the model line that made a node."""
-    frame = sys._getframe(1)
-    while frame is not None and _is_own_file(frame.f_code.co_filename):
-        frame = frame.f_back
-    if frame is None:
-        return None
-    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
-
+    SHORT_TO_DTYPE, TensorType, canonical_shape, numpy_dtype)
 
 # --- graphs ----------------------------------------------------------------------------
 
