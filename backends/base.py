@@ -7,7 +7,8 @@ and tests set knobs through it rather than patching module globals.
 
 An `Executable` runs one build: called with {input node: array}, it returns the graph's
 outputs, then its update values, as NumPy arrays. It shows what it runs: `source` (the
-generated code), `kernels` (one `KernelInfo` each), `stats`.
+generated code), `kernels` (one `KernelInfo` each), `stats`, and runs its graph's
+collectives through `collectives` (a backends/collectives.Collectives).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Executable(Protocol):
     source: str
     kernels: list
     stats: dict
+    collectives: object       # backends/collectives.Collectives of the graph it runs
 
     def __call__(self, feeds: dict) -> list: ...
 

@@ -45,6 +45,7 @@ import numpy as np
 from graphc import ops
 from graphc.backends import blas, c_kernels, ccompile, numpy_ops
 from graphc.backends.base import Backend
+from graphc.backends.collectives import Collectives
 from graphc.backends.numpy_gemm import gemm_chains
 from graphc.backends.numpy_kernels import (
     CHUNK_ELEMENTS, LOCAL_NAMES, THREADS, BodyWriter, Kernel, ScratchPool, chunking, describe,
@@ -80,8 +81,8 @@ def build(graph: Graph, dims: dict, options: Options | None = None) -> "NumpyExe
     use_c = options.c_kernels and ccompile.available()
     compile_c = ccompile.compile_library if use_c else None
     gemm = blas.find() if options.blas else None
-    return NumpyExecutable(*Codegen(graph, dict(dims), plan, gemm, compile_c,
-                                    options).generate())
+    codegen = Codegen(graph, dict(dims), plan, gemm, compile_c, options)
+    return NumpyExecutable(*codegen.generate(), collectives=codegen.collectives)
 
 
 def updates_in_place(graph: Graph, dims: dict) -> dict:
@@ -146,7 +147,8 @@ class Codegen:
         self.c_kernels = []         # the C kernels of this function, compiled together
         self.per_call_addresses = {}  # input or param name -> the name of its address
         self.names = node_names(graph.nodes)
-        self.namespace = dict(numpy_ops.HELPERS, _gemm=gemm)
+        self.collectives = Collectives(graph, dims)  # the generated code's _collectives
+        self.namespace = dict(numpy_ops.HELPERS, _gemm=gemm, _collectives=self.collectives)
         self.expr = {}        # node -> Python expression of its value
         self.scratch = ScratchPool()
         self.arenas = [np.empty(size, np.uint8) for size in plan.sizes]
@@ -489,8 +491,9 @@ class RunErrors:
 
 
 class NumpyExecutable:
-    def __init__(self, fn, inputs, source, kernels, stats, plan_text, errors: RunErrors):
-        self.fn, self.inputs = fn, inputs
+    def __init__(self, fn, inputs, source, kernels, stats, plan_text, errors: RunErrors,
+                 collectives=None):
+        self.fn, self.inputs, self.collectives = fn, inputs, collectives
         self.source, self.kernels, self.stats = source, kernels, stats
         self.plan_text = plan_text
         self._errors = errors

@@ -174,9 +174,17 @@ EMIT = {
     "concat": lambda node, args, out, dims: [
         f"np.concatenate(({', '.join(args)},), axis={node.attrs['axis']}, out={out})"],
     "one_hot": _one_hot,
+    # collectives: through the executable's Collectives (backends/collectives.py), on
+    # torch tensors sharing the buffers' memory
+    "all_reduce": lambda node, args, out, dims: [
+        f"_collectives.all_reduce({args[0]}, {out}, {node.attrs['op']!r})"],
+    "all_reduce_start": lambda node, args, out, dims: [
+        f"_collectives.start({args[0]}, {out}, {node.attrs['op']!r})"],
+    "all_reduce_wait": lambda node, args, out, dims: [f"_collectives.wait({args[0]}, {out})"],
 }
 
-SAFE_IN_PLACE = frozenset(UFUNCS) | {"relu", "step", "sigmoid", "cast", "size"}
+SAFE_IN_PLACE = frozenset(UFUNCS) | {"relu", "step", "sigmoid", "cast", "size"} | (
+    ops.with_trait("collective"))  # (each reads its operand in one call, then writes)
 
 
 def emit(node, args: list, out: str, dims: dict, filled) -> list:

@@ -11,6 +11,7 @@ import numpy as np
 
 from graphc import ops
 from graphc.backends.base import Backend, NoOptions
+from graphc.backends.collectives import Collectives
 from graphc.errors import GraphcError
 from graphc.ir import Graph, Node
 from graphc.types import format_shape
@@ -20,8 +21,11 @@ def build(graph: Graph, dims: dict, options=None) -> "ReferenceExecutable":
     return ReferenceExecutable(graph, dict(dims))
 
 
-def run_graph(graph: Graph, feeds: dict, dims: dict) -> dict:
-    """Evaluate every node of `graph`; return {node: array}. Fed nodes take their feed."""
+def run_graph(graph: Graph, feeds: dict, dims: dict, collectives=None) -> dict:
+    """Evaluate every node of `graph`; return {node: array}. Fed nodes take their feed.
+    Collectives run through `collectives` (a Collectives of this graph; by default one
+    made here, for a graph run once)."""
+    collectives = collectives or Collectives(graph, dims)
     values = {}
     for node in graph.nodes:
         if node in feeds:
@@ -30,9 +34,21 @@ def run_graph(graph: Graph, feeds: dict, dims: dict) -> dict:
             raise GraphcError(f"input {node.name!r} was not fed")
         elif node.op in ("param", "const"):
             values[node] = node.value
+        elif ops.has(node.op, "collective"):
+            values[node] = run_collective(collectives, node, [values[i] for i in node.inputs])
         else:
             values[node] = evaluate_node(node, [values[i] for i in node.inputs], dims)
     return values
+
+
+def run_collective(collectives: Collectives, node: Node, args: list) -> np.ndarray:
+    """A collective's value, into a fresh array (its operand is left as it was)."""
+    out = np.array(args[0])
+    if node.op == "all_reduce_wait":
+        return collectives.wait(args[0], args[0])
+    if node.op == "all_reduce_start":
+        return collectives.start(out, out, node.attrs["op"])
+    return collectives.all_reduce(out, out, node.attrs["op"])
 
 
 def run_body(node: Node, args: list, dims: dict) -> np.ndarray:
@@ -72,9 +88,10 @@ class ReferenceExecutable:
         self.source = str(graph)  # nothing is generated: the IR is what runs
         self.kernels = []
         self.stats = {"nodes": len(graph.nodes)}
+        self.collectives = Collectives(graph, dims)
 
     def __call__(self, feeds: dict, begin_commit=None) -> list:
-        values = run_graph(self.graph, feeds, self.dims)
+        values = run_graph(self.graph, feeds, self.dims, self.collectives)
         results = list(self.graph.outputs) + list(self.graph.updates.values())
         return [np.array(values[node]) for node in results]
 

@@ -58,6 +58,7 @@ def _check_available():
 torch, DEVICE = _check_available()
 
 from graphc.backends import numpy_ops, triton_aot, triton_host  # noqa: E402  (after the check)
+from graphc.backends.collectives import Collectives  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class TritonExecutable:
                       "device": DEVICE, "splits": list(program.notes)}
         # consts never change: convert them once
         self._consts = {n: _to_tensor(n.value) for n in program.sources if n.op == "const"}
+        self.collectives = Collectives(graph, dims, device=DEVICE)
 
     def __call__(self, feeds: dict, begin_commit=None) -> list:
         tensors = []
@@ -100,7 +102,7 @@ class TritonExecutable:
         # The interpreter runs kernels with NumPy, which warns where a tl.where's unused
         # branch divides by zero; inf and nan are values here, as in the reference.
         with np.errstate(all="ignore"):
-            results, labels = self.module.run(tensors)
+            results, labels = self.module.run(tensors, self.collectives)
         for check, found in zip(self.program.checks, labels):
             _raise_on_bad_labels(check, found.cpu().numpy())
         return [np.array(t.cpu().numpy()) for t in results]

@@ -39,6 +39,11 @@ from graphc.types import format_shape
 VIEW_OPS = cg.ROW_MAJOR_VIEWS   # of a whole buffer: torch views, no kernel
 KIND_OF_OP = {"reduce": "reduction", "matmul": "matmul"}   # every other op: pointwise
 
+# A collective's host call (`collectives` is the run function's argument).
+COLLECTIVE_CALLS = {"all_reduce": "collectives.all_reduce({x}, {out}, {op!r})",
+                    "all_reduce_start": "collectives.start({x}, {out}, {op!r})",
+                    "all_reduce_wait": "collectives.wait({x}, {x})"}
+
 TORCH_DTYPE = {"float32": "torch.float32", "float64": "torch.float64",
                "int32": "torch.int32", "int64": "torch.int64", "bool": "torch.bool"}
 
@@ -93,6 +98,8 @@ class _Planner:
             self.views += 1
         elif node.op == "fused":
             self._add_fused(node)
+        elif ops.has(node.op, "collective"):
+            self._add_collective(node)
         else:
             try:
                 self._add_kernel(node, KIND_OF_OP.get(ops.OPS[node.op].kind, "pointwise"),
@@ -101,6 +108,16 @@ class _Planner:
                 raise GraphcError(f"the triton backend cannot generate {node.op} on "
                                   f"{', '.join(str(i.type) for i in node.inputs)} (made at "
                                   f"{node.loc}): {why}") from None
+
+    def _add_collective(self, node):
+        """A collective is a host call of the executable's Collectives (backends/
+        collectives.py) on torch tensors (NCCL on CUDA): a start into a buffer of its own,
+        a wait in place on its start's."""
+        x = self.buffer[node.inputs[0]]
+        out = (self.buffer.setdefault(node, f"b{len(self.buffer)}")
+               if node.op == "all_reduce_wait" else self._allocate(node))
+        call = COLLECTIVE_CALLS[node.op].format(x=x, out=out, op=node.attrs.get("op"))
+        self.steps.append((f"{out} = {call}" if out != x else call, [x, out]))
 
     def _add_fused(self, node):
         body, operands = _consts_as_operands(node.body, list(node.inputs))
@@ -235,10 +252,10 @@ def autotune_configs(kernel: cg.Kernel) -> list:
 
 
 def _host_source(planner: _Planner, results: list, autotune: bool) -> str:
-    lines = ["def run(sources):",
-             '    """Launch every kernel on `sources` (tensors for Program.sources, in order);',
-             '    return the result tensors (graph outputs, then update values) and the',
-             '    one_hot label checks (for Program.checks, in order)."""']
+    lines = ["def run(sources, collectives):",
+             '    """Launch every kernel on `sources` (tensors for Program.sources, in order),',
+             '    collectives through `collectives`; return the result tensors (graph outputs,',
+             '    then update values) and the one_hot label checks (Program.checks, in order)."""']
     if planner.sources:
         names = ", ".join(f"s{i}" for i in range(len(planner.sources)))
         lines.append(f"    {names}, = sources")

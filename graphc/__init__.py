@@ -5,17 +5,17 @@
     f = gc.compile(gc.relu(x @ W), backend="numpy"); f(x=X)
 """
 
-from graphc import nn, optim, testing
+from graphc import nn, optim, parallel, testing
 from graphc.autodiff import grad, vjp
 from graphc.compile import Function, compile
 from graphc.dsl import (
-    abs, add, broadcast_to, cast, concat, const, div, eq, exp, expand_dims, ge, getitem, gt,
+    abs, add, all_reduce, broadcast_to, cast, concat, const, div, eq, exp, expand_dims, ge, getitem, gt,
     input, le, lift, log, log1p, lt, matmul, max, maximum, mean, minimum, mul, ne, neg,
     one_hot, param, pow, relu, reshape, sigmoid, sign, size, sqrt, squeeze, step,
     stop_gradient, sub, sum, tanh, transpose, where)
 from graphc.explore import explore
 from graphc.errors import (
-    BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, ParseError, ShapeError,
+    BackendUnavailable, CollectiveError, DtypeError, FeedError, GradError, GraphcError, ParseError, ShapeError,
     UsageError)
 from graphc.ir import Graph, Node
 from graphc.scopes import scope
@@ -25,10 +25,11 @@ from graphc.viz import render
 __all__ = [
     "Function", "Graph", "Node", "TensorType", "compile", "grad", "vjp", "render", "nn",
     "explore", "scope",
-    "optim", "testing", "abs", "add", "broadcast_to", "cast", "concat", "const", "div", "eq",
+    "optim", "parallel", "testing", "abs", "add", "all_reduce", "broadcast_to", "cast", "concat", "const", "div", "eq",
     "exp", "expand_dims", "ge", "getitem", "gt", "input", "le", "lift", "log", "log1p", "lt",
     "matmul", "max", "maximum", "mean", "minimum", "mul", "ne", "neg", "one_hot", "param",
     "pow", "relu", "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step",
     "stop_gradient", "sub", "sum", "tanh", "transpose", "where", "GraphcError", "ShapeError",
     "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable", "UsageError",
+    "CollectiveError",
 ]

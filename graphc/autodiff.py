@@ -23,6 +23,12 @@ Choices where the derivative is not defined:
 - pow at a zero base: d/da is 0 where b = 0, and d/db is 0 where a = 0 and b >= 0
   (PyTorch's choice; for b < 0 it is a^b log a = -inf or +inf).
 - step, sign, comparisons, one_hot and size have zero gradient.
+
+Collectives: all_reduce(x, op) on each worker is differentiated as part of the objective
+that is the sum over the workers of each worker's y (what data-parallel training
+optimizes), so its gradient is the same all_reduce of the cotangent (JAX's psum
+transpose: d/dx_r of sum_q y_q(s), s = sum_p x_p, is the sum over workers of the
+cotangents; a mean divides it by the worker count).
 """
 
 from __future__ import annotations
@@ -183,7 +189,7 @@ def _unbroadcast(g: Node, shape: tuple) -> Node:
 
 # --- node builders (every gradient node is tagged) -------------------------------------
 
-def _op(op: str, *inputs: Node, **attrs) -> Node:
+def _op(op: str, /, *inputs: Node, **attrs) -> Node:
     return dsl.apply(op, *inputs, tags=GRAD_TAGS, **attrs)
 
 
@@ -402,4 +408,6 @@ RULES = {
     # matmul (batch dims broadcast; _fit sums a broadcast operand's batch axes)
     "matmul": _matmul,
     "one_hot": _zero,
+    # collectives: their own transpose (see the module docstring)
+    "all_reduce": lambda n, g, i: _op("all_reduce", g, op=n.attrs["op"]),
 }

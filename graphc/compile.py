@@ -78,7 +78,7 @@ class Function:
         with Commit() as commit, self._lock:
             _check_held_values(self._params)
             executable = self._executable_for(signature, dims)
-            results = executable(arrays, commit.begin)
+            results = _run_agreed(executable, arrays, commit)
             outputs, new_values = results[:len(self.outputs)], results[len(self.outputs):]
             if self.updates:
                 commit.begin()  # every result exists: now it is safe to commit
@@ -131,6 +131,26 @@ class Function:
         if not hasattr(executable, "compile_for"):
             raise GraphcError(f"compile_for needs backend='triton', not {self.backend_name!r}")
         return executable.compile_for(arch)
+
+
+def _run_agreed(executable, arrays: dict, commit: Commit) -> list:
+    """Run the executable; if its graph has collectives (a data-parallel step), the
+    workers agree that every one's step succeeded before any param is written
+    (backends/collectives.py): a step that fails on one worker commits on none."""
+    collectives = executable.collectives
+    collectives.begin_step()
+
+    def begin():  # before the first write into a param: agree, then hold interrupts
+        collectives.settle()
+        commit.begin()
+
+    try:
+        results = executable(arrays, begin)
+        collectives.settle()
+    except BaseException as error:
+        collectives.abandon(error)  # the others learn of it and raise too
+        raise
+    return results
 
 
 def _check_dims_bound(graph: Graph):

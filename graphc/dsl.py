@@ -114,6 +114,16 @@ def mean(x, axis=None, keepdims=False) -> Node:
     return nodes.mean(lift(x), axis, keepdims)
 
 
+# --- collectives ------------------------------------------------------------------------
+
+@_nameable
+def all_reduce(x, op="sum") -> Node:
+    """x combined over the workers of a data-parallel run (graphc/parallel.py), every
+    worker getting the result: op="sum" adds the workers' values, op="mean" averages
+    them. In one process (no process group) it is x itself."""
+    return apply("all_reduce", lift(x), op=op)
+
+
 # --- layout ----------------------------------------------------------------------------
 
 @_nameable

@@ -36,3 +36,8 @@ class ParseError(GraphcError, ValueError):
 
 class BackendUnavailable(GraphcError, RuntimeError):
     """A backend that needs software or hardware this machine does not have."""
+
+
+class CollectiveError(GraphcError, RuntimeError):
+    """A collective of a data-parallel run (graphc/parallel.py) that could not complete:
+    a worker died, hung past the timeout, or failed its step; names the worker(s)."""

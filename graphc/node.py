@@ -285,8 +285,9 @@ def user_error(error_type, message: str, operands=()):
     return error_type("\n".join(line for line in lines if line))
 
 
-def apply(op: str, *inputs: Node, tags=frozenset(), **attrs) -> Node:
-    """Make a node of `op`, its type inferred; a bad operand raises at the user's line."""
+def apply(op: str, /, *inputs: Node, tags=frozenset(), **attrs) -> Node:
+    """Make a node of `op`, its type inferred; a bad operand raises at the user's line.
+    (`op` is positional only: all_reduce has an attribute of that name.)"""
     try:
         type = ops.infer_type(op, [i.type for i in inputs], attrs)
     except (ShapeError, DtypeError) as e:

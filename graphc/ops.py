@@ -26,6 +26,7 @@ class OpDef:
     name: str
     kind: str            # unary | binary | compare | where | reduce | layout | matmul | other
                          # | fused (a kernel: passes/fusion.py)
+                         # (a collective, an op with the "collective" trait, is "other")
     arity: int | None    # number of inputs; None for any number (concat)
     attrs: tuple         # the attribute names it takes
     infer: Callable      # (types: list[TensorType], attrs: dict) -> TensorType
@@ -49,7 +50,18 @@ TRAITS = {
                      "(of a contiguous operand, the same bytes)",
     "reorders": "a view that moves elements to other positions (a transpose)",
     "partial": "a view of part of its operand (a slice)",
+    "collective": "communicates with the other workers of a data-parallel run "
+                  "(graphc/parallel.py): every worker must run it, in the same order, so it "
+                  "is never folded at build time; backends run it through "
+                  "backends/collectives.py (no NumPy impl here)",
+    "in_place": "element k of its result depends on element k of its operand only: it may "
+                "take its operand's buffer when the operand dies there (an elementwise op "
+                "may anyway)",
 }
+
+# The reductions a collective combines the workers' values by ("mean" is the sum divided
+# by the number of workers).
+COLLECTIVE_REDUCTIONS = ("sum", "mean")
 
 
 # --- type rules ------------------------------------------------------------------------
@@ -257,6 +269,20 @@ def _infer_one_hot(types, attrs):
     return TensorType(t.shape + (attrs["depth"],), canonical_dtype(attrs["dtype"]))
 
 
+def _infer_all_reduce(op):
+    def infer(types, attrs):
+        (t,), how = types, attrs["op"]
+        if how not in COLLECTIVE_REDUCTIONS:
+            raise ShapeError(f"{op}: op must be one of {', '.join(COLLECTIVE_REDUCTIONS)}, "
+                             f"got {how!r}")
+        _no_bool(op, types)
+        if how == "mean" and not is_float(t.dtype):
+            raise DtypeError(f"{op}: op='mean' needs a float operand, got {t.dtype}; cast "
+                             "it first, or use op='sum'")
+        return t
+    return infer
+
+
 # --- reference semantics ---------------------------------------------------------------
 
 def _sigmoid(x):
@@ -364,6 +390,16 @@ OPS: dict[str, OpDef] = dict(
         _row("one_hot", "other", 1, ("depth", "dtype"), _infer_one_hot,
              lambda a, at, s: _one_hot(a[0], at["depth"], at["dtype"]),
              raises=lambda shapes, attrs: True),
+        # Collectives (graphc/parallel.py): the value of x combined over the workers,
+        # every worker getting the result. The schedule (passes/overlap.py) splits each
+        # all_reduce into a start, issued as soon as x is ready, and a wait placed just
+        # before the first use, so the communication overlaps the ops between them.
+        _row("all_reduce", "other", 1, ("op",), _infer_all_reduce("all_reduce"), None,
+             ("collective",)),
+        _row("all_reduce_start", "other", 1, ("op",), _infer_all_reduce("all_reduce_start"),
+             None, ("collective", "in_place")),
+        _row("all_reduce_wait", "other", 1, (), lambda types, attrs: types[0], None,
+             ("collective", "in_place")),
         # A kernel: its body (Node.body) says what it computes; the reference backend runs
         # the body, so the row has no impl of its own.
         _row("fused", "fused", None, ("kind",), _infer_fused, None),

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from graphc import ops
 from graphc.ir import SOURCE_OPS, Graph, Node, node_names
 
+from .overlap import overlap
+
 SYMBOLIC_DIM_ESTIMATE = 64
 
 
@@ -75,9 +77,10 @@ def _storage_owners(order, alias_of) -> dict:
 
 def _pointwise_operands(node: Node) -> tuple:
     """The inputs that element k of node's result reads only at element k (so the result
-    may overwrite them as it goes): every input of an elementwise op; the inputs of a
-    pointwise kernel that its body feeds only to elementwise ops (no layout op)."""
-    if ops.is_elementwise(node.op):
+    may overwrite them as it goes): every input of an elementwise op or of an op with the
+    in_place trait (a collective's start and wait); the inputs of a pointwise kernel that
+    its body feeds only to elementwise ops (no layout op)."""
+    if ops.is_elementwise(node.op) or ops.has(node.op, "in_place"):
         return node.inputs
     if node.op != "fused" or node.attrs["kind"] != "pointwise":
         return ()
@@ -278,4 +281,5 @@ def schedule(graph: Graph) -> Graph:
     candidates = {}
     for candidate in (greedy, memory_first, depth_first, graph):
         candidates.setdefault(tuple(map(id, candidate.nodes)), candidate)
-    return min(candidates.values(), key=lambda g: plan_buffers(g, dims).peak_bytes)
+    # Collectives are split into start and wait and placed for overlap last (overlap.py).
+    return overlap(min(candidates.values(), key=lambda g: plan_buffers(g, dims).peak_bytes))
