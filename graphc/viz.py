@@ -1,7 +1,9 @@
 """Drawing graphs with graphviz: `gc.render(outputs, backward=..., stage=..., values=...)`.
 
-Every node gets a role (input, param, const, op, grad-op) and its look comes from the
-ROLE_STYLES table; edges carry the shape of the value that flows along them. With
+Every node gets a role (input, param, const, op, grad-op, collective) and its look comes
+from the ROLE_STYLES table (collectives, communication with the other workers of a
+data-parallel run, are orange hexagons, and a start's edge to its wait is dashed, "in
+flight"); edges carry the shape of the value that flows along them. With
 `backward=True` the gradient of each scalar output with respect to the graph's params
 is added, and those nodes (tagged "grad" by gc.grad) are coloured apart.
 
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 
 import graphviz
 
+from graphc import ops
 from graphc.autodiff import grad
 from graphc.errors import GraphcError
 from graphc.ir import SOURCE_OPS, Graph, Node
@@ -51,6 +54,9 @@ ROLE_STYLES = {
     "op": {"shape": "ellipse", "style": "filled", "fillcolor": "#ffffff", "color": "#444444"},
     "grad-op": {"shape": "ellipse", "style": "filled", "fillcolor": "#f4cccc",
                 "color": "#cc0000"},
+    # collectives (all_reduce and its start and wait): across the workers, drawn apart
+    "collective": {"shape": "hexagon", "style": "filled,bold", "fillcolor": "#fce5cd",
+                   "color": "#e69138", "fontcolor": "#783f04"},
     "fused": {"style": "rounded,filled", "fillcolor": "#e6f4e6", "color": "#38761d",
               "fontcolor": "#38761d"},
     "scope": {"style": "rounded,dashed", "color": "#674ea7", "fontcolor": "#674ea7"},
@@ -59,6 +65,7 @@ ROLE_STYLES = {
     "grad-box": {"shape": "box3d", "style": "filled", "fillcolor": "#f4cccc",
                  "color": "#cc0000"},
 }
+IN_FLIGHT_EDGE = {"style": "dashed", "color": "#e69138", "penwidth": "2"}
 # Graph outputs are drawn with a double border on top of their role's style.
 OUTPUT_STYLE = {"peripheries": "2"}
 GRAPH_STYLE = {"rankdir": "TB", "fontname": "Helvetica", "fontsize": "11"}
@@ -208,7 +215,11 @@ class _Drawing:
         # Edges after every node, at the top: an edge inside a cluster would pull both
         # its ends into that cluster.
         for src, dst, inp in self.placement.edges:
-            dot.edge(src, dst, label=shape_label(inp))
+            # a start's edge to its wait: the communication in flight while the nodes
+            # scheduled between them run
+            flight = inp.op == "all_reduce_start"
+            dot.edge(src, dst, label=("in flight: " if flight else "") + shape_label(inp),
+                     **(IN_FLIGHT_EDGE if flight else {}))
         return dot
 
     def _emit(self, container, scope: Scope):
@@ -289,6 +300,8 @@ def kernel_label(kind: str, kernel_id: str, op_names: list) -> str:
 def role(node: Node) -> str:
     if node.op in SOURCE_OPS:
         return node.op
+    if ops.has(node.op, "collective"):
+        return "collective"
     return "grad-op" if "grad" in node.tags else "op"
 
 

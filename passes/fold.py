@@ -22,8 +22,8 @@ MAX_FOLD_BYTES = 1 << 16
 
 
 def _foldable(node: Node) -> bool:
-    if node.op not in ops.OPS or not node.type.is_static:
-        return False
+    if node.op not in ops.OPS or not node.type.is_static or ops.has(node.op, "collective"):
+        return False  # (a collective's value is known only when the workers run it)
     if node.type.nbytes() > MAX_FOLD_BYTES:
         return False
     if node.op == "size":

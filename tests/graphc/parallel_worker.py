@@ -32,6 +32,9 @@ TRAIN_CONFIGS = [
     ("float32", "sgd", gc.parallel.BUCKET_BYTES, "numpy"),
     ("float32", "adam", 1, "numpy"),
     ("float64", "sgd", 200, "reference"),
+    # Triton's CPU interpreter on CPU tensors (no GPU here): the same host calls that
+    # run NCCL on CUDA tensors
+    ("float32", "adam", 200, "triton"),
 ]
 
 
