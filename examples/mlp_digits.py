@@ -9,6 +9,12 @@ loss and the training accuracy, and the script ends with the test accuracy.
 
     python examples/mlp_digits.py [--backend numpy|reference|triton] [--epochs 30]
 also writes the training graph (forward and gradients) to mlp_digits.svg (--graph).
+
+Data-parallel, on workers started by torchrun (graphc/parallel.py): each step takes a
+batch of --batch-size examples per worker, every worker computes the gradients of its
+share and they are averaged over the workers before the update:
+
+    torchrun --nproc-per-node 2 examples/mlp_digits.py --data-parallel
 """
 
 import gzip
@@ -97,13 +103,18 @@ def build(n_inputs=DIGITS_INPUTS, hidden=(128, 64), seed=0) -> dict:
 OPTIMIZERS = {"adam": 1e-3, "sgd": 0.1}
 
 
-def train(model, X, y, epochs, batch_size, optimizer, lr, backend, seed=0):
-    """Mini-batch training; returns [(mean loss, training accuracy)] per epoch."""
+def train(model, X, y, epochs, batch_size, optimizer, lr, backend, seed=0,
+          data_parallel=False):
+    """Mini-batch training; returns [(mean loss, training accuracy)] per epoch (of this
+    worker's shares, when data_parallel: then a batch is batch_size examples a worker,
+    the same permutation on every worker, and the gradients are averaged over them)."""
     loss, logits = model["loss"], model["logits"]
-    updates = getattr(gc.optim, optimizer)(loss, model["params"], lr=lr)
+    grads = gc.parallel.data_parallel(loss, model["params"]) if data_parallel else None
+    updates = getattr(gc.optim, optimizer)(loss, model["params"], lr=lr, grads=grads)
     step = gc.compile([loss, logits], updates=updates, backend=backend)
     rng = np.random.default_rng(seed)
-    batch_size = min(batch_size, len(X))
+    workers = gc.parallel.world_size() if data_parallel else 1
+    batch_size = min(batch_size * workers, len(X) - len(X) % workers)
     history = []
     for epoch in range(1, epochs + 1):
         # Full batches only: a last batch of a few examples gives a noisy, outsized step
@@ -111,15 +122,19 @@ def train(model, X, y, epochs, batch_size, optimizer, lr, backend, seed=0):
         order = rng.permutation(len(X))
         batches = [order[i:i + batch_size] for i in range(0, len(X) - batch_size + 1,
                                                             batch_size)]
-        total_loss = correct = 0.0
-        with tqdm(total=len(batches), desc=f"epoch {epoch}/{epochs}", unit="batch") as bar:
+        total_loss = correct = seen = 0.0
+        quiet = data_parallel and gc.parallel.rank() != 0  # one progress bar per run
+        with tqdm(total=len(batches), desc=f"epoch {epoch}/{epochs}", unit="batch",
+                  disable=quiet) as bar:
             for batch in batches:
+                if data_parallel:
+                    batch = gc.parallel.shard(batch)
                 batch_loss, batch_logits = step(x=X[batch], y=y[batch])
                 total_loss += float(batch_loss) * len(batch)
                 correct += accuracy(batch_logits, y[batch]) * len(batch)
+                seen += len(batch)
                 bar.set_postfix(loss=f"{float(batch_loss):.4f}", refresh=False)
                 bar.update()
-            seen = sum(map(len, batches))
             history.append((total_loss / seen, correct / seen))
             bar.set_postfix(loss=f"{history[-1][0]:.4f}", accuracy=f"{history[-1][1]:.3f}")
     return history
@@ -138,20 +153,29 @@ def main(argv=None) -> int:
     p.add_argument("--mnist", metavar="DIR", help="read MNIST IDX files from DIR")
     p.add_argument("--graph", default="mlp_digits.svg",
                    help="where to draw the training graph; '' to skip (default: %(default)s)")
+    p.add_argument("--data-parallel", action="store_true",
+                   help="train on the workers torchrun started, gradients averaged over "
+                        "them (--batch-size is then per worker)")
     args = p.parse_args(argv)
     lr = args.lr if args.lr is not None else OPTIMIZERS[args.optimizer]
+    rank, workers = gc.parallel.init() if args.data_parallel else (0, 1)
+    if rank != 0:  # worker 0 speaks for the run
+        sys.stdout = open(os.devnull, "w")
 
     X_train, y_train, X_test, y_test = (load_mnist(args.mnist) if args.mnist
                                         else load_digits(seed=args.seed))
     print(f"{len(X_train)} training and {len(X_test)} test examples of {X_train.shape[1]} "
           f"features; backend {args.backend}")
     model = build(X_train.shape[1], tuple(args.hidden), seed=args.seed)
+    if args.data_parallel:
+        print(f"data-parallel over {workers} workers, {args.batch_size} examples each a step")
     train(model, X_train, y_train, args.epochs, args.batch_size, args.optimizer, lr,
-          args.backend, seed=args.seed)
+          args.backend, seed=args.seed, data_parallel=args.data_parallel)
     test_accuracy = accuracy(gc.compile(model["logits"], backend=args.backend)(x=X_test), y_test)
     print(f"test accuracy {test_accuracy:.2%}")
-    if args.graph:
+    if args.graph and rank == 0:
         print(f"wrote {save_graph(model['loss'], args.graph, backward=True)}")
+    gc.parallel.shutdown()
     return 0
 
 

@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import socket
 import struct
 import subprocess
 import sys
@@ -82,6 +83,26 @@ def test_mlp_digits_trains_with_sgd_too():
     history = module.train(model, X_train, y_train, epochs=5, batch_size=32,
                            optimizer="sgd", lr=0.1, backend="numpy")
     assert history[-1][0] < history[0][0] and history[-1][1] > 0.85
+
+
+def test_mlp_digits_trains_data_parallel_on_two_workers_started_by_torchrun(tmp_path):
+    """The README's command, `torchrun --nproc-per-node 2 examples/mlp_digits.py
+    --data-parallel`, with fewer epochs and a port of its own (bounded in time)."""
+    script = os.path.abspath(os.path.join(EXAMPLES, "mlp_digits.py"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+         "--master-port", str(port), script, "--data-parallel", "--epochs", "5",
+         "--graph", str(tmp_path / "dp.svg")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "data-parallel over 2 workers, 32 examples each a step" in result.stdout
+    assert result.stdout.count("test accuracy") == 1  # worker 0 speaks for the run
+    assert float(result.stdout.split("test accuracy ")[1].split("%")[0]) >= 90
+    assert (tmp_path / "dp.svg").exists()
 
 
 def write_idx(path, array, type_code=0x08):
