@@ -22,6 +22,8 @@ BENCHMARKS = {
                      "O2 pipeline time on MLP training graphs of 2..200 layers (linear scaling)"),
     "gpu_traffic": ("bench.gpu_traffic",
                     "D: modelled GPU memory traffic of the MLP step, fused kernels vs one per op"),
+    "data_parallel": ("bench.data_parallel",
+                      "E: MLP SGD step on 1 and 2 gloo workers, batch 256 each, overlap, vs DDP"),
 }
 
 # The bench extra: threadpoolctl reads and limits the BLAS's threads, torch is a peer row.

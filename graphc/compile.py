@@ -124,6 +124,12 @@ class Function:
     def stats(self) -> dict:
         return self._executable().stats
 
+    @property
+    def collectives(self):
+        """The last call's collectives (backends/collectives.py): their order and sizes
+        (`sequence`) and the last step's timings (issued, waited for, done)."""
+        return self._executable().collectives
+
     def compile_for(self, arch: str = "sm_90") -> list:
         """Compile the last call's kernels ahead of time for a GPU arch, no GPU needed
         (triton backend): one dict per kernel (registers, spills, shared memory, ...)."""
