@@ -9,7 +9,8 @@ saving first; when none does, it follows the memory-first order. The candidate o
 (greedy, memory-first, plain depth-first, and the order the graph came in) are costed by
 `plan_buffers` and the cheapest is kept, so the schedule is never worse than the plain
 depth-first order or the given one. Symbolic dims are costed at SYMBOLIC_DIM_ESTIMATE
-each.
+each. A graph with collectives then has each all_reduce split into a start and a wait,
+placed so that communication overlaps computation (overlap.py).
 
 `plan_buffers(graph, dims, alias_of)` walks the graph's order and gives every value that
 needs storage a buffer: a byte arena reused by any later value once the value it holds

@@ -225,7 +225,7 @@ def test_compile_exposes_kernels_source_and_stats():
     fn = gc.compile([gc.nn.softmax(gc.relu(x @ W))], backend="triton")
     (got,) = fn(x=randn(4, 5))
     assert got.shape == (4, 3) and np.allclose(got.sum(axis=1), 1, atol=1e-6)
-    assert "def run(sources)" in fn.source and "@triton.jit" in fn.source
+    assert "def run(sources, collectives)" in fn.source and "@triton.jit" in fn.source
     for k in fn.kernels:
         assert {"name", "kind", "source", "grid", "block_sizes", "nodes"} <= set(k)
         assert k["source"] in fn.source

@@ -187,7 +187,9 @@ def test_mlp_composite_matches_torch(backend):
 
 
 def test_every_primitive_has_exactly_one_rule():
-    primitives = {name for name in ops.OPS if name != "fused"}
+    # kernels and a collective's start and wait are made by passes, after differentiation
+    made_by_passes = {"fused", "all_reduce_start", "all_reduce_wait"}
+    primitives = {name for name in ops.OPS if name not in made_by_passes}
     assert primitives <= set(autodiff.RULES)
     assert set(autodiff.RULES) <= set(ops.OPS)
 

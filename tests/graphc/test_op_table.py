@@ -78,10 +78,17 @@ EXAMPLES = {
     "concat": lambda x, y, w, i, b, labels: gc.concat([x, y * 2, i], axis=1),
     "matmul": lambda x, y, w, i, b, labels: gc.relu(y @ w + 1.0),
     "one_hot": lambda x, y, w, i, b, labels: gc.one_hot(labels, 5) * 3,
+    # one process: the all-reduce of a world of one (the numpy and triton O2 graphs run
+    # it as all_reduce_start and all_reduce_wait)
+    "all_reduce": lambda x, y, w, i, b, labels: (gc.all_reduce(x * y, op="mean")
+                                                 + gc.cast(gc.all_reduce(i), "float32")),
 }
 # Ops of the table with no example of their own, and why.
 NO_EXAMPLE = {"fused": "the kernel op: the fusion pass builds it, and every example runs "
-                       "on the O2 graph of numpy and triton, which is made of fused nodes"}
+                       "on the O2 graph of numpy and triton, which is made of fused nodes",
+              **{op: "the schedule splits all_reduce into them: all_reduce's example runs "
+                     "them on numpy and triton" for op in ("all_reduce_start",
+                                                           "all_reduce_wait")}}
 
 
 def test_every_op_of_the_table_has_an_example():
