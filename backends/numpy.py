@@ -14,9 +14,11 @@ build(graph, dims) does, once per input-shape signature:
      bias, the weight an SGD step updates) is done by BLAS's gemm itself, alpha * A @ B
      + beta * C, when NumPy's BLAS can be called directly (numpy_gemm.py, blas.py);
      where a C compiler works, a kernel that is small, or cheap per element, is instead
-     one call of a C loop nest (c_kernels.py), all of a function's compiled into one
-     library (ccompile.py), and so is a matmul kernel's epilogue after its matmul; the
-     source says, for each kernel left to NumPy, why C could not take it;
+     one call of a C loop nest (c_kernels.py), all of a function's compiled together
+     (ccompile.py), and so is a matmul kernel's epilogue after its matmul; the source
+     says, for each kernel left to NumPy, why C could not take it; a function whose C
+     kernels cannot be built (a failing or hanging compiler) is built again without
+     them, with a GraphcWarning that says why;
   4. exec the source under a readable file name ("<graphc:fn_...>", registered with
      linecache so tracebacks show the generated line).
 
@@ -34,11 +36,12 @@ has committed the other updates, so a step is applied all or nothing.
 from __future__ import annotations
 
 import ctypes
+import functools
 import itertools
 import keyword
 import linecache
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -68,6 +71,7 @@ class Options:
     blas: bool = True            # matmul epilogues in BLAS's gemm, where it can be called
     chunk_elements: int = CHUNK_ELEMENTS   # a chunked pointwise kernel's chunk size
     threads: int | None = None   # threads sharing a kernel's chunks (None: the cores)
+    cc: ccompile.Options = field(default_factory=ccompile.Options)  # the C compiler's run
 
 
 def build(graph: Graph, dims: dict, options: Options | None = None) -> "NumpyExecutable":
@@ -77,11 +81,16 @@ def build(graph: Graph, dims: dict, options: Options | None = None) -> "NumpyExe
     options = options or Options()
     graph = schedule(graph)
     plan = plan_buffers(graph, dims, alias_of=alias_of)
-    use_c = options.c_kernels and ccompile.available()
-    compile_c = ccompile.compile_library if use_c else None
+    use_c = options.c_kernels and ccompile.available(options.cc)
+    compile_c = functools.partial(ccompile.compile_kernels, options=options.cc) if use_c else None
     gemm = blas.find() if options.blas else None
-    return NumpyExecutable(*Codegen(graph, dict(dims), plan, gemm, compile_c,
-                                    options).generate())
+    try:
+        parts = Codegen(graph, dict(dims), plan, gemm, compile_c, options).generate()
+    except ccompile.CompileFailed as failed:  # this function still runs, on NumPy kernels
+        ccompile.warn_once(f"graphc: C kernels off for this function, NumPy kernels "
+                           f"instead: {failed.reason}")
+        parts = Codegen(graph, dict(dims), plan, gemm, None, options).generate()
+    return NumpyExecutable(*parts)
 
 
 def updates_in_place(graph: Graph, dims: dict) -> dict:
@@ -142,7 +151,7 @@ class Codegen:
         self.graph, self.dims, self.plan = graph, dims, plan
         self.options = options or Options()
         self.gemm = gemm  # NumPy's BLAS gemm with alpha and beta, if found
-        self.compile_c = compile_c  # C source -> loaded library, if a compiler works
+        self.compile_c = compile_c  # {name: C source} -> {name: function}, if cc works
         self.c_kernels = []         # the C kernels of this function, compiled together
         self.per_call_addresses = {}  # input or param name -> the name of its address
         self.names = node_names(graph.nodes)
@@ -437,14 +446,14 @@ class Codegen:
         return f"{name}_at"
 
     def _load_c_kernels(self) -> str:
-        """Compiles this function's C kernels into one library and binds each by name;
+        """Compiles this function's C kernels (ccompile.py) and binds each by name;
         returns their source, shown after the Python function."""
         if not self.c_kernels:
             return ""
         source = "\n".join(k.source for k in self.c_kernels)
-        library = self.compile_c(source)
+        functions = self.compile_c({k.name: k.source for k in self.c_kernels})
         for k in self.c_kernels:
-            function = getattr(library, k.name)
+            function = functions[k.name]
             function.argtypes = [ctypes.c_void_p] * (len(k.operands) + 1 + bool(k.scratch))
             function.restype = ctypes.c_int
             self.namespace[k.name] = function

@@ -36,3 +36,8 @@ class ParseError(GraphcError, ValueError):
 
 class BackendUnavailable(GraphcError, RuntimeError):
     """A backend that needs software or hardware this machine does not have."""
+
+
+class GraphcWarning(UserWarning):
+    """Something graphc did otherwise than it would have liked, and why: e.g. a function
+    whose C kernels could not be built runs NumPy kernels instead."""

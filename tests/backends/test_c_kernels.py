@@ -165,18 +165,20 @@ def test_a_param_whose_value_is_reassigned_is_read_at_its_new_address():
 
 def test_compiled_libraries_are_cached_by_source(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    source = "int graphc_test_answer(void) { return 7; }\n"
-    assert ccompile.compile_library(source).graphc_test_answer() == 7
+    sources = {"graphc_test_answer": "int graphc_test_answer(void) { return 7; }\n"}
+    assert ccompile.compile_kernels(sources)["graphc_test_answer"]() == 7
     (cached,) = (tmp_path / "graphc").glob("kernels_*.so")
     stamp = cached.stat().st_mtime_ns
-    assert ccompile.compile_library(source).graphc_test_answer() == 7
+    assert ccompile.compile_kernels(sources)["graphc_test_answer"]() == 7
     assert cached.stat().st_mtime_ns == stamp  # loaded, not built again
 
 
 def test_a_compiler_error_names_the_compiler_output(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    with pytest.raises(gc.GraphcError, match="the C compiler failed.*error"):
-        ccompile.compile_library("int broken( { return; }\n")
+    with pytest.raises(ccompile.CompileFailed, match="the C compiler failed") as failed:
+        ccompile.compile_kernels({"broken": "int broken( { return; }\n"})
+    reason, output = str(failed.value).split("\n", 1)
+    assert reason == failed.value.reason and "error" in output  # the compiler's own words
 
 
 # --- regressions found by random graphs --------------------------------------------------

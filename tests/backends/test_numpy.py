@@ -25,7 +25,7 @@ RNG = np.random.default_rng(0)
 
 @pytest.fixture(autouse=True)
 def numpy_kernels_only(monkeypatch):
-    monkeypatch.setattr(ccompile, "available", lambda: False)
+    monkeypatch.setattr(ccompile, "available", lambda *_: False)
 
 
 @pytest.fixture(params=["blas", "no-blas"])
