@@ -1,7 +1,8 @@
 """The system C compiler, for the numpy backend's C kernels (c_kernels.py).
 
 `compile_kernels({name: source}, options)` builds C99 functions into shared libraries and
-returns each as a ctypes function. The sources are grouped, in order, into compilation
+returns each as a ctypes function; sources that differ only by the function's name are
+compiled once. The sources are grouped, in order, into compilation
 units of at most `Options.unit_lines` lines (the compiler's time and memory grow faster
 than a file's length, so one huge file is slow where several small ones are not), and the
 units compile in parallel, up to the cores. Any failure raises one `CompileFailed`, whose
@@ -33,6 +34,7 @@ import fcntl
 import functools
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -127,15 +129,25 @@ def compile_kernels(named_sources: dict, options: Options | None = None) -> dict
     command = compiler()
     if command is None:
         raise CompileFailed("no C compiler found (set CC or install cc)")
-    units = [_Unit(command, names, named_sources)
-             for names in _group(named_sources, options.unit_lines)]
+    same_as = _same_functions(named_sources)
+    distinct = {name: named_sources[name] for name in dict.fromkeys(same_as.values())}
+    units = [_Unit(command, names, distinct) for names in _group(distinct, options.unit_lines)]
     missing = [unit for unit in units if unit.cached() is None]
     if missing:
         _build_all(command, missing, _writable_folder(), options)
     functions = {}
     for unit in units:
         functions.update(unit.load())
-    return functions
+    return {name: functions[same_as[name]] for name in named_sources}
+
+
+def _same_functions(named_sources: dict) -> dict:
+    """{name: the first name whose source is the same but for the function's name}:
+    repeated layers give repeated kernels, compiled once (in one file, gcc's identical
+    code folding would do that; across compilation units it cannot)."""
+    first = {}
+    return {name: first.setdefault(re.sub(rf"\b{re.escape(name)}\b", "", source), name)
+            for name, source in named_sources.items()}
 
 
 def _group(named_sources: dict, limit: int) -> list:

@@ -1,7 +1,11 @@
 """The compile cache of the numpy backend's C kernels: a damaged cached library is built
 again, never loaded. Each program runs in a subprocess, so that a library the loader maps
 as it is (before the fix: SIGBUS, OSError, AttributeError) cannot kill the test run; the
-cache is a temporary folder, never the user's ~/.cache/graphc."""
+cache is a temporary folder, never the user's ~/.cache/graphc.
+
+Then a hostile toolchain (issue 12): fake compilers (shell scripts given as CC) that fail,
+hang or are slow, a read-only cache, killed compiles, many kernels. Each failure leaves
+the function running on NumPy kernels, with one GraphcWarning that says why."""
 
 import ast
 import fcntl
@@ -317,8 +321,8 @@ def compile_chain(ops, **cc):
     """A chain of `ops` pointwise ops, each its own C kernel (at O0), called and checked."""
     x = gc.input("x", (2, 3))
     y, expected = x, np.ones((2, 3), np.float32)
-    for i in range(ops):
-        y, expected = (y * 1.5, expected * np.float32(1.5)) if i % 2 else (y + 1.0, expected + 1)
+    for i in range(1, ops + 1):  # a constant of its own each: kernels that differ
+        y, expected = (y * i, expected * np.float32(i)) if i % 2 else (y + i, expected + i)
     f = gc.compile(y, backend="numpy", opt="O0", options={"cc": ccompile.Options(**cc)})
     np.testing.assert_allclose(f(x=np.ones((2, 3), np.float32)), expected, rtol=1e-6)
     return f
@@ -350,3 +354,14 @@ def test_compiles_past_their_budget_leave_numpy_kernels(fresh, monkeypatch):
     assert time.monotonic() - start < 30 and not any(k["c_source"] for k in f.kernels)
     (message,) = graphc_warnings(record)
     assert "ran past the budget of 1 s (0 of 6 compilation units built)" in message
+
+
+def test_functions_that_differ_by_their_name_only_are_compiled_once(fresh):
+    functions = ccompile.compile_kernels({
+        "graphc_a": "int graphc_a(void) { return 1; }\n",
+        "graphc_b": "int graphc_b(void) { return 1; }\n",
+        "graphc_c": "int graphc_c(void) { return 2; }\n"})
+    assert functions["graphc_b"] is functions["graphc_a"] and functions["graphc_a"]() == 1
+    assert functions["graphc_c"]() == 2
+    (library,) = (fresh["cache"] / "graphc").glob("kernels_*.so")
+    assert b"graphc_b" not in library.read_bytes()
