@@ -65,7 +65,8 @@ class Options:
     gc.compile(..., options={"cc": ccompile.Options(timeout_s=10)})."""
     timeout_s: float = 60.0   # one compiler run; past it, it is killed and C is off
     budget_s: float = 300.0   # all compiler runs of one build together, likewise
-    unit_lines: int = 2000    # a compilation unit gathers kernels up to this many lines
+    unit_lines: int = 4000    # a compilation unit gathers kernels up to this many lines
+    #                           (the numpy backend runs a longer kernel as NumPy calls)
     jobs: int | None = None   # compiler runs at a time (None: the cores)
 
 
@@ -117,8 +118,8 @@ def _probe(command: tuple, options: Options) -> bool:
     try:
         return compile_kernels({"graphc_probe": PROBE}, options)["graphc_probe"]() == 42
     except CompileFailed as failed:
-        warn_once(f"graphc: the C compiler `{shlex.join(command)}` does not work here "
-                  f"({failed.reason}); the numpy backend runs NumPy kernels instead of C")
+        warn_once(f"graphc: C kernels are off: a probe built with `{shlex.join(command)}` "
+                  f"failed ({failed.reason}); the numpy backend runs NumPy kernels instead")
         return False
 
 

@@ -387,8 +387,13 @@ class Codegen:
         try:
             if any(not self._contiguous(o) for o in reads.values()):
                 raise c_kernels.Unsupported("an operand is a strided view")
-            return c_kernels.plan(f"_k{len(self.c_kernels)}", steps, result, reads,
-                                  self.dims, known, aliased)
+            c_kernel = c_kernels.plan(f"_k{len(self.c_kernels)}", steps, result, reads,
+                                      self.dims, known, aliased)
+            lines, limit = c_kernel.source.count("\n") + 1, self.options.cc.unit_lines
+            if lines > limit:  # one function that long takes the compiler minutes
+                raise c_kernels.Unsupported(f"its C function has {lines} lines, more than "
+                                            f"a compilation unit's {limit} (option cc)")
+            return c_kernel
         except c_kernels.Unsupported as why:
             kernel.lines.append((f"# (NumPy, not C: {why})", kernel.node))
             return None

@@ -190,7 +190,7 @@ def test_a_compiler_that_hangs_on_the_probe_turns_c_off_once(fresh, monkeypatch)
         f, g = compile_model(timeout_s=1), compile_model(k=3.0, timeout_s=1)
     assert not runs_c(f) and not runs_c(g)
     (message,) = graphc_warnings(record)  # once, for both functions
-    assert "does not work here" in message and "timeout of 1 s" in message
+    assert "C kernels are off: a probe built with" in message and "timeout of 1 s" in message
 
 
 # Two new models (kernels to build) in one process: prints whether each ran C kernels,
@@ -365,3 +365,13 @@ def test_functions_that_differ_by_their_name_only_are_compiled_once(fresh):
     assert functions["graphc_c"]() == 2
     (library,) = (fresh["cache"] / "graphc").glob("kernels_*.so")
     assert b"graphc_b" not in library.read_bytes()
+
+
+def test_a_kernel_longer_than_a_compilation_unit_runs_numpy_calls(fresh):
+    x = gc.input("x", (2, 3))
+    f = gc.compile(gc.tanh(gc.tanh(x) * 2.0 + 1.0), backend="numpy",
+                   options={"cc": ccompile.Options(unit_lines=10)})
+    np.testing.assert_allclose(f(x=np.ones((2, 3), np.float32)),
+                               np.tanh(np.tanh(np.ones((2, 3))) * 2 + 1), rtol=1e-6)
+    assert len(f.kernels) == 1 and not runs_c(f)
+    assert "more than a compilation unit's 10 (option cc)" in f.source
