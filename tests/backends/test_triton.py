@@ -18,7 +18,8 @@ import graphc as gc
 from graphc.backends import numpy as numpy_backend
 from graphc.backends import reference as reference_backend
 from graphc.backends import triton as triton_backend
-from graphc.backends import triton_host
+from graphc.backends.triton import device, host
+from graphc.backends.triton import program as programs
 from graphc.compile import check_feeds
 from graphc.ir import Graph, Node
 from graphc.passes import optimize
@@ -30,12 +31,19 @@ from tests.strategies import assert_close, graphs
 RNG = np.random.default_rng(0)
 
 
+def options(max_row_block=None, **knobs):
+    """The triton backend's Options (max_row_block=None: the default)."""
+    if max_row_block is not None:
+        knobs["max_row_block"] = max_row_block
+    return triton_backend.Options(**knobs)
+
+
 def run_both(outputs, feeds, oracle=numpy_backend, **build_options):
     """Run `outputs` (unoptimized, so every fused node is exactly as built) on the triton
     and the oracle backend; assert they agree; return the triton executable."""
     graph = Graph(outputs)
     arrays, dims = check_feeds(graph.inputs, feeds)
-    tri = triton_backend.build(graph, dims, **build_options)
+    tri = triton_backend.build(graph, dims, options(**build_options))
     expected = oracle.build(graph, dims)(arrays)
     for k, (got, want) in enumerate(zip(tri(arrays), expected)):
         assert got.dtype == want.dtype and got.shape == want.shape, f"output {k}"
@@ -49,7 +57,7 @@ def randn(*shape):
 
 
 def kinds(executable):
-    return [k["kind"] for k in executable.kernels]
+    return [k.kind for k in executable.kernels]
 
 
 # --- pointwise ---------------------------------------------------------------------------
@@ -187,7 +195,9 @@ def test_unsupported_body_is_split_and_says_why():
     # not a valid matmul kernel (its epilogue transposes): built by hand, not make_fused
     node = hand_kernel("matmul", [x, w], lambda x, w: gc.transpose(x @ w) * 2)
     tri = run_both([node], {"x": randn(4, 6), "w": randn(6, 3)})
-    assert len(tri.kernels) > 1 and "split" in tri.kernels[0]["note"]
+    assert len(tri.kernels) > 1 and "split" in tri.kernels[0].reason
+    # the lowering's own reason, as every generating backend gives it
+    assert "the matmul's result is read at a permuted index" in tri.kernels[0].reason
     assert tri.stats["splits"]
 
 
@@ -203,7 +213,7 @@ def test_random_graphs_agree_with_numpy(dtype, level):
         outputs, feeds = case
         graph = optimize(Graph(outputs), level)
         arrays, dims = check_feeds(graph.inputs, feeds)
-        tri = triton_backend.build(graph, dims)
+        tri = triton_backend.build(graph, dims, options())
         for got, want in zip(tri(arrays), numpy_backend.build(graph, dims)(arrays)):
             assert got.dtype == want.dtype
             assert_close(got, want, dtype, what=tri.source)
@@ -225,19 +235,19 @@ def test_compile_exposes_kernels_source_and_stats():
     fn = gc.compile([gc.nn.softmax(gc.relu(x @ W))], backend="triton")
     (got,) = fn(x=randn(4, 5))
     assert got.shape == (4, 3) and np.allclose(got.sum(axis=1), 1, atol=1e-6)
-    assert "def run(sources)" in fn.source and "@triton.jit" in fn.source
+    assert "def run(s, b, c)" in fn.source and "@triton.jit" in fn.source
     for k in fn.kernels:
-        assert {"name", "kind", "source", "grid", "block_sizes", "nodes"} <= set(k)
-        assert k["source"] in fn.source
+        assert k.strategy == "triton" and k.nodes and {"grid", "blocks"} <= set(k.extra)
+        assert k.source in fn.source
     assert fn.stats["kernels"] == len(fn.kernels)
 
 
 def test_index_arithmetic_is_int64_only_when_sizes_need_it():
     x = gc.input("x", ("n",))
     graph = Graph([gc.exp(x) + 1, x.sum()])
-    small = triton_host.generate(graph, {"n": 1000})
-    big = triton_host.generate(graph, {"n": 2**31 + 5})
-    assert "tl.int64" not in small.source
+    small = programs.generate(graph, {"n": 1000})
+    big = programs.generate(graph, {"n": 2**31 + 5})
+    assert "tl.int64" not in host.module_source(small, "cpu", autotune=False)
     assert all(".to(tl.int64)" in k.source for k in big.kernels)
 
 
@@ -252,9 +262,9 @@ def test_a_graph_of_thousands_of_nodes_generates_one_kernel_without_recursion(na
     with deep.shallow_stack():
         graph = optimize(Graph(DEEP_GRAPHS[name]()), "O2")
         start = time.process_time()
-        program = triton_host.generate(graph, {"batch": 2})
+        program = programs.generate(graph, {"batch": 2})
         assert time.process_time() - start < deep.SECONDS
-    assert len(program.kernels) == 1 and program.source.count("tl.store") == 1
+    assert len(program.kernels) == 1 and program.kernels[0].source.count("tl.store") == 1
 
 
 def test_autotuned_program_runs_with_every_kernel_tuned():
@@ -264,8 +274,8 @@ def test_autotuned_program_runs_with_every_kernel_tuned():
     x, w = gc.input("x", (7, 129)), gc.input("w", (129, 33))
     graph = Graph([gc.nn.softmax(gc.relu(x @ w) * 2), (x * x).sum(axis=0)])
     arrays, dims = check_feeds(graph.inputs, {"x": randn(7, 129), "w": randn(129, 33)})
-    program = triton_host.generate(graph, dims, autotune=True)
-    executable = triton_backend.TritonExecutable(graph, dims, program)
+    executable = triton_backend.build(graph, dims, options(autotune=True))
+    program = executable.program
 
     def cpu_bench(kernel_call, quantiles):
         start = time.perf_counter()
@@ -316,7 +326,7 @@ def test_a_reduction_of_a_reduction_is_right_on_the_looped_path(shape, axis, max
     kernels = [make_fused("reduction", [x], variance), make_fused("reduction", [x], spread)]
     value = randn(*shape) * 3 + 1
     arrays, dims = check_feeds([x], {"x": value})
-    tri = triton_backend.build(Graph(kernels), dims, max_row_block=max_row_block)
+    tri = triton_backend.build(Graph(kernels), dims, options(max_row_block))
     assert kinds(tri) == ["reduction"] * 2 and "for r0 in range" in tri.source   # looped
     v = value.astype(np.float64)
     want = [((v - v.mean(axis=axis, keepdims=True)) ** 2).sum(axis=axis),
@@ -352,11 +362,11 @@ def test_max_lets_nan_win_on_both_reduction_paths(max_row_block):
 
 # --- one_hot labels out of range ------------------------------------------------------
 
-def _label_error(backend, outputs, feeds, **build_options):
+def _label_error(backend, outputs, feeds, *build_options):
     graph = Graph(outputs)
     arrays, dims = check_feeds(graph.inputs, {n.name: feeds[n.name] for n in graph.inputs})
     with pytest.raises(gc.errors.GraphcError) as info:
-        backend.build(graph, dims, **build_options)(arrays)
+        backend.build(graph, dims, *build_options)(arrays)
     return str(info.value)
 
 
@@ -371,7 +381,7 @@ def test_a_label_out_of_range_raises_from_any_kernel_holding_the_one_hot(max_row
                          lambda l, z: (gc.one_hot(l, 40) * z).sum(axis=1))]
     feeds = {"labels": np.array([0, 39, 41, 3, -2, 45]), "z": randn(6, 40)}
     for outs in ([hot], [fused[0]], [fused[1]]):
-        got = _label_error(triton_backend, outs, feeds, max_row_block=max_row_block)
+        got = _label_error(triton_backend, outs, feeds, options(max_row_block))
         want = _label_error(numpy_backend, [hot], feeds)
         assert got.split(" (made at")[0] == want.split(" (made at")[0]
         assert got.startswith("one_hot: label 41 is outside [0, 40) (made at test_triton.py:")
@@ -388,7 +398,7 @@ def test_index_arithmetic_widens_when_a_tail_lane_would_pass_int32(n, index_dtyp
     next multiple of the block (1024): past 2**31 - 1 they would wrap to negative
     offsets and pass the `offs < total` mask. (Only generated here, never run.)"""
     x = gc.input("x", ("n",))
-    program = triton_host.generate(Graph([gc.exp(x) + 1, x.sum()]), {"n": n})
+    program = programs.generate(Graph([gc.exp(x) + 1, x.sum()]), {"n": n})
     assert {k.index_dtype for k in program.kernels} == {index_dtype}
     assert all((".to(tl.int64)" in k.source) == (index_dtype == "int64")
                for k in program.kernels)
@@ -396,7 +406,7 @@ def test_index_arithmetic_widens_when_a_tail_lane_would_pass_int32(n, index_dtyp
 
 def test_matmul_index_arithmetic_counts_the_padded_tiles():
     a, b = gc.input("a", (2**16 + 1, 8)), gc.input("b", (8, 2**15 - 1))   # m * n < 2**31
-    (kernel,) = triton_host.generate(Graph([a @ b]), {}).kernels
+    (kernel,) = programs.generate(Graph([a @ b]), {}).kernels
     assert kernel.index_dtype == "int64"        # (m + 63) * (n + 1) passes 2**31
 
 
@@ -406,9 +416,9 @@ def test_an_old_triton_is_refused_with_what_to_install(monkeypatch, version, ok)
     import triton
     monkeypatch.setattr(triton, "__version__", version)
     if ok:
-        triton_backend._check_available()
+        device.check()
         return
     with pytest.raises(gc.errors.BackendUnavailable) as info:
-        triton_backend._check_available()
+        device.check()
     assert f"triton >= 3.6, and triton {version} is installed" in str(info.value)
     assert "pip install -U 'graphc[triton]'" in str(info.value)
