@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from graphc.backends.lower import index as ix
-from graphc.backends.lower.loops import LoopNest, Product, Reduce, Unsupported
+from graphc.backends.lower.loops import LoopNest, Product, Reduce
 
 from . import blocks as bl
 from .elementwise import COMBINE, TL_DTYPE, accumulator_dtype, cast, identity

@@ -8,6 +8,7 @@ block). Kernels are built with the fusion pass's `make_fused`, so each test pins
 kernel it means to generate.
 """
 
+import dataclasses
 import time
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 
 import graphc as gc
+from graphc import ops
 from graphc.backends import numpy as numpy_backend
 from graphc.backends import reference as reference_backend
 from graphc.backends import triton as triton_backend
@@ -422,3 +424,76 @@ def test_an_old_triton_is_refused_with_what_to_install(monkeypatch, version, ok)
         device.check()
     assert f"triton >= 3.6, and triton {version} is installed" in str(info.value)
     assert "pip install -U 'graphc[triton]'" in str(info.value)
+
+
+# --- what the shared loop nests make possible -------------------------------------------
+
+@pytest.mark.parametrize("max_row_block", [None, 4])
+def test_a_middle_axis_reduction_is_one_kernel(max_row_block):
+    """softmax over the middle axis of (3, 7, 5): rows are the kept axes (0, 2) flattened,
+    read 5 apart along the row; with blocks of 4, the looped path."""
+    x = gc.input("x", (3, 7, 5))
+    k = make_fused("reduction", [x], lambda x: gc.nn.softmax(x, axis=1))
+    tri = run_both([k], {"x": randn(3, 7, 5) * 5}, oracle=reference_backend,
+                   max_row_block=max_row_block)
+    assert kinds(tri) == ["reduction"] and not tri.stats["splits"]
+    assert ("for r0 in range" in tri.source) == (max_row_block is not None)
+
+
+@pytest.mark.parametrize("max_row_block", [None, 16])
+def test_a_reduction_over_two_axes_with_a_full_shaped_result_is_one_kernel(max_row_block):
+    """Batch-norm's centring over axes (0, 2) of (3, 7, 11), a row of 33 elements that are
+    not adjacent in memory, scaled by a second operand: one kernel (block crossing with
+    blocks of 16)."""
+    x, g = gc.input("x", (3, 7, 11)), gc.input("g", (1, 7, 1))
+
+    def centred(x, g):
+        mean = gc.sum(x, axis=(0, 2), keepdims=True) / 33.0
+        return (x - mean) * g / gc.sqrt(gc.sum((x - mean) ** 2, axis=(0, 2), keepdims=True))
+
+    k = hand_kernel("reduction", [x, g], centred)
+    tri = run_both([k], {"x": randn(3, 7, 11) * 3 + 1, "g": randn(1, 7, 1)},
+                   oracle=reference_backend, max_row_block=max_row_block)
+    assert kinds(tri) == ["reduction"] and not tri.stats["splits"]
+
+
+def test_transposed_and_sliced_operands_are_read_in_place():
+    """Plain transposes and slices are views: the kernels that read them index the
+    buffers they view, so they launch no copy of their own."""
+    x, g = gc.input("x", (9, 5)), gc.input("g", (9, 7))
+    y = gc.input("y", (5, 9))
+    outs = [x.T @ g, gc.exp(x[1::3, ::2]), x.T * y, gc.relu(gc.transpose(y[:, 1::2]))]
+    tri = run_both(outs, {"x": randn(9, 5), "g": randn(9, 7), "y": randn(5, 9)},
+                   oracle=reference_backend)
+    assert kinds(tri) == ["matmul", "pointwise", "pointwise", "pointwise"]
+    assert tri.stats["views"] == 5
+
+
+def test_a_result_that_is_a_view_is_its_base_seen_through_it():
+    x = gc.input("x", (4, 6))
+    doubled = x * 2
+    run_both([doubled.T, doubled[::2, 1:], gc.broadcast_to(doubled.sum(axis=0), (3, 6)), x.T],
+             {"x": randn(4, 6)}, oracle=reference_backend)
+
+
+def test_a_kernel_that_moves_elements_after_elementwise_ops_is_not_run_in_place():
+    """transpose(exp(p)): element (i, j) reads p at (j, i). Written over p in place, the
+    programs would read elements other programs had already overwritten."""
+    x = gc.input("x", (40, 40))
+    k = make_fused("pointwise", [x * 2], lambda p: gc.transpose(gc.exp(p)))
+    run_both([k], {"x": randn(40, 40)}, oracle=reference_backend)
+
+
+def test_an_op_the_backend_lacks_is_named_at_build_time(monkeypatch):
+    """An op of the table with no Triton form (a new row, here a copy of exp's) is
+    refused when its kernel is generated, alone or fused, naming the op (never a
+    KeyError)."""
+    monkeypatch.setitem(ops.OPS, "erfinv", dataclasses.replace(ops.OPS["exp"], name="erfinv"))
+    x = gc.input("x", (3,))
+    alone = Node("erfinv", (x,), {}, x.type)
+    fused = hand_kernel("pointwise", [x], lambda x: Node("erfinv", (x * 2,), {}, x.type) + 1)
+    for node in (alone, fused):
+        with pytest.raises(gc.errors.GraphcError) as info:
+            programs.generate(Graph([node]), {})
+        assert str(info.value).startswith("the triton backend cannot generate erfinv on f32[")
+        assert "erfinv has no Triton form" in str(info.value)
