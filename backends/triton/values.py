@@ -95,11 +95,14 @@ class Lanes:
         pads = [f"{self.names[name]} * 0" for name in shape_lanes if name not in read]
         return " + ".join([ix.render(e, self.name_of, "//")] + pads)
 
+    def lanes_read(self, *exprs) -> tuple:
+        """The names of the lanes these expressions read."""
+        read = set().union(*(ix.axes_of(self.lanes_of(e)) for e in exprs))
+        return tuple(_LANE_NAMES[a] for a in sorted(read))
+
     def mask_of(self, *exprs) -> list:
         """The masks of the lanes these expressions read."""
-        read = set().union(*(ix.axes_of(self.lanes_of(e)) for e in exprs))
-        return [self.masks[_LANE_NAMES[a]] for a in sorted(read)
-                if _LANE_NAMES[a] in self.masks]
+        return [self.masks[name] for name in self.lanes_read(*exprs) if name in self.masks]
 
 
 _LANE_NAMES = {axis: name for name, axis in LANE_AXES.items()}
@@ -165,9 +168,13 @@ class Values:
         to the load's own ranges: a concat's piece), then `masks`."""
         self.loaded.add(load.operand)
         address = ix.flatten(load.index, self.shapes[load.operand])
-        mask = list(masks) or self.lanes.mask_of(address, *(e for e, _, _ in load.mask))
+        ranges = [e for e, _, _ in load.mask]
+        mask = list(masks) or self.lanes.mask_of(address, *ranges)
         for e, low, high in load.mask:
             text = self.lanes.text(e)
             mask.append(f"({low} <= {text}) & ({text} < {high})")
+        # the pointers take the shape of the mask: a range may read lanes the address
+        # does not (a piece of a concat one wide along its axis)
+        shape_lanes = tuple(dict.fromkeys(shape_lanes + self.lanes.lanes_read(*ranges)))
         where = f", mask={' & '.join(mask)}, other=0" if mask else ""
         return f"tl.load(in{load.operand}_ptr + {self.lanes.offset(address, shape_lanes)}{where})"

@@ -113,9 +113,11 @@ def test_pointwise_kernel_with_consts_slices_and_concat():
     table = gc.const(np.arange(9, dtype=np.float32))          # not a scalar: an operand
     k = make_fused("pointwise", [x], lambda x: gc.where(x > 0, x * table, 0.5) + x ** 2)
     parts = gc.concat([x[:, 1:4], x[:, ::3], x[::2, :3].sum(axis=0, keepdims=True).T.T], axis=0)
+    # a piece that is a broadcast number: its mask reads a lane its address does not
+    padded = gc.concat([gc.broadcast_to(gc.const(np.float32(0.5)), (5, 2)), x], axis=1)
     # the numpy backend does not take array consts inside bodies yet: the reference does
-    tri = run_both([k, parts], {"x": randn(5, 9)}, oracle=reference_backend)
-    assert len(tri.kernels) >= 2
+    tri = run_both([k, parts, padded], {"x": randn(5, 9)}, oracle=reference_backend)
+    assert len(tri.kernels) >= 3
 
 
 # --- reductions -------------------------------------------------------------------------
