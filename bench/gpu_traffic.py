@@ -3,10 +3,11 @@ float32), fused kernels (the triton backend on the O2 graph) against the unfused
 (the O1 graph: the same ops after cleanup, one kernel per op).
 
 The model counts compulsory DRAM traffic: each kernel reads every operand buffer it
-loads from once and writes its output once (a broadcast operand such as a bias is read at its own size;
-a matmul's re-reads of operand tiles by different programs are assumed to hit in L2).
-Views (transposes, slices, broadcasts, reshapes: kernels read their bases) move no data. Nothing is timed
-and no GPU or triton is needed: the kernels are generated, not run.
+loads from once and writes its output once (a broadcast operand such as a bias is read
+at its own size; a matmul's re-reads of operand tiles by different programs are assumed
+to hit in L2). Views (transposes, slices, broadcasts, reshapes: kernels read the buffers
+they view) move no data. Nothing is timed and no GPU or triton is needed: the kernels
+are generated, not run.
 """
 
 from __future__ import annotations

@@ -16,11 +16,12 @@ needs storage a buffer: a byte arena reused by any later value once the value it
 is dead (best fit; a too-small free buffer grows rather than a new one being made). An
 elementwise op whose input of the same shape and dtype dies at that op writes into the
 input's buffer (`in_place`); so does a pointwise fused kernel over an operand that its
-body reads only through elementwise ops, all the way to its result. Values that are outputs or update values live
-to the end of the call. An alias (a view of its input, as the backend reports through
-`alias_of`) takes no buffer and keeps its base's buffer alive while it lives. Buffers,
-once made, stay for the whole call (they are preallocated arenas), so the plan's peak
-is the total of the buffer sizes; the naive plan gives every non-source value its own.
+body reads only through elementwise ops, all the way to its result. Values that are
+outputs or update values live to the end of the call. An alias (a view of its input, as
+the backend reports through `alias_of`) takes no buffer and keeps its base's buffer
+alive while it lives. Buffers, once made, stay for the whole call (they are
+preallocated arenas), so the plan's peak is the total of the buffer sizes; the naive
+plan gives every non-source value its own.
 
 Everything here is a loop over the order with dicts, a heap and a sorted free list
 (binary search): O(n log n) in the nodes and edges, no recursion.
