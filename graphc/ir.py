@@ -16,7 +16,8 @@ deterministic topological order. Its text form (`str(graph)`) is one node a line
 
 and `parse(text)` reads it back, so passes can be tested as text in, text out. The
 comment holds a node's labels: its tags in [], its scope's path in {} (graphc/scopes.py),
-its source line.
+its source line. graphc/syntax.py reads each line into a record (tokens, columns, the
+grammar); `parse` gives the records meaning here: nodes, checked against the op table.
 """
 
 from __future__ import annotations
@@ -292,9 +293,10 @@ class _Reader:
                              line.name.column)
         if op not in SOURCE_OPS and op not in ops.OPS:
             raise line.error(f"unknown op {op!r}", line.op.column)
-        if line.block and (op != "fused" or opener is not None):
-            why = "holds no kernels" if opener is not None else f"is a fused kernel's; {op} has none"
-            raise line.error(f"a body {why}", line.block.column)
+        if line.block and opener is not None:
+            raise line.error("a kernel's body holds no kernels of its own", line.block.column)
+        if line.block and op != "fused":
+            raise line.error(f"only a fused kernel has a body, not {op}", line.block.column)
         inputs = [_lookup(state, tok, line, "is used before it is defined")
                   for tok in line.operands]
         if op in SOURCE_OPS:
@@ -307,9 +309,10 @@ class _Reader:
     def body(self, line, operands) -> Graph:
         try:
             return self.graph(line, operands)
-        except ParseError as e:
-            raise type(e)(f"{e}\n  (in the body of {line.name.text}, opened at line "
-                          f"{line.lineno})", e.line, e.column) from None
+        except ParseError as e:  # name the kernel on the error's first line
+            first, _, rest = str(e).partition("\n")
+            raise type(e)(f"{first} (in the body of {line.name.text}, opened at line "
+                          f"{line.lineno})\n{rest}", e.line, e.column) from None
 
     def apply(self, line, inputs, body) -> Node:
         """A node of an op of the table, its written type checked by the op's rule."""
@@ -322,8 +325,9 @@ class _Reader:
             raise line.error(f"{e} (in {name})", _culprit(line), error) from None
         if inferred != line.type:
             given = ", ".join(str(i.type) for i in inputs)
+            error = ParseShapeError if inferred.shape != line.type.shape else ParseDtypeError
             raise line.error(f"{name} is written as {line.type}, but {op}({given}) is "
-                             f"{inferred}", line.type_token.column, ParseShapeError)
+                             f"{inferred}", line.type_token.column, error)
         problem = self.check_kernel(attrs["kind"], body) if (
             body is not None and self.check_kernel is not None) else None
         if problem:
@@ -472,8 +476,8 @@ def _finish(state: _Written, opener, close) -> Graph:
     if state.outputs is None:
         if opener is None:
             raise ParseError("no 'return' line")
-        raise close.error(f"the body of {opener.name.text} (line {opener.lineno}) has no "
-                          "'return' line", close.brace.column)
+        raise close.error("a kernel's body needs a 'return' line before its '}'",
+                          close.brace.column)
     reachable = {id(n) for n in Graph(state.outputs, state.updates).nodes}
     return Graph(state.outputs, state.updates,
                  order=[n for n in state.written if id(n) in reachable])
