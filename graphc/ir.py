@@ -361,7 +361,11 @@ class _Reader:
     def allocate(self, line, what: str) -> tuple:
         """The concrete shape of a value the text does not hold, charged to the budget."""
         shape = _fixed_shape(line, what)
-        nbytes = math.prod(shape) * numpy_dtype(line.type.dtype).itemsize
+        itemsize = numpy_dtype(line.type.dtype).itemsize
+        nbytes = math.prod(shape) * itemsize
+        if math.prod(d or 1 for d in shape) * itemsize >= 2**63:  # NumPy's limit, size 0 too
+            raise line.error(f"{what} : {line.type} is larger than an array can be",
+                             line.type_token.column)
         if nbytes > self.budget:
             raise line.error(
                 f"{what} : {line.type} would take {nbytes:,} bytes; the text holds no data "

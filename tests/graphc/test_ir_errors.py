@@ -8,13 +8,16 @@ text exit 1 with the message, no traceback."""
 import re
 import tracemalloc
 
+import numpy as np
 import pytest
 
-from graphc import ir
+import graphc as gc
+from graphc import ir, ops
 from graphc.cli import main
 from graphc.errors import (
     DtypeError, ParseDtypeError, ParseError, ParseShapeError, ShapeError)
 from graphc.passes.fusion import check_kernel
+from graphc.types import TensorType
 
 X = "%x = input() : f32[2]\n"
 
@@ -108,6 +111,7 @@ def test_the_value_budget_counts_every_param_and_fill_of_a_text():
     ("f32[99999999999999999999]", 20, "dim '99999999999999999999' does not fit in int64"),
     ("f32[" + ",".join(["1"] * 33) + "]", 84, "more than 32 dims"),
     ("f32[2.5]", 20, "bad dim '2.5': use sizes >= 0 or names"),
+    ("f32[0,4611686018427387904]", 16, "f32[0,4611686018427387904] is larger than an array"),
     ("f32[2", 21, "bad type 'f32[2'; expected e.g. f32[batch,2]"),
 ])
 def test_a_param_type_must_be_fixed_and_fit(type, column, message):
@@ -272,3 +276,19 @@ def test_the_commands_on_bad_text_exit_1_with_the_message(command, text, message
     assert captured.err.startswith(f"graphc {command[0]}: error: {message}")
     assert "Traceback" not in captured.err and captured.out == ""
     assert re.search(r"\^ column \d+\n$", captured.err)
+
+
+def test_attribute_kinds_are_the_op_tables_and_checked_wherever_a_node_is_made():
+    t = TensorType((2, 3))
+    assert all(set(d.attrs.values()) <= set(ops.ATTR_KINDS) for d in ops.OPS.values())
+    for attrs, message in [({"axes": [0], "keepdims": False}, "sum: axes must be a tuple"),
+                           ({"axes": (np.int64(0),), "keepdims": False}, "a tuple of ints"),
+                           ({"axes": (2**63,), "keepdims": False}, "a tuple of ints"),
+                           ({"axes": (0,), "keepdims": None}, "keepdims must be True or False")]:
+        with pytest.raises(ShapeError, match=re.escape(message)):
+            ops.infer_type("sum", [t], attrs)
+    x = gc.input("x", (2, 3))
+    with pytest.raises(ShapeError, match="one_hot: depth must be a fixed size >= 1, got 2.5"):
+        gc.one_hot(gc.cast(x, "int64"), 2.5)
+    with pytest.raises(ShapeError, match="keepdims must be True or False"):  # lint: the rule
+        gc.Graph(gc.Node("sum", (x,), {"axes": (0,), "keepdims": 0}, TensorType((3,)))).lint()
