@@ -4,18 +4,18 @@ Each row gives the op's kind (which passes and backends group ops by), its attri
 and the kind of value each takes (ATTR_KINDS: checked wherever a node is made or read
 from text), a type rule (input types and attrs -> output type, raising ShapeError /
 DtypeError that name the op and the shapes), its NumPy reference semantics, and its
-traits: the facts passes and backends decide by (TRAITS says what each means). Everything else in
-graphc (the DSL, autodiff, passes, backends) looks ops up here; a set of op names
-anywhere else is derived from this table (`with_trait`, `is_elementwise`).
+traits: the facts passes and backends decide by (TRAITS says what each means).
+Everything else in graphc (the DSL, autodiff, passes, backends) looks ops up here; a
+set of op names anywhere else is derived from this table (`with_trait`,
+`is_elementwise`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import math
 import reprlib
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -87,7 +87,7 @@ ATTR_KINDS = {
     "ints": ("a tuple of ints, e.g. (0, 1)", _is_ints),
     "shape": ("a shape: a tuple of sizes >= 0 and dim names, e.g. ('batch', 3)", _is_shape),
     "dtype": (f"a dtype name: {', '.join(DTYPES)}", lambda v: isinstance(v, str) and v in DTYPES),
-    "ranges": ("a tuple of (start, stop, step) int ranges, one an axis (stop may be None)",
+    "ranges": ("a tuple of (start, stop, step) int ranges, one per axis (stop may be None)",
                _is_ranges),
     "name": ("a name, e.g. 'pointwise'", lambda v: isinstance(v, str) and v.isidentifier()),
 }
