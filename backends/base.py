@@ -59,3 +59,10 @@ class Backend:
 @dataclass(frozen=True)
 class NoOptions:
     """A backend without knobs."""
+
+
+def label_error(labels, depth: int, loc) -> None:
+    """Raises the error of a one_hot label outside [0, depth), naming the first such
+    label (a generated kernel found one: each backend's code calls this)."""
+    bad = labels[(labels < 0) | (labels >= depth)].flat[0]
+    raise GraphcError(f"one_hot: label {bad} is outside [0, {depth}) (made at {loc})")

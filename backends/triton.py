@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphc.backends.base import Backend
+from graphc.backends.base import Backend, label_error
 from graphc.errors import BackendUnavailable
 from graphc.ir import Graph
 
@@ -57,7 +57,7 @@ def _check_available():
 
 torch, DEVICE = _check_available()
 
-from graphc.backends import numpy_ops, triton_aot, triton_host  # noqa: E402  (after the check)
+from graphc.backends import triton_aot, triton_host  # noqa: E402  (after the check)
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def _raise_on_bad_labels(check, found: np.ndarray):
     was not: raise the error the other backends raise for the first one, before any
     result is returned (so a failed step commits no update)."""
     if found.any():
-        numpy_ops.label_error(found, check.depth, check.loc)
+        label_error(found, check.depth, check.loc)
 
 
 def _to_tensor(array):
