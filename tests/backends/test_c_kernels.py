@@ -63,8 +63,8 @@ C_BODIES = {
     "a reduction over the first and last axes": (
         "reduction", lambda a: gc.max(a, axis=(0, 2)) * 2, (2, 3, 4)),
     "a transposed operand": ("pointwise", lambda a: gc.transpose(a) * 2, (3, 4)),
-    "a row's value over a square domain": ("reduction", lambda a: a + gc.sum(a, axis=1),
-                                           (3, 3)),
+    "a row's value over a square domain, read as a column": (
+        "reduction", lambda a: a + gc.sum(a, axis=1, keepdims=True), (3, 3)),
     "a slice and a concat": ("pointwise", lambda a: gc.concat(
         [a[:, 1:], a[:, :1]], axis=1) - a, (3, 5)),
     "a reshape that regroups axes": ("pointwise", lambda a: gc.reshape(a, (3, 2, 2)) + 1,
@@ -102,6 +102,8 @@ NUMPY_BODIES = {
         (3, 4), "reductions over different axes or shapes"),
     "a concat of computed pieces": ("pointwise", lambda a: gc.concat([a * 2, a], axis=1),
                                     (3, 4), "a concat of computed pieces"),
+    "a row's value read along the columns": ("reduction", lambda a: a + gc.sum(a, axis=1),
+                                             (3, 3), "sum is read at another index"),
     "max over an empty axis": ("reduction", lambda a: gc.max(a, axis=1), (3, 0),
                                "max over an empty axis"),
     "a one_hot of computed labels": ("pointwise", lambda a: gc.one_hot(
