@@ -39,6 +39,8 @@ def loops(job: Job, product_of=None, name: str = "_k") -> CCall:
     kernel then computes the epilogue from it, in place)."""
     known = {p: o.known for p, o in job.leaves.items() if o.known is not None}
     nest = lower(job.kernel, job.shapes, known, product_of)
+    if 0 in nest.domain:  # C would read an empty operand to fill a reduction's start
+        raise Unsupported("an empty domain (NumPy's calls need no loop)")
     for k, operand in enumerate(job.operands):
         if operand.array is None and _loaded(nest, k):
             raise Unsupported("an operand is a copy (a reshape of a strided view)")

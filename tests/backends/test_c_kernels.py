@@ -63,7 +63,7 @@ C_BODIES = {
     "a reduction over the first and last axes": (
         "reduction", lambda a: gc.max(a, axis=(0, 2)) * 2, (2, 3, 4)),
     "a transposed operand": ("pointwise", lambda a: gc.transpose(a) * 2, (3, 4)),
-    "a row's value over a square domain, read as a column": (
+    "a row's value over a square domain": (
         "reduction", lambda a: a + gc.sum(a, axis=1, keepdims=True), (3, 3)),
     "a slice and a concat": ("pointwise", lambda a: gc.concat(
         [a[:, 1:], a[:, :1]], axis=1) - a, (3, 5)),

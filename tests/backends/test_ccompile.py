@@ -23,7 +23,7 @@ x = gc.input("x", (2, 3))
 b = gc.param("b", [1.0, 2.0, 3.0])
 f = gc.compile(gc.tanh(x + b), backend="numpy")
 print(f(x=np.zeros((2, 3))).tolist())
-assert f.kernels[0]["c_source"], "the kernel is not a C kernel"
+assert f.kernels[0].extra["c_source"], "the kernel is not a C kernel"
 """
 
 
