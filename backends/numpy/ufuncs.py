@@ -218,7 +218,8 @@ class BodyWriter:
         root = dict(self.root)
         last = {}
         for i, node in enumerate(steps):
-            root[node] = node if alias_of(node) is None else root.get(node.inputs[0], node.inputs[0])
+            base = alias_of(node)
+            root[node] = node if base is None else root.get(base, base)
             for inp in node.inputs:
                 last[root.get(inp, inp)] = i
         last[root.get(result, result)] = len(steps)

@@ -332,6 +332,21 @@ def test_build_can_be_called_on_an_already_scheduled_graph():
     assert isinstance(graph.outputs[0], Node)
 
 
+@pytest.mark.parametrize("opt", ["O0", "O2"])
+def test_kernels_run_in_the_graphs_order_the_backend_schedules_nothing(opt):
+    # The O2 pipeline ends with the schedule pass; the backend runs the order it is
+    # given. At O0 that is the order written: exp first, where a schedule would run
+    # the sum's chain first (its (1000,) temporaries die before exp's result is made).
+    x, y = gc.input("x", (1000,)), gc.input("y", (1000,))
+    fn = gc.compile(gc.exp(x) + gc.sum(gc.tanh(y) * 2), backend="numpy", opt=opt)
+    fn(x=np.zeros(1000), y=np.zeros(1000))
+    computed = [n for n in fn.graph.nodes if n.op not in ("input", "param", "const")]
+    assert len(fn.kernels) == len(computed)
+    assert all(k.extra["node"] is n for k, n in zip(fn.kernels, computed))
+    if opt == "O0":
+        assert [k.kind for k in fn.kernels] == ["exp", "tanh", "mul", "sum", "add"]
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
 def test_where_with_a_zero_branch_is_exact(dtype):
     x = gc.input("x", (3, 4), dtype=dtype)
