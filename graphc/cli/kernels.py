@@ -10,8 +10,7 @@ the interpreter.
 import argparse
 import sys
 
-from graphc.cli.opt import parse_dims, read_source, unbound_dims
-from graphc.ir import parse
+from graphc.cli.opt import parse_dims, read_graph, unbound_dims
 from graphc.passes import PIPELINES, optimize
 
 EPILOG = """\
@@ -36,9 +35,10 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    graph = read_graph(args.file)  # a bad file is reported whether or not triton is there
     from graphc.backends.triton import aot, program as programs
 
-    graph = optimize(parse(read_source(args.file)), "O" + args.level)
+    graph = optimize(graph, "O" + args.level)
     dims = parse_dims(args.dim, "--dim")
     missing = unbound_dims(graph, dims)
     if missing:
