@@ -1,4 +1,4 @@
-"""The system C compiler, for the numpy backend's C kernels (c_kernels.py).
+"""The system C compiler, for the numpy backend's C kernels (backends/numpy/c.py).
 
 `compile_kernels({name: source}, options)` builds C99 functions into shared libraries and
 returns each as a ctypes function; sources that differ only by the function's name are

@@ -47,7 +47,7 @@ def first_call(ops: int, opt: str, c_kernels: bool) -> tuple:
 
 def c_lines(f) -> tuple:
     """(C kernels, lines of C) of a Function."""
-    sources = [k["c_source"] for k in f.kernels if k["c_source"]]
+    sources = [k.extra.get("c_source") for k in f.kernels if k.extra.get("c_source")]
     return len(sources), sum(s.count("\n") + 1 for s in sources)
 
 

@@ -182,7 +182,8 @@ class _Lowering:
         if len(matmuls) != 1:
             raise Unsupported(f"a matmul kernel needs exactly one matmul, found {len(matmuls)}")
         self.matmul = matmuls[0]
-        self.product_of = self.product_of or self.matmul
+        if self.product_of is None:
+            self.product_of = self.matmul
         if self.shapes[self.product_of] != self.shapes[self.matmul]:
             raise Unsupported("the product is reshaped before the epilogue")
         return self.shapes[self.matmul], ()

@@ -53,7 +53,7 @@ def test_random_graphs_without_direct_blas_calls(monkeypatch, dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_random_graphs_without_a_c_compiler(monkeypatch, dtype):
-    # Every kernel as NumPy calls, none as C (c_kernels.py).
+    # Every kernel as NumPy calls, none as C (backends/numpy/c.py).
     monkeypatch.setattr(ccompile, "available", lambda *_: False)
     _check_random_graphs(dtype, examples=30)
 
