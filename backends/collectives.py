@@ -1,13 +1,16 @@
 """The collectives' runtime: all_reduce on torch.distributed, and a step's agreement.
 
 Every backend runs its graph's collectives through one `Collectives` object per
-executable. `start(x, out, op)` copies x into out unless it is out already (the buffer
-plan usually hands a start its operand's buffer), and issues an asynchronous all-reduce
-of out on torch.distributed's default process group (gloo on CPU, NCCL on CUDA). A NumPy
-array is reduced through `torch.from_numpy`, a tensor that shares its memory: the
-collective reads and writes the numpy backend's buffer itself, no copy. `wait(h, out)`
-blocks until the all-reduce of h has completed, divides it by the number of workers for
-op="mean", and copies it to out unless it is h already. `all_reduce` is both at once.
+executable: a collective node is a call of the method of its op's name, its operand,
+the array its value goes into and its attributes as keywords (`call_source` writes
+it). `all_reduce_start(x, out, op)` copies x into out unless it is out already (the
+buffer plan usually hands a start its operand's buffer), and issues an asynchronous
+all-reduce of out on torch.distributed's default process group (gloo on CPU, NCCL on
+CUDA). A NumPy array is reduced through `torch.from_numpy`, a tensor that shares its
+memory: the collective reads and writes the numpy backend's buffer itself, no copy.
+`all_reduce_wait(h, out)` blocks until the all-reduce of h has completed, divides it
+by the number of workers for op="mean", and copies it to out unless it is h already.
+`all_reduce` is both at once.
 Without a process group (one process, no torch.distributed set up) a collective is its
 operand: nothing is imported, so the NumPy path needs no torch.
 
@@ -36,6 +39,12 @@ from graphc.errors import CollectiveError
 
 # The ops that issue a communication (a wait completes one a start issued).
 ISSUING = frozenset(op for op in ops.with_trait("collective") if "op" in ops.OPS[op].attrs)
+
+
+def call_source(collectives: str, node, x: str, out: str) -> str:
+    """`collectives.all_reduce_start(x, out, op='mean')`: the source of node's call."""
+    attrs = "".join(f", {name}={value!r}" for name, value in sorted(node.attrs.items()))
+    return f"{collectives}.{node.op}({x}, {out}{attrs})"
 
 
 def process_group():
@@ -92,7 +101,7 @@ class Collectives:
 
     # the ops ----------------------------------------------------------------------
 
-    def start(self, x, out, op: str):
+    def all_reduce_start(self, x, out, op: str):
         _copy(out, x)
         index = self.issued
         self.issued += 1
@@ -104,7 +113,7 @@ class Collectives:
         self.pending[_address(out)] = (work, tensor, op, index)
         return out
 
-    def wait(self, h, out):
+    def all_reduce_wait(self, h, out):
         entry = self.pending.pop(_address(h), None)
         if entry is not None:  # (else `settle` completed it already)
             self._complete(*entry)
@@ -112,7 +121,7 @@ class Collectives:
         return out
 
     def all_reduce(self, x, out, op: str):
-        return self.wait(self.start(x, out, op), out)
+        return self.all_reduce_wait(self.all_reduce_start(x, out, op), out)
 
     def _complete(self, work, tensor, op, index):
         self.timings[index][1] = time.perf_counter()

@@ -42,13 +42,10 @@ def run_graph(graph: Graph, feeds: dict, dims: dict, collectives=None) -> dict:
 
 
 def run_collective(collectives: Collectives, node: Node, args: list) -> np.ndarray:
-    """A collective's value, into a fresh array (its operand is left as it was)."""
-    out = np.array(args[0])
-    if node.op == "all_reduce_wait":
-        return collectives.wait(args[0], args[0])
-    if node.op == "all_reduce_start":
-        return collectives.start(out, out, node.attrs["op"])
-    return collectives.all_reduce(out, out, node.attrs["op"])
+    """A collective's value, into a fresh array (its operand is left as it was): the
+    Collectives method of its op's name."""
+    out = np.empty_like(args[0])
+    return getattr(collectives, node.op)(args[0], out, **node.attrs)
 
 
 def run_body(node: Node, args: list, dims: dict) -> np.ndarray:

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc import ops
+from graphc.backends.collectives import Collectives
 from graphc.ir import parse
 from graphc.passes import optimize
 from graphc.passes.overlap import overlap
@@ -64,6 +66,33 @@ def test_one_worker_all_reduce_is_its_operand_on_every_backend(backend, shape):
     for op in ("sum", "mean"):
         got = backend.run(gc.all_reduce(x * 2, op=op), x=X)
         np.testing.assert_array_equal(got, X * 2)
+
+
+VIEWS = {"transpose": gc.transpose, "slice": lambda v: v[1:6:2, 1:],
+         "broadcast": lambda v: gc.broadcast_to(v[:1], (4, 7, 3))}
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_all_reduce_of_a_view_on_every_backend(backend, view):
+    """A view of a computed value and of an input (the triton backend has no tensor for
+    a view: its values are copied into the collective's buffer first)."""
+    x = gc.input("x", (7, 3), dtype="float32")
+    X = np.arange(21, dtype=np.float32).reshape(7, 3) - 3
+    make = VIEWS[view]
+    got = backend.run([gc.all_reduce(make(x * 2), op="mean"), gc.all_reduce(make(x))], x=X)
+    for value, scale in zip(got, (2, 1)):
+        np.testing.assert_array_equal(value, ops_view(view, X * scale))
+
+
+def ops_view(view, X):
+    return {"transpose": X.T, "slice": X[1:6:2, 1:],
+            "broadcast": np.broadcast_to(X[:1], (4, 7, 3))}[view]
+
+
+def test_every_collective_is_a_method_of_the_runtime():
+    """A backend runs a collective node as the Collectives method of its op's name."""
+    for op in ops.with_trait("collective"):
+        assert callable(getattr(Collectives, op)), op
 
 
 def test_all_reduce_of_an_input_leaves_the_input_as_it_was(backend):
@@ -125,7 +154,13 @@ def test_numpy_backend_reduces_the_buffers_in_place():
     for call in calls:
         args = call[call.index("(") + 1:call.rindex(")")].split(", ")
         assert args[0] == args[1], call
-    assert "np.concatenate" in f.source  # the bucket of several gradients is packed once
+    # the bucket of several gradients is packed once (a kernel of its own, C or NumPy),
+    # into the buffer its start reduces
+    packs = [k for k in f.kernels if any(n.startswith("concat@") for n in k.nodes)]
+    starts = [k for k in f.kernels if k.nodes[0].startswith("all_reduce_start@")]
+    assert len(packs) == 1 and packs[0].name in [k.name for k in starts]
+    assert {k.strategy for k in f.kernels if k.nodes[0].startswith("all_reduce")} == {
+        "collective"}
 
 
 def test_drawing_shows_collectives_apart_and_the_overlap():
