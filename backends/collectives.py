@@ -167,7 +167,8 @@ class Collectives:
             rank, size = world()
             raise CollectiveError(
                 f"the step failed on worker{'s' if len(failed) > 1 else ''} "
-                f"{', '.join(map(str, failed))} of {size} (see {'their' if len(failed) > 1 else 'its'} "
+                f"{', '.join(map(str, failed))} of {size} "
+                f"(see {'their' if len(failed) > 1 else 'its'} "
                 f"error); no param was changed on any worker (this is worker {rank})")
 
     def abandon(self, error: BaseException):

@@ -35,7 +35,8 @@ def run_graph(graph: Graph, feeds: dict, dims: dict, collectives=None) -> dict:
         elif node.op in ("param", "const"):
             values[node] = node.value
         elif ops.has(node.op, "collective"):
-            values[node] = run_collective(collectives, node, [values[i] for i in node.inputs])
+            values[node] = run_collective(collectives, node,
+                                          [values[i] for i in node.inputs])
         else:
             values[node] = evaluate_node(node, [values[i] for i in node.inputs], dims)
     return values

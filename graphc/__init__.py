@@ -9,10 +9,10 @@ from graphc import nn, optim, parallel, testing
 from graphc.autodiff import grad, vjp
 from graphc.compile import Function, compile
 from graphc.dsl import (
-    abs, add, all_reduce, broadcast_to, cast, concat, const, div, eq, exp, expand_dims, ge, getitem, gt,
-    input, le, lift, log, log1p, lt, matmul, max, maximum, mean, minimum, mul, ne, neg,
-    one_hot, param, pow, relu, reshape, sigmoid, sign, size, sqrt, squeeze, step,
-    stop_gradient, sub, sum, tanh, transpose, where)
+    abs, add, all_reduce, broadcast_to, cast, concat, const, div, eq, exp, expand_dims,
+    ge, getitem, gt, input, le, lift, log, log1p, lt, matmul, max, maximum, mean,
+    minimum, mul, ne, neg, one_hot, param, pow, relu, reshape, sigmoid, sign, size,
+    sqrt, squeeze, step, stop_gradient, sub, sum, tanh, transpose, where)
 from graphc.explore import explore
 from graphc.errors import (
     BackendUnavailable, CollectiveError, DtypeError, FeedError, GradError, GraphcError,
@@ -24,12 +24,12 @@ from graphc.viz import render
 
 __all__ = [
     "Function", "Graph", "Node", "TensorType", "compile", "grad", "vjp", "render", "nn",
-    "explore", "scope",
-    "optim", "parallel", "testing", "abs", "add", "all_reduce", "broadcast_to", "cast", "concat", "const", "div", "eq",
-    "exp", "expand_dims", "ge", "getitem", "gt", "input", "le", "lift", "log", "log1p", "lt",
-    "matmul", "max", "maximum", "mean", "minimum", "mul", "ne", "neg", "one_hot", "param",
-    "pow", "relu", "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step",
-    "stop_gradient", "sub", "sum", "tanh", "transpose", "where", "GraphcError", "ShapeError",
-    "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable", "UsageError",
-    "CollectiveError", "GraphcWarning",
+    "explore", "scope", "optim", "parallel", "testing", "abs", "add", "all_reduce",
+    "broadcast_to", "cast", "concat", "const", "div", "eq", "exp", "expand_dims", "ge",
+    "getitem", "gt", "input", "le", "lift", "log", "log1p", "lt", "matmul", "max",
+    "maximum", "mean", "minimum", "mul", "ne", "neg", "one_hot", "param", "pow", "relu",
+    "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step", "stop_gradient",
+    "sub", "sum", "tanh", "transpose", "where", "GraphcError", "ShapeError",
+    "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable",
+    "UsageError", "CollectiveError", "GraphcWarning",
 ]

@@ -5,8 +5,9 @@ A call converts the feeds to tensors on the device (on a CPU, torch shares the N
 memory), zeroes the check buffers, runs the host function (its collectives through the
 executable's Collectives, on the device's tensors: NCCL on CUDA), raises the other
 backends' error for the first bad one_hot label before any result is returned (so a
-failed step commits no update), and returns NumPy copies of the results: a result that is a view
-is that view of its base's values, taken with the op table's own NumPy semantics.
+failed step commits no update), and returns NumPy copies of the results: a result that
+is a view is that view of its base's values, taken with the op table's own NumPy
+semantics.
 """
 
 from __future__ import annotations

@@ -151,8 +151,8 @@ class _Planner:
         nest = lower(kernel, shapes)
         self.body_consts.update((o, None) for o in kernel.operands
                                 if o.op == "const" and o not in self.placed)
-        name = f"k{len(self.launches)}_{kernel.kind}_" + "_".join(dict.fromkeys(
-            n.op for n in kernel.steps if not ops.has(n.op, "view")))[:40].rstrip("_")
+        name = (f"k{len(self.launches)}_{kernel.kind}_" + "_".join(dict.fromkeys(
+            n.op for n in kernel.steps if not ops.has(n.op, "view")))[:40]).rstrip("_")
         rendered = render(name, nest, [shapes[p] for p in kernel.params], self.max_row_block)
         return Launch(rendered, kernel.node, kernel.operands, tuple(kernel.steps))
 
