@@ -22,8 +22,9 @@ to the end of the call. An alias (a view of its input, as the backend reports th
 once made, stay for the whole call (they are preallocated arenas), so the plan's peak
 is the total of the buffer sizes; the naive plan gives every non-source value its own.
 
-Everything here is a loop over the order with dicts, a heap and a sorted free list
-(binary search): O(n log n) in the nodes and edges, no recursion.
+Everything here is a loop over the order with dicts, heaps and a free list kept in a
+Fenwick tree over the possible buffer sizes (best fit in O(log n)), each node's work in
+its own inputs and users: O(n log n) in the nodes and edges, no recursion.
 """
 
 from __future__ import annotations
