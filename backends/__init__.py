@@ -7,7 +7,8 @@ outputs, then its update values, as NumPy arrays.
 An executable that writes into a param itself (numpy's in-place updates) first calls the
 `begin_commit` it is given as a second argument; the others ignore it.
 An executable also has `.source`, `.kernels` and `.stats` to show what it runs.
-Backends are imported on first use, so triton and torch stay optional.
+Backends are imported on first use, and a backend's `check` says at once whether it can
+run here, so triton and torch stay optional.
 """
 
 import importlib
@@ -25,4 +26,6 @@ def load(name: str):
     """The Backend called `name` (its module imported on first use)."""
     if name not in BACKENDS:
         raise GraphcError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    return importlib.import_module(BACKENDS[name]).BACKEND
+    backend = importlib.import_module(BACKENDS[name]).BACKEND
+    backend.check()
+    return backend

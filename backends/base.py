@@ -1,7 +1,8 @@
 """What every backend provides, and what its builds give back.
 
-A backend is a `Backend`: a name, the dataclass of its knobs (`options`), and
-`build(graph, dims, options) -> Executable`. `gc.compile(..., options={...})` checks the
+A backend is a `Backend`: a name, the dataclass of its knobs (`options`),
+`build(graph, dims, options) -> Executable`, and `check()`, which raises
+BackendUnavailable where it cannot run (a backend with optional packages). `gc.compile(..., options={...})` checks the
 knobs against that dataclass, so a misspelt knob is an error that lists the real ones,
 and tests set knobs through it rather than patching module globals.
 
@@ -44,6 +45,9 @@ class Backend:
     name: str
     options: type             # a frozen dataclass: the backend's knobs and defaults
     build: Callable           # (graph, dims, options) -> Executable
+    # () -> None: raises BackendUnavailable, saying what to do, where the backend cannot
+    # run here (backends.load calls it, so gc.compile fails at once)
+    check: Callable = lambda: None
 
     def make_options(self, given: dict | None):
         """The backend's options from a dict of knobs; unknown ones are an error."""
@@ -59,3 +63,10 @@ class Backend:
 @dataclass(frozen=True)
 class NoOptions:
     """A backend without knobs."""
+
+
+def label_error(labels, depth: int, loc) -> None:
+    """Raises the error of a one_hot label outside [0, depth), naming the first such
+    label (a generated kernel found one: each backend's code calls this)."""
+    bad = labels[(labels < 0) | (labels >= depth)].flat[0]
+    raise GraphcError(f"one_hot: label {bad} is outside [0, {depth}) (made at {loc})")

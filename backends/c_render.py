@@ -62,12 +62,12 @@ OPS_C = {
     "minimum": lambda t, a, b: f"(({a} != {a} || {a} <= {b}) ? {a} : {b})",
     "gt": lambda t, a, b: f"({a} > {b})", "ge": lambda t, a, b: f"({a} >= {b})",
     "lt": lambda t, a, b: f"({a} < {b})", "le": lambda t, a, b: f"({a} <= {b})",
-    "eq": lambda t, a, b: f"({a} == {b})",
+    "eq": lambda t, a, b: f"({a} == {b})", "ne": lambda t, a, b: f"({a} != {b})",
     "where": lambda t, c, a, b: f"({c} ? {a} : {b})",
     "cast": lambda t, a: f"({a} != 0)" if t == "bool" else f"(({C_TYPES[t]}){a})",
 }
 # Ops on integers C may compute (exactly as NumPy does): selecting, comparing, casting.
-INTEGER_OPS = ("where", "cast", "gt", "ge", "lt", "le", "eq")
+INTEGER_OPS = ("where", "cast", "gt", "ge", "lt", "le", "eq", "ne")
 # reduction -> (initial value, how the accumulator takes a value); max passes NaN on
 REDUCTIONS = {"sum": ("0", "{acc} + {v}"),
               "max": ("-INFINITY", "(({acc} != {acc} || {acc} >= {v}) ? {acc} : {v})")}

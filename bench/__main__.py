@@ -20,6 +20,8 @@ BENCHMARKS = {
                   "C: sigmoid(tanh(x*a+b) * exp(-x*x)) + relu(x), 4M values, value and grad"),
     "compile_time": ("bench.compile_time",
                      "O2 pipeline time on MLP training graphs of 2..200 layers (linear scaling)"),
+    "first_call": ("bench.first_call",
+                   "first call of 2k- and 10k-op elementwise chains, C compiler cache empty"),
     "gpu_traffic": ("bench.gpu_traffic",
                     "D: modelled GPU memory traffic of the MLP step, fused kernels vs one per op"),
     "large_graphs": ("bench.large_graphs",

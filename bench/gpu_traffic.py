@@ -3,10 +3,11 @@ float32), fused kernels (the triton backend on the O2 graph) against the unfused
 (the O1 graph: the same ops after cleanup, one kernel per op).
 
 The model counts compulsory DRAM traffic: each kernel reads every operand buffer it
-loads from once and writes its output once (a broadcast operand such as a bias is read at its own size;
-a matmul's re-reads of operand tiles by different programs are assumed to hit in L2).
-Views (reshape, squeeze, expand_dims of a whole buffer) move no data. Nothing is timed
-and no GPU or triton is needed: the kernels are generated, not run.
+loads from once and writes its output once (a broadcast operand such as a bias is read
+at its own size; a matmul's re-reads of operand tiles by different programs are assumed
+to hit in L2). Views (transposes, slices, broadcasts, reshapes: kernels read the buffers
+they view) move no data. Nothing is timed and no GPU or triton is needed: the kernels
+are generated, not run.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 import graphc as gc
 from bench.training_step import BATCH, SIZES  # the step that benchmark A times
-from graphc.backends import triton_host
+from graphc.backends.triton import program as programs
 from graphc.ir import Graph
 from graphc.passes import optimize
 
@@ -31,12 +32,13 @@ def training_step_graph() -> Graph:
 
 def kernel_traffic(graph: Graph, dims: dict) -> list:
     """[(kernel name, kind, bytes read, bytes written)] for the program of `graph`."""
-    program = triton_host.generate(graph, dims)
+    program = programs.generate(graph, dims)
     rows = []
-    for k in program.kernels:
-        read = dict.fromkeys(k.operands[i] for i in k.loaded)   # an operand twice: once
+    for launch in program.launches:
+        k = launch.kernel
+        read = dict.fromkeys(launch.operands[i] for i in k.loaded)   # an operand twice: once
         rows.append((k.name, k.kind, sum(o.type.nbytes(dims) for o in read),
-                     k.output.type.nbytes(dims)))
+                     launch.node.type.nbytes(dims)))
     return rows
 
 

@@ -15,8 +15,8 @@ from graphc.dsl import (
     stop_gradient, sub, sum, tanh, transpose, where)
 from graphc.explore import explore
 from graphc.errors import (
-    BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, ParseError, ShapeError,
-    UsageError)
+    BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, GraphcWarning, ParseError,
+    ShapeError, UsageError)
 from graphc.ir import Graph, Node
 from graphc.scopes import scope
 from graphc.types import TensorType
@@ -31,4 +31,5 @@ __all__ = [
     "pow", "relu", "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step",
     "stop_gradient", "sub", "sum", "tanh", "transpose", "where", "GraphcError", "ShapeError",
     "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable", "UsageError",
+    "GraphcWarning",
 ]

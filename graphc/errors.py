@@ -31,8 +31,26 @@ class GradError(GraphcError, ValueError):
 
 
 class ParseError(GraphcError, ValueError):
-    """Text IR that cannot be read back; names the line."""
+    """Text IR that cannot be read back; names the line and the column (also as the
+    `line` and `column` attributes, 1-based; None where the text as a whole is at fault)."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None):
+        super().__init__(message)
+        self.line, self.column = line, column
+
+
+class ParseShapeError(ParseError, ShapeError):
+    """Text IR whose node an op's type rule refuses for its shapes (a ShapeError too)."""
+
+
+class ParseDtypeError(ParseError, DtypeError):
+    """Text IR whose node an op's type rule refuses for its dtypes (a DtypeError too)."""
 
 
 class BackendUnavailable(GraphcError, RuntimeError):
     """A backend that needs software or hardware this machine does not have."""
+
+
+class GraphcWarning(UserWarning):
+    """Something graphc did otherwise than it would have liked, and why: e.g. a function
+    whose C kernels could not be built runs NumPy kernels instead."""

@@ -195,9 +195,9 @@ def _kernels(pic: Picture):
     executable = backends.load("numpy").build(graph, dims)
     kernels, kernel_of = [], {}
     for k, info in enumerate(executable.kernels):
-        kernels.append({"name": info["name"], "kind": info["kind"],
-                        "source": "\n".join(info["source"]), "c_source": info["c_source"]})
-        node = info["node"]
+        kernels.append({"name": info.name, "kind": info.kind, "source": info.source,
+                        "c_source": info.extra["c_source"]})
+        node = info.extra["node"]
         kernel_of[node] = k
         if node.op == "fused":
             for body_node in node.body.nodes:

@@ -16,23 +16,24 @@ deterministic topological order. Its text form (`str(graph)`) is one node a line
 
 and `parse(text)` reads it back, so passes can be tested as text in, text out. The
 comment holds a node's labels: its tags in [], its scope's path in {} (graphc/scopes.py),
-its source line.
+its source line. graphc/syntax.py reads each line into a record (tokens, columns, the
+grammar); `parse` gives the records meaning here: nodes, checked against the op table.
 """
 
 from __future__ import annotations
 
-import ast
 import itertools
+import math
 import re
 from functools import cached_property
 
 import numpy as np
 
-from graphc import ops, scopes
+from graphc import ops, scopes, syntax
 from graphc.node import SOURCE_OPS, Node, user_location  # noqa: F401  (the IR's node)
-from graphc.errors import ParseError, ShapeError
-from graphc.types import (
-    SHORT_TO_DTYPE, TensorType, canonical_shape, numpy_dtype)
+from graphc.errors import (
+    DtypeError, ParseDtypeError, ParseError, ParseShapeError, ShapeError)
+from graphc.types import format_shape, numpy_dtype, to_dtype
 
 # --- graphs ----------------------------------------------------------------------------
 
@@ -220,159 +221,267 @@ def format_graph(graph: Graph) -> str:
     return "\n".join(lines)
 
 
-_NODE_LINE = re.compile(
-    r"^%(?P<name>\w+)\s*=\s*(?P<op>\w+)\((?P<args>.*)\)\s*:\s*(?P<type>\w+\[[^\]]*\])"
-    r"\s*(?P<block>\{)?\s*(?:#\s*(?:\[(?P<tags>[\w,]*)\])?\s*(?:\{(?P<scope>\w+(?:/\w+)*)\})?"
-    r"\s*(?P<loc>\S.*?)?)?\s*$")
-_TYPE = re.compile(r"^(\w+)\[([^\]]*)\]$")
-_SPECIAL_FLOATS = {"inf": float("inf"), "nan": float("nan")}
+# --- reading the text form back ----------------------------------------------------------
 
-
-def parse_type(text: str) -> TensorType:
-    m = _TYPE.match(text.strip())
-    if not m or m.group(1) not in SHORT_TO_DTYPE:
-        raise ParseError(f"bad type {text!r}; expected e.g. f32[batch,2]")
-    dims = [d.strip() for d in m.group(2).split(",") if d.strip()]
-    try:
-        shape = canonical_shape(tuple(int(d) if d.lstrip("-").isdigit() else d for d in dims))
-    except ShapeError as e:
-        raise ParseError(f"bad type {text!r}: {e}") from None
-    return TensorType(shape, SHORT_TO_DTYPE[m.group(1)])
-
-
-class _Literals(ast.NodeTransformer):
-    def visit_Name(self, node):
-        if node.id in _SPECIAL_FLOATS:
-            return ast.copy_location(ast.Constant(_SPECIAL_FLOATS[node.id]), node)
-        raise ValueError(f"unknown name {node.id!r}")
-
-
-def _literal(tree):
-    return ast.literal_eval(_Literals().visit(tree))
-
-
-_OPERANDS_ONLY = re.compile(r"\s*(?:%\w+\s*(?:,\s*%\w+\s*)*)?")
-
-
-def _parse_call(args_text: str, env: dict, lineno: int):
-    """`%a, %b, axes=(1,)` -> ([nodes], {attrs}); names are looked up in env."""
-    try:
-        if _OPERANDS_ONLY.fullmatch(args_text):  # most lines: Python's parser is not needed
-            names, attrs = re.findall(r"%(\w+)", args_text), {}
-        else:
-            names, attrs = _parse_with_attrs(args_text)
-        missing = [name for name in names if name not in env]
-        if missing:
-            raise ValueError(f"%{missing[0]} is used before it is defined")
-    except (SyntaxError, ValueError) as e:
-        raise ParseError(f"line {lineno}: {e}") from None
-    return [env[name] for name in names], attrs
-
-
-def _parse_with_attrs(args_text: str):
-    code = re.sub(r"%(\w+)", r"__v_\1", f"f({args_text})")
-    call = ast.parse(code, mode="eval").body
-    names = []
-    for arg in call.args:
-        if not (isinstance(arg, ast.Name) and arg.id.startswith("__v_")):
-            raise ValueError(f"positional arguments must be %names, got {ast.unparse(arg)}")
-        names.append(arg.id[4:])
-    return names, {kw.arg: _literal(kw.value) for kw in call.keywords}
-
-
-def _tuplify(value):
-    """Attributes are hashable: lists read from text become tuples."""
-    if isinstance(value, list):
-        return tuple(_tuplify(v) for v in value)
-    return value
-
-
-def _make_source(op, name, attrs, type, loc, tags, scope):
-    if op == "input":
-        return Node("input", (), {}, type, name=name, loc=loc, tags=tags, scope=scope)
-    if op == "param":
-        value = np.zeros(type.concrete_shape(), numpy_dtype(type.dtype))
-        return Node("param", (), {}, type, name=name, loc=loc, tags=tags, value=value,
-                    scope=scope)
-    value = attrs.pop("value", None)
-    fill = attrs.pop("fill", None)
-    data = np.full(type.concrete_shape(), fill) if value is None else np.array(value)
-    data = data.astype(numpy_dtype(type.dtype)).reshape(type.concrete_shape())
-    data.flags.writeable = False
-    return Node("const", (), {}, type, loc=loc, tags=tags, value=data, scope=scope)
-
-
-def parse(text: str) -> Graph:
+def parse(text: str, *, max_value_bytes: int = 256 * 2**20, check_kernel=None) -> Graph:
     """Read the text form back into a Graph, its nodes in the order they are written (a
     schedule survives the round trip, and a kernel body's inputs keep their positions).
-    Params get zero values (text holds no data)."""
-    env, outputs, updates, known_scopes, written = {}, None, {}, {}, []
-    lines = enumerate(text.splitlines(), 1)
-    for lineno, raw in lines:
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("return"):
-            outputs = [_lookup(env, n, lineno) for n in re.findall(r"%(\w+)", line)]
-            continue
-        if line.startswith("update"):
-            m = re.fullmatch(r"update\s+%(\w+)\s*=\s*%(\w+)", line)
-            if not m:
-                raise ParseError(f"line {lineno}: expected 'update %param = %value'")
-            updates[_lookup(env, m.group(1), lineno)] = _lookup(env, m.group(2), lineno)
-            continue
-        env_name, node = _parse_node_line(line, env, lineno, lines, known_scopes)
-        env[env_name] = node
-        written.append(node)
-    if outputs is None:
-        raise ParseError("no 'return' line")
-    reachable = {id(n) for n in Graph(outputs, updates).nodes}
-    return Graph(outputs, updates, order=[n for n in written if id(n) in reachable])
+
+    Each node is checked as building it checks it: its operands defined above it, its
+    op in the op table, its arity, its attributes those of the op, each of its kind, and
+    its written type the one the op's type rule infers (a kernel's body is read and
+    checked the same way, each body input against the operand it stands for). A mistake
+    is a ParseError naming the line, the column and the node (a ParseShapeError or
+    ParseDtypeError where a type rule refused the node).
+
+    The text holds no data for params (they read as zeros) and fill consts (one number):
+    parse makes such values up to `max_value_bytes` (256 MiB) in all, and refuses a text
+    that needs more rather than allocate it. `check_kernel(kind, body) -> reason | None`,
+    where given, also checks each kernel's body against its kind (the passes' contract,
+    graphc.passes.fusion.check_kernel, which sits above the IR; graphc/cli gives it)."""
+    return _Reader(text.splitlines(), max_value_bytes, check_kernel).graph(None, None)
 
 
-def _lookup(env, name, lineno):
-    if name not in env:
-        raise ParseError(f"line {lineno}: %{name} is not defined")
-    return env[name]
+class _Written:
+    """What the lines of one graph (the text's, or a kernel body's) have defined so far."""
+
+    def __init__(self, operands):
+        self.env = {}            # name -> (node, the line that defined it)
+        self.written = []        # nodes, in the order written
+        self.outputs = None      # the return line's nodes
+        self.return_line = None
+        self.updates = {}        # param -> new value
+        self.updated_at = {}     # param -> the line of its update
+        self.operands = operands  # a body's: its kernel's operands, by position; else None
+        self.inputs_read = 0      # a body's: its inputs so far
 
 
-def _read_block(lines, lineno: int) -> Graph:
-    """The lines up to the `}` that closes a block opened at `lineno`, parsed as a graph
-    (a fused kernel's body). Bodies hold no blocks, so the first lone `}` closes it."""
-    block = []
-    for _, raw in lines:
-        if raw.strip() == "}":
-            try:
-                return parse("\n".join(block))
-            except ParseError as e:
-                raise ParseError(f"in the block opened at line {lineno}: {e}") from None
-        block.append(raw)
-    raise ParseError(f"line {lineno}: the block opened here is not closed by '}}'")
+class _Reader:
+    """Reads the lines in one pass; a kernel's body is read where its block opens."""
+
+    def __init__(self, lines: list, max_value_bytes: int, check_kernel):
+        self.lines = enumerate(lines, 1)
+        self.limit = self.budget = max_value_bytes  # bytes of values left to make
+        self.check_kernel = check_kernel
+        self.scopes = {}
+
+    def graph(self, opener, operands) -> Graph:
+        """The graph of the lines up to the text's end, or up to the '}' closing the body
+        that the line `opener` opens (its kernel's `operands` bound by position)."""
+        state = _Written(operands)
+        for lineno, raw in self.lines:
+            line = syntax.read_line(lineno, raw)
+            if isinstance(line, syntax.CloseLine):
+                if opener is None:
+                    raise line.error("this '}' closes no kernel body", line.brace.column)
+                return _finish(state, opener, line)
+            if isinstance(line, syntax.NodeLine):
+                self.define(state, line, opener)
+            elif isinstance(line, syntax.ReturnLine):
+                _read_return(state, line)
+            elif isinstance(line, syntax.UpdateLine):
+                _read_update(state, line, opener)
+        if opener is not None:
+            raise opener.error("the block opened here is not closed by '}'",
+                               opener.block.column)
+        return _finish(state, None, None)
+
+    def define(self, state: _Written, line, opener):
+        name, op = line.name.text[1:], line.op.text
+        if name in state.env:
+            raise line.error(f"%{name} is already defined at line {state.env[name][1]}",
+                             line.name.column)
+        if op not in SOURCE_OPS and op not in ops.OPS:
+            raise line.error(f"unknown op {op!r}", line.op.column)
+        if line.block and opener is not None:
+            raise line.error("a kernel's body holds no kernels of its own", line.block.column)
+        if line.block and op != "fused":
+            raise line.error(f"only a fused kernel has a body, not {op}", line.block.column)
+        inputs = [_lookup(state, tok, line, "is used before it is defined")
+                  for tok in line.operands]
+        if op in SOURCE_OPS:
+            node = self.source(state, line)
+        else:
+            node = self.apply(line, inputs, self.body(line, inputs) if line.block else None)
+        state.env[name] = (node, line.lineno)
+        state.written.append(node)
+
+    def body(self, line, operands) -> Graph:
+        try:
+            return self.graph(line, operands)
+        except ParseError as e:  # name the kernel on the error's first line
+            first, _, rest = str(e).partition("\n")
+            raise type(e)(f"{first} (in the body of {line.name.text}, opened at line "
+                          f"{line.lineno})\n{rest}", e.line, e.column) from None
+
+    def apply(self, line, inputs, body) -> Node:
+        """A node of an op of the table, its written type checked by the op's rule."""
+        name, op = line.name.text, line.op.text
+        attrs = {key: value for key, (value, _) in line.attrs.items()}
+        try:
+            inferred = ops.infer_type(op, [i.type for i in inputs], attrs, body)
+        except (ShapeError, DtypeError) as e:
+            error = ParseDtypeError if isinstance(e, DtypeError) else ParseShapeError
+            raise line.error(f"{e} (in {name})", _culprit(line), error) from None
+        if inferred != line.type:
+            given = ", ".join(str(i.type) for i in inputs)
+            error = ParseShapeError if inferred.shape != line.type.shape else ParseDtypeError
+            raise line.error(f"{name} is written as {line.type}, but {op}({given}) is "
+                             f"{inferred}", line.type_token.column, error)
+        problem = self.check_kernel(attrs["kind"], body) if (
+            body is not None and self.check_kernel is not None) else None
+        if problem:
+            raise line.error(f"{name} is not a valid {attrs['kind']} kernel: {problem}",
+                             line.op.column)
+        return Node(op, inputs, attrs, inferred, name=None if name[1:].isdigit() else name[1:],
+                    loc=line.loc, tags=line.tags, scope=scopes.from_path(line.scope, self.scopes),
+                    body=body)
+
+    def source(self, state: _Written, line) -> Node:
+        """An input, a param (zeros) or a const (its value, or its fill)."""
+        op, name = line.op.text, line.name.text
+        if line.operands:
+            raise line.error(f"{op} takes no operands", line.operands[0].column)
+        allowed = ("value", "fill") if op == "const" else ()
+        for key, (_, tok) in line.attrs.items():
+            if key not in allowed:
+                takes = "takes value=[...] or fill=x" if allowed else "takes no attributes"
+                raise line.error(f"{op} {takes}, not {key}=", tok.column)
+        labels = dict(loc=line.loc, tags=line.tags,
+                      scope=scopes.from_path(line.scope, self.scopes))
+        if op == "const":
+            return Node("const", (), {}, line.type, value=self.const_value(line), **labels)
+        user_name = None if name[1:].isdigit() else name[1:]
+        if op == "input":
+            _check_body_input(state, line)
+            return Node("input", (), {}, line.type, name=user_name, **labels)
+        zeros = np.zeros(self.allocate(line, f"param {name}"), numpy_dtype(line.type.dtype))
+        return Node("param", (), {}, line.type, name=user_name, value=zeros, **labels)
+
+    def allocate(self, line, what: str) -> tuple:
+        """The concrete shape of a value the text does not hold, charged to the budget."""
+        shape = _fixed_shape(line, what)
+        itemsize = numpy_dtype(line.type.dtype).itemsize
+        nbytes = math.prod(shape) * itemsize
+        if math.prod(d or 1 for d in shape) * itemsize >= 2**63:  # NumPy's limit, size 0 too
+            raise line.error(f"{what} : {line.type} is larger than an array can be",
+                             line.type_token.column)
+        if nbytes > self.budget:
+            raise line.error(
+                f"{what} : {line.type} would take {nbytes:,} bytes; the text holds no data "
+                f"for it, and parse makes at most max_value_bytes={self.limit:,} bytes of "
+                "such values (param zeros, const fills) in all", line.type_token.column)
+        self.budget -= nbytes
+        return shape
+
+    def const_value(self, line) -> np.ndarray:
+        """A const's array, read-only: its `value=` (exactly its type's shape) or `fill=`."""
+        if len(line.attrs) != 1:
+            raise line.error("a const takes value=[...] or fill=x (one of them)",
+                             line.op.column)
+        (key, (value, tok)), = line.attrs.items()
+        what = f"the {key} of const {line.name.text}"
+        shape = self.allocate(line, f"const {line.name.text}") if key == "fill" else (
+            _fixed_shape(line, what))
+        data = _numbers(value, line.type.dtype, what, line, tok)
+        if key == "fill" and data.ndim:
+            raise line.error(f"{what} must be one number, got {format_shape(data.shape)}",
+                             tok.column)
+        if key == "fill":
+            data = np.full(shape, data)
+        elif data.shape != shape:
+            raise line.error(f"{what} has shape {format_shape(data.shape)}, but the const "
+                             f"is {line.type}", tok.column)
+        data.flags.writeable = False
+        return data
 
 
-def _parse_node_line(line: str, env: dict, lineno: int, lines=iter(()), known_scopes=None):
+def _fixed_shape(line, what: str) -> tuple:
+    if not line.type.is_static:
+        raise line.error(f"{what} needs a fixed type (its value has a size), got "
+                         f"{line.type}", line.type_token.column)
+    return line.type.concrete_shape()
 
-    m = _NODE_LINE.match(line)
-    if not m:
-        raise ParseError(f"line {lineno}: cannot read {line!r}")
-    name, op = m.group("name"), m.group("op")
-    type = parse_type(m.group("type"))
-    tags = frozenset(t for t in (m.group("tags") or "").split(",") if t)
-    loc = m.group("loc") or ""  # from the text, or none: not the line that called parse
-    path = tuple(m.group("scope").split("/")) if m.group("scope") else ()
-    scope = scopes.from_path(path, {} if known_scopes is None else known_scopes)
-    inputs, attrs = _parse_call(m.group("args"), env, lineno)
-    attrs = {k: _tuplify(v) for k, v in attrs.items()}
-    body = _read_block(lines, lineno) if m.group("block") else None
-    if op in SOURCE_OPS:
-        node_name = None if name.isdigit() or op == "const" else name
-        return name, _make_source(op, node_name, attrs, type, loc, tags, scope)
-    if op not in ops.OPS:
-        raise ParseError(f"line {lineno}: unknown op {op!r}")
+
+def _numbers(value, dtype: str, what: str, line, tok) -> np.ndarray:
+    """`value` (numbers, nested tuples of them) as an array of `dtype`, by the rule for
+    data handed to graphc (no cast that loses information); an empty one is empty."""
     try:
-        attrs = ops.canonical_attrs(op, attrs)
-    except ShapeError as e:
-        raise ParseError(f"line {lineno}: {e}") from None
-    user_name = None if re.fullmatch(r"\d+", name) else name
-    return name, Node(op, inputs, attrs, type, name=user_name, loc=loc, tags=tags, scope=scope,
-                      body=body)
+        array = np.asarray(value)
+    except ValueError as e:  # ragged tuples
+        raise line.error(f"{what} is not an array: {e}", tok.column) from None
+    if array.size == 0 and array.dtype == np.float64:  # () has no dtype of its own
+        array = array.astype(numpy_dtype(dtype))
+    try:
+        return to_dtype(array, dtype, what, copy=True)
+    except DtypeError as e:
+        raise line.error(str(e), tok.column) from None
+
+
+def _check_body_input(state: _Written, line):
+    """A body's k-th input stands for its kernel's k-th operand: it has that type."""
+    if state.operands is None:  # the text's own inputs: fed by name
+        return
+    k, state.inputs_read = state.inputs_read, state.inputs_read + 1
+    if k >= len(state.operands):
+        raise line.error(f"fused: the body reads more inputs than its kernel's "
+                         f"{len(state.operands)} operands", line.name.column, ParseShapeError)
+    if state.operands[k].type != line.type:
+        raise line.error(f"fused: body input {line.name.text[1:]} is {line.type}, operand "
+                         f"{k} is {state.operands[k].type}", line.type_token.column,
+                         ParseShapeError)
+
+
+def _culprit(line) -> int:
+    """The column a type rule's refusal points at: the first attribute not of its kind
+    (or that the op does not take), else the op."""
+    for key, (value, tok) in line.attrs.items():
+        if not ops.fits_kind(line.op.text, key, value):
+            return tok.column
+    return line.op.column
+
+
+def _lookup(state: _Written, tok, line, what="is not defined") -> Node:
+    entry = state.env.get(tok.text[1:])
+    if entry is None:
+        raise line.error(f"{tok.text} {what}", tok.column)
+    return entry[0]
+
+
+def _read_return(state: _Written, line):
+    if state.outputs is not None:
+        raise line.error(f"a second 'return' line (the first is line {state.return_line})",
+                         1 + len(line.raw) - len(line.raw.lstrip()))
+    state.outputs = [_lookup(state, tok, line) for tok in line.outputs]
+    state.return_line = line.lineno
+
+
+def _read_update(state: _Written, line, opener):
+    column = 1 + len(line.raw) - len(line.raw.lstrip())
+    if opener is not None:
+        raise line.error("a kernel's body has no updates", column)
+    target, value = _lookup(state, line.target, line), _lookup(state, line.value, line)
+    if target.op != "param":
+        raise line.error(f"update {line.target.text}: {line.target.text} is {target.op!r}, not "
+                         "a param; only params are updated", line.target.column)
+    if target in state.updated_at:
+        raise line.error(f"{line.target.text} is updated twice (first at line "
+                         f"{state.updated_at[target]})", line.target.column)
+    if value.type != target.type:
+        raise line.error(f"update {line.target.text}: the new value {line.value.text} is "
+                         f"{value.type}, but the param is {target.type}", line.value.column,
+                         ParseShapeError)
+    state.updates[target] = value
+    state.updated_at[target] = line.lineno
+
+
+def _finish(state: _Written, opener, close) -> Graph:
+    """The graph of what was read: the nodes the outputs and updates reach, as written."""
+    if state.outputs is None:
+        if opener is None:
+            raise ParseError("no 'return' line")
+        raise close.error("a kernel's body needs a 'return' line before its '}'",
+                          close.brace.column)
+    reachable = {id(n) for n in Graph(state.outputs, state.updates).nodes}
+    return Graph(state.outputs, state.updates,
+                 order=[n for n in state.written if id(n) in reachable])

@@ -1,15 +1,19 @@
 """The primitive ops: one table, one row an op.
 
-Each row gives the op's kind (which passes and backends group ops by), its attributes,
-a type rule (input types and attrs -> output type, raising ShapeError / DtypeError
-that name the op and the shapes), its NumPy reference semantics, and its traits: the
-facts passes and backends decide by (TRAITS says what each means). Everything else in
-graphc (the DSL, autodiff, passes, backends) looks ops up here; a set of op names
-anywhere else is derived from this table (`with_trait`, `is_elementwise`).
+Each row gives the op's kind (which passes and backends group ops by), its attributes
+and the kind of value each takes (ATTR_KINDS: checked wherever a node is made or read
+from text), a type rule (input types and attrs -> output type, raising ShapeError /
+DtypeError that name the op and the shapes), its NumPy reference semantics, and its
+traits: the facts passes and backends decide by (TRAITS says what each means).
+Everything else in graphc (the DSL, autodiff, passes, backends) looks ops up here; a
+set of op names anywhere else is derived from this table (`with_trait`,
+`is_elementwise`).
 """
 
 from __future__ import annotations
 
+import math
+import reprlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,8 +21,8 @@ import numpy as np
 
 from graphc.errors import DtypeError, GraphcError, ShapeError
 from graphc.types import (
-    TensorType, broadcast_shapes, canonical_dtype, format_shape, is_float, numpy_dtype,
-    promote)
+    DTYPES, TensorType, broadcast_shapes, canonical_dtype, format_shape, is_float,
+    numpy_dtype, promote)
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class OpDef:
     kind: str            # unary | binary | compare | where | reduce | layout | matmul | other
                          # | fused (a kernel: passes/fusion.py)
     arity: int | None    # number of inputs; None for any number (concat)
-    attrs: tuple         # the attribute names it takes
+    attrs: dict          # the attributes it takes: name -> kind (a key of ATTR_KINDS)
     infer: Callable      # (types: list[TensorType], attrs: dict) -> TensorType
     impl: Callable       # (args: list[ndarray], attrs: dict, shape: tuple) -> ndarray
     traits: frozenset = frozenset()   # names from TRAITS
@@ -50,6 +54,49 @@ TRAITS = {
     "reorders": "a view that moves elements to other positions (a transpose)",
     "partial": "a view of part of its operand (a slice)",
 }
+
+
+# --- attribute kinds ------------------------------------------------------------------
+
+def _is_int(value) -> bool:
+    """A Python int (not a bool, not a NumPy int: attributes print as text and read
+    back) that fits in int64, as the backends hold sizes and axes."""
+    return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
+
+
+def _is_ints(value) -> bool:
+    return isinstance(value, tuple) and all(map(_is_int, value))
+
+
+def _is_shape(value) -> bool:
+    return isinstance(value, tuple) and all(
+        (_is_int(d) and d >= 0) or (isinstance(d, str) and d.isidentifier()) for d in value)
+
+
+def _is_ranges(value) -> bool:
+    return isinstance(value, tuple) and all(
+        isinstance(r, tuple) and len(r) == 3 and _is_int(r[0]) and _is_int(r[2])
+        and (r[1] is None or _is_int(r[1])) for r in value)
+
+
+# kind -> (what a value of the kind is, for errors; the test of a value)
+ATTR_KINDS = {
+    "int": ("an int", _is_int),
+    "positive": ("a fixed size >= 1", lambda v: _is_int(v) and v >= 1),
+    "bool": ("True or False", lambda v: isinstance(v, bool)),
+    "ints": ("a tuple of ints, e.g. (0, 1)", _is_ints),
+    "shape": ("a shape: a tuple of sizes >= 0 and dim names, e.g. ('batch', 3)", _is_shape),
+    "dtype": (f"a dtype name: {', '.join(DTYPES)}", lambda v: isinstance(v, str) and v in DTYPES),
+    "ranges": ("a tuple of (start, stop, step) int ranges, one per axis (stop may be None)",
+               _is_ranges),
+    "name": ("a name, e.g. 'pointwise'", lambda v: isinstance(v, str) and v.isidentifier()),
+}
+
+
+def fits_kind(op: str, name: str, value) -> bool:
+    """Whether `value` is of the kind attribute `name` of `op` takes (False if it takes none)."""
+    kind = OPS[op].attrs.get(name)
+    return kind is not None and ATTR_KINDS[kind][1](value)
 
 
 # --- type rules ------------------------------------------------------------------------
@@ -140,7 +187,7 @@ def _infer_size(types, attrs):
 
 def _split_size(shape):
     """(product of the fixed dims, sorted symbolic dims): equal for equal element counts."""
-    fixed = int(np.prod([d for d in shape if isinstance(d, int)], dtype=np.int64))
+    fixed = math.prod(d for d in shape if isinstance(d, int))  # exact: no int64 wrap
     return fixed, sorted(d for d in shape if isinstance(d, str))
 
 
@@ -252,8 +299,6 @@ def _infer_one_hot(types, attrs):
     (t,) = types
     if t.dtype not in ("int32", "int64"):
         raise DtypeError(f"one_hot: labels must be int32 or int64, got {t.dtype}")
-    if not isinstance(attrs["depth"], int) or attrs["depth"] < 1:
-        raise ShapeError(f"one_hot: depth must be a fixed size >= 1, got {attrs['depth']!r}")
     return TensorType(t.shape + (attrs["depth"],), canonical_dtype(attrs["dtype"]))
 
 
@@ -285,8 +330,8 @@ def _slice_impl(args, attrs, shape):
 # --- the table -------------------------------------------------------------------------
 
 def _row(name, kind, arity, attrs, infer, impl, traits=(), raises=None):
-    unknown = set(traits) - set(TRAITS)
-    assert not unknown, f"{name}: unknown traits {unknown}"
+    unknown = (set(traits) - set(TRAITS)) | (set(attrs.values()) - set(ATTR_KINDS))
+    assert not unknown, f"{name}: unknown traits or attribute kinds {unknown}"
     return name, OpDef(name, kind, arity, attrs, infer, impl, frozenset(traits), raises)
 
 
@@ -322,51 +367,51 @@ _COMPARE = {"gt": (np.greater, _CHEAP), "ge": (np.greater_equal, _CHEAP),
             "ne": (np.not_equal, _CHEAP + ("commutative",))}  # ne: nan != nan is true
 
 OPS: dict[str, OpDef] = dict(
-    [_row(n, "unary", 1, (), _unary_any(n), _unary_impl(f), t)
+    [_row(n, "unary", 1, {}, _unary_any(n), _unary_impl(f), t)
      for n, (f, t) in _UNARY_ANY.items()]
-    + [_row(n, "unary", 1, (), _unary_float(n), _unary_impl(f), t)
+    + [_row(n, "unary", 1, {}, _unary_float(n), _unary_impl(f), t)
        for n, (f, t) in _UNARY_FLOAT.items()]
-    + [_row(n, "binary", 2, (), _binary(n), _binary_impl(f), t) for n, (f, t) in _BINARY.items()]
-    + [_row(n, "binary", 2, (), _binary(n, True), _binary_impl(f), t)
+    + [_row(n, "binary", 2, {}, _binary(n), _binary_impl(f), t) for n, (f, t) in _BINARY.items()]
+    + [_row(n, "binary", 2, {}, _binary(n, True), _binary_impl(f), t)
        for n, (f, t) in _BINARY_FLOAT.items()]
-    + [_row(n, "compare", 2, (), _compare(n), _binary_impl(f), t)
+    + [_row(n, "compare", 2, {}, _compare(n), _binary_impl(f), t)
        for n, (f, t) in _COMPARE.items()]
     + [
-        _row("cast", "unary", 1, ("dtype",), _infer_cast, lambda a, at, s: a[0], _CHEAP),
+        _row("cast", "unary", 1, {"dtype": "dtype"}, _infer_cast, lambda a, at, s: a[0], _CHEAP),
         # The identity, whose gradient is zero: marks values autodiff must treat as
         # constants (the max shift of logsumexp). simplify removes it after differentiation.
-        _row("stop_gradient", "unary", 1, (), lambda types, attrs: types[0],
+        _row("stop_gradient", "unary", 1, {}, lambda types, attrs: types[0],
              lambda a, at, s: a[0], ("cheap", "view", "order_keeping")),
-        _row("where", "where", 3, (), _infer_where, lambda a, at, s: np.where(*a), _CHEAP),
-        _row("sum", "reduce", 1, ("axes", "keepdims"), _reduce("sum"),
+        _row("where", "where", 3, {}, _infer_where, lambda a, at, s: np.where(*a), _CHEAP),
+        _row("sum", "reduce", 1, {"axes": "ints", "keepdims": "bool"}, _reduce("sum"),
              lambda a, at, s: np.sum(a[0], axis=at["axes"], keepdims=at["keepdims"])),
-        _row("max", "reduce", 1, ("axes", "keepdims"), _reduce("max"),
+        _row("max", "reduce", 1, {"axes": "ints", "keepdims": "bool"}, _reduce("max"),
              lambda a, at, s: np.max(a[0], axis=at["axes"], keepdims=at["keepdims"]),
              raises=_empty_reduction),
-        _row("size", "other", 1, ("axes", "dtype"), _infer_size,
+        _row("size", "other", 1, {"axes": "ints", "dtype": "dtype"}, _infer_size,
              lambda a, at, s: np.prod([a[0].shape[i] for i in at["axes"]])),
-        _row("reshape", "layout", 1, ("shape",), _infer_reshape,
+        _row("reshape", "layout", 1, {"shape": "shape"}, _infer_reshape,
              lambda a, at, s: a[0].reshape(s), ("cheap", "view", "order_keeping")),
-        _row("transpose", "layout", 1, ("perm",), _infer_transpose,
+        _row("transpose", "layout", 1, {"perm": "ints"}, _infer_transpose,
              lambda a, at, s: np.transpose(a[0], at["perm"]), ("cheap", "view", "reorders")),
-        _row("broadcast_to", "layout", 1, ("shape",), _infer_broadcast_to,
+        _row("broadcast_to", "layout", 1, {"shape": "shape"}, _infer_broadcast_to,
              lambda a, at, s: np.broadcast_to(a[0], s), ("cheap", "view")),
-        _row("expand_dims", "layout", 1, ("axis",), _infer_expand_dims,
+        _row("expand_dims", "layout", 1, {"axis": "int"}, _infer_expand_dims,
              lambda a, at, s: np.expand_dims(a[0], at["axis"]),
              ("cheap", "view", "order_keeping")),
-        _row("squeeze", "layout", 1, ("axes",), _infer_squeeze,
+        _row("squeeze", "layout", 1, {"axes": "ints"}, _infer_squeeze,
              lambda a, at, s: np.squeeze(a[0], at["axes"]), ("cheap", "view", "order_keeping")),
-        _row("slice", "layout", 1, ("index",), _infer_slice, _slice_impl,
+        _row("slice", "layout", 1, {"index": "ranges"}, _infer_slice, _slice_impl,
              ("view", "partial")),
-        _row("concat", "layout", None, ("axis",), _infer_concat,
+        _row("concat", "layout", None, {"axis": "int"}, _infer_concat,
              lambda a, at, s: np.concatenate(a, axis=at["axis"])),
-        _row("matmul", "matmul", 2, (), _infer_matmul, lambda a, at, s: np.matmul(*a)),
-        _row("one_hot", "other", 1, ("depth", "dtype"), _infer_one_hot,
+        _row("matmul", "matmul", 2, {}, _infer_matmul, lambda a, at, s: np.matmul(*a)),
+        _row("one_hot", "other", 1, {"depth": "positive", "dtype": "dtype"}, _infer_one_hot,
              lambda a, at, s: _one_hot(a[0], at["depth"], at["dtype"]),
              raises=lambda shapes, attrs: True),
         # A kernel: its body (Node.body) says what it computes; the reference backend runs
         # the body, so the row has no impl of its own.
-        _row("fused", "fused", None, ("kind",), _infer_fused, None),
+        _row("fused", "fused", None, {"kind": "name"}, _infer_fused, None),
     ])
 
 
@@ -397,10 +442,15 @@ def swap_last_two(ndim: int) -> tuple:
 
 
 def canonical_attrs(op: str, attrs: dict) -> dict:
-    """Check that an op gets exactly its attributes; return them unchanged."""
+    """Check that an op gets exactly its attributes, each of its kind (ATTR_KINDS);
+    return them unchanged."""
     expected = set(OPS[op].attrs)
     if set(attrs) != expected:
         raise ShapeError(f"{op}: takes attributes {sorted(expected)}, got {sorted(attrs)}")
+    for name, value in sorted(attrs.items()):
+        if not fits_kind(op, name, value):
+            what = ATTR_KINDS[OPS[op].attrs[name]][0]
+            raise ShapeError(f"{op}: {name} must be {what}, got {reprlib.repr(value)}")
     return attrs
 
 

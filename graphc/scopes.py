@@ -73,13 +73,15 @@ def within(target: Scope):
 
 
 def from_path(path: tuple, known: dict) -> Scope:
-    """The scope for `path`, made once per path in `known` (a dict the caller keeps):
-    how the text form, which prints paths, reads scopes back."""
-    if not path:
-        return ROOT
-    if path not in known:
-        known[path] = Scope(path[-1], from_path(path[:-1], known))
-    return known[path]
+    """The scope for `path`, made once per path in `known` (a dict the caller keeps,
+    keyed by (parent scope, name)): how the text form, which prints paths, reads scopes
+    back. A loop, not a recursion: a path of any length reads back."""
+    scope = ROOT
+    for name in path:
+        if (scope, name) not in known:
+            known[scope, name] = Scope(name, scope)
+        scope = known[scope, name]
+    return scope
 
 
 class Mirror:

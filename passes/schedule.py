@@ -16,11 +16,12 @@ needs storage a buffer: a byte arena reused by any later value once the value it
 is dead (best fit; a too-small free buffer grows rather than a new one being made). An
 elementwise op whose input of the same shape and dtype dies at that op writes into the
 input's buffer (`in_place`); so does a pointwise fused kernel over an operand that its
-body reads only through elementwise ops. Values that are outputs or update values live
-to the end of the call. An alias (a view of its input, as the backend reports through
-`alias_of`) takes no buffer and keeps its base's buffer alive while it lives. Buffers,
-once made, stay for the whole call (they are preallocated arenas), so the plan's peak
-is the total of the buffer sizes; the naive plan gives every non-source value its own.
+body reads only through elementwise ops, all the way to its result. Values that are
+outputs or update values live to the end of the call. An alias (a view of its input, as
+the backend reports through `alias_of`) takes no buffer and keeps its base's buffer
+alive while it lives. Buffers, once made, stay for the whole call (they are
+preallocated arenas), so the plan's peak is the total of the buffer sizes; the naive
+plan gives every non-source value its own.
 
 Everything here is a loop over the order with dicts, heaps and a free list kept in a
 Fenwick tree over the possible buffer sizes (best fit in O(log n)), each node's work in
@@ -77,14 +78,19 @@ def _storage_owners(order, alias_of) -> dict:
 def _pointwise_operands(node: Node) -> tuple:
     """The inputs that element k of node's result reads only at element k (so the result
     may overwrite them as it goes): every input of an elementwise op; the inputs of a
-    pointwise kernel that its body feeds only to elementwise ops (no layout op)."""
+    pointwise kernel whose every path to the body's result runs through elementwise ops
+    only (a layout op anywhere after them, a transpose of exp(x), moves elements)."""
     if ops.is_elementwise(node.op):
         return node.inputs
     if node.op != "fused" or node.attrs["kind"] != "pointwise":
         return ()
-    users = node.body.users
-    return tuple(operand for operand, param in zip(node.inputs, node.body.inputs)
-                 if all(ops.is_elementwise(u.op) for u in users[param]))
+    body, users = node.body, node.body.users
+    aligned = set(body.outputs)   # body nodes read element for element by the result
+    for n in reversed(body.nodes):
+        if users[n] and all(ops.is_elementwise(u.op) and u in aligned for u in users[n]):
+            aligned.add(n)
+    return tuple(operand for operand, param in zip(node.inputs, body.inputs)
+                 if param in aligned)
 
 
 def _can_write_in_place(node: Node, inp: Node, dims, owner, live_until, buffer, i,

@@ -179,7 +179,10 @@ def flatten(index: tuple, shape: tuple) -> Affine:
 
 
 def unflatten(flat: Affine, shape: tuple) -> tuple:
-    """The multi-index of `shape` at a row-major position."""
+    """The multi-index of `shape` at a row-major position (an empty shape has no
+    elements: every index is 0)."""
+    if 0 in shape:
+        return tuple(ZERO for _ in shape)
     return tuple(mod(floordiv(flat, s), d) if d > 1 else ZERO
                  for s, d in zip(row_major_strides(shape), shape))
 

@@ -54,3 +54,42 @@ def _with_array_consts(kernel: Kernel) -> Kernel:
         return kernel
     return Kernel(kernel.node, kernel.kind, kernel.body, kernel.params + tuple(arrays),
                   kernel.operands + tuple(arrays))
+
+
+def reading_bases(kernel: Kernel, view_of) -> Kernel:
+    """The kernel with each operand that is a view of another node (view_of(node) is the
+    node it views, or None) read from the node that owns the memory instead: the view's
+    layout ops move into the body, so the loads index that buffer directly and a
+    transposed or sliced operand costs no copy. An identity view (view_of(node) of a node
+    that is no layout op, a stop_gradient) adds nothing. Operands on one base share it."""
+    if not any(isinstance(o, Node) and view_of(o) is not None for o in kernel.operands):
+        return kernel
+    param_of, stands_for = {}, {}     # base -> its new param; old param -> its value
+    for param, operand in zip(kernel.params, kernel.operands):
+        chain = []
+        while view_of(operand) is not None:
+            chain.append(operand)
+            operand = view_of(operand)
+        if operand not in param_of:
+            param_of[operand] = Node("input", (), {}, operand.type,
+                                     name=f"in{len(param_of)}", loc=param.loc)
+        value = param_of[operand]
+        for view in reversed(chain):
+            if ops.OPS[view.op].kind == "layout":
+                value = Node(view.op, (value,), view.attrs, view.type, loc=view.loc)
+        stands_for[param] = value
+    return Kernel(kernel.node, kernel.kind, _substituted(kernel.body, stands_for),
+                  tuple(param_of.values()), tuple(param_of))
+
+
+def _substituted(body: Graph, stands_for: dict) -> Graph:
+    """`body` with each param replaced by what stands for it (nodes rebuilt above them)."""
+    new = dict(stands_for)
+    for node in body.nodes:
+        if node in new:
+            continue
+        inputs = tuple(new.get(i, i) for i in node.inputs)
+        new[node] = node if all(a is b for a, b in zip(inputs, node.inputs)) else Node(
+            node.op, inputs, node.attrs, node.type, name=node.name, loc=node.loc,
+            tags=node.tags, value=node.value, body=node.body)
+    return Graph([new[o] for o in body.outputs])

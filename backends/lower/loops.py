@@ -182,7 +182,8 @@ class _Lowering:
         if len(matmuls) != 1:
             raise Unsupported(f"a matmul kernel needs exactly one matmul, found {len(matmuls)}")
         self.matmul = matmuls[0]
-        self.product_of = self.product_of or self.matmul
+        if self.product_of is None:
+            self.product_of = self.matmul
         if self.shapes[self.product_of] != self.shapes[self.matmul]:
             raise Unsupported("the product is reshaped before the epilogue")
         return self.shapes[self.matmul], ()
@@ -436,7 +437,7 @@ def _concat(lowering, node, index, args):
     to its own range, so no piece is read outside its bounds."""
     axis, e = node.attrs["axis"], index[node.attrs["axis"]]
     ends = np.cumsum([lowering.shapes[p][axis] for p in node.inputs])
-    masked = [lowering._cast(_masked(lowering, a, ix.add(e, ix.lit(int(end - size))), int(size)),
+    masked = [lowering._cast(_masked(lowering, a, ix.add(e, ix.lit(int(size - end))), int(size)),
                              node.dtype)
               for a, end, size in zip(args, ends, [lowering.shapes[p][axis] for p in node.inputs])]
     position = lowering._add(Position(e), ix.axes_of(e))

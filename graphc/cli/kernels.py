@@ -10,8 +10,7 @@ the interpreter.
 import argparse
 import sys
 
-from graphc.cli.opt import parse_dims, read_source, unbound_dims
-from graphc.ir import parse
+from graphc.cli.opt import parse_dims, read_graph, unbound_dims
 from graphc.passes import PIPELINES, optimize
 
 EPILOG = """\
@@ -36,23 +35,25 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from graphc.backends import triton_aot, triton_host
+    graph = read_graph(args.file)  # a bad file is reported whether or not triton is there
+    from graphc.backends.triton import aot, program as programs
 
-    graph = optimize(parse(read_source(args.file)), "O" + args.level)
+    graph = optimize(graph, "O" + args.level)
     dims = parse_dims(args.dim, "--dim")
     missing = unbound_dims(graph, dims)
     if missing:
         print(f"graphc kernels: give sizes for the symbolic dims {', '.join(missing)} "
               f"(e.g. --dim {missing[0]}=64)", file=sys.stderr)
         return 2
-    program = triton_host.generate(graph, dims)
+    program = programs.generate(graph, dims)
     stats = {} if args.no_compile else {
-        s["name"]: s for s in triton_aot.compile_program(program, args.arch)}
-    for kernel in program.kernels:
+        s["name"]: s for s in aot.compile_program(program, args.arch)}
+    for launch in program.launches:
+        kernel = launch.kernel
         print(f"# {kernel.name}: {kernel.kind}, grid {kernel.grid}, blocks {kernel.blocks}, "
               f"{kernel.num_warps} warps, {kernel.index_dtype} indices")
-        if kernel.note:
-            print(f"# note: {kernel.note}")
+        if launch.note:
+            print(f"# note: {launch.note}")
         if kernel.name in stats:
             print("# " + _describe(stats[kernel.name]))
         print(kernel.source)

@@ -12,7 +12,7 @@ from graphc.errors import GraphcError
 from graphc.ir import parse
 from graphc.passes import PASSES, PIPELINES, PassManager
 from graphc.passes.schedule import format_plan, plan_buffers
-from graphc.passes.fusion import explain_fusion
+from graphc.passes.fusion import check_kernel, explain_fusion
 
 EPILOG = f"""\
 passes: {', '.join(PASSES)}
@@ -55,6 +55,12 @@ def read_source(path: str) -> str:
         return f.read()
 
 
+def read_graph(path: str):
+    """The graph of the text IR in FILE (or stdin): every node type-checked, and each
+    kernel's body checked against its kind, so a bad file is a ParseError naming its line."""
+    return parse(read_source(path), check_kernel=check_kernel)
+
+
 def _explaining(graph, dump):
     """A dump hook that prints the why-not-fused lines for the graph the fuse pass got."""
     previous = [graph]
@@ -70,7 +76,7 @@ def _explaining(graph, dump):
 
 
 def run(args) -> int:
-    graph = parse(read_source(args.file))
+    graph = read_graph(args.file)
     if args.passes is not None:
         names = [name.strip() for name in args.passes.split(",") if name.strip()]
     else:

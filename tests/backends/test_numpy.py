@@ -15,7 +15,7 @@ import graphc as gc
 from graphc import dsl
 from graphc.backends import blas, ccompile
 from graphc.backends import numpy as numpy_backend
-from graphc.backends import numpy_kernels
+from graphc.backends.base import KernelInfo
 from graphc.ir import Graph, Node
 from graphc.passes.fusion import make_fused
 from tests.kernels import hand_kernel
@@ -25,7 +25,7 @@ RNG = np.random.default_rng(0)
 
 @pytest.fixture(autouse=True)
 def numpy_kernels_only(monkeypatch):
-    monkeypatch.setattr(ccompile, "available", lambda: False)
+    monkeypatch.setattr(ccompile, "available", lambda *_: False)
 
 
 @pytest.fixture(params=["blas", "no-blas"])
@@ -114,7 +114,7 @@ def test_matmul_kernel_runs_its_epilogue_in_place_on_the_output(use_blas):
         (out,) = re.findall(r"np\.matmul\(x, W, out=(\w+)\)", fn.source)
         assert f"np.add({out}, b, out={out})" in fn.source
     # relu against an array of zeros: NumPy's maximum is slow against a broadcast number
-    assert re.search(rf"np\.maximum\({out}, z\d+, out={out}\)", fn.source)
+    assert re.search(rf"np\.maximum\({out}, _z\d+, out={out}\)", fn.source)
     assert fn.stats["kernels"] == 1 and fn.stats["scratch_bytes"] == 0
 
 
@@ -168,8 +168,8 @@ def test_kernel_built_with_make_fused_adds_an_array_const():
 
 
 # The chunk loop of a 37-row kernel in chunks of 2 rows, inline or shared out to threads.
-CHUNK_LOOPS = {1: ["for i in range(0, 37, 2):"],
-               2: ["for i in range(lo, hi, 2):", "_run_chunks(_kernel, 37, 2, "]}
+CHUNK_LOOPS = {1: ["for _i in range(0, 37, 2):"],
+               2: ["for _i in range(_lo, _hi, 2):", "_run_chunks(_kernel, 37, 2, "]}
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -200,7 +200,7 @@ def test_a_known_number_read_by_a_reduction_is_an_array():
     k = fused("reduction", [x, gc.size(x)], lambda i0, i1: gc.sum(
         gc.broadcast_to(1.0 / i1, (5, 3)), axis=1) + gc.sum(i0 * 2.0, axis=1))
     fn, _ = run_both([k], {"x": RNG.standard_normal((5, 3)).astype(np.float32)})
-    assert re.search(r"np\.add\.reduce\(c\w+, axis=\(1,\)", fn.source)
+    assert re.search(r"np\.add\.reduce\(_c\d+, axis=\(1,\)", fn.source)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -214,11 +214,11 @@ def test_large_pointwise_kernels_run_in_chunks(threads):
     feeds = {"x": RNG.standard_normal((37, 3)), "col": RNG.standard_normal((37, 1)),
              "bias": RNG.standard_normal(3)}
     fn, _ = run_both([k], feeds, options=chunks)
-    assert all(line in fn.source for line in CHUNK_LOOPS[threads]) and "x[i:j]" in fn.source
-    assert "bias[i:j]" not in fn.source and "col[i:j]" in fn.source
+    assert all(line in fn.source for line in CHUNK_LOOPS[threads]) and "x[_i:_j]" in fn.source
+    assert "bias[_i:_j]" not in fn.source and "col[_i:_j]" in fn.source
     if threads == 2:  # each thread has scratch arrays of its own
         (sets,) = re.findall(r"_run_chunks\(_kernel, 37, 2, (.*)\)$", fn.source, re.M)
-        first, second = (re.findall(r"s\d+", part) for part in sets.split("), ("))
+        first, second = (re.findall(r"_s\d+", part) for part in sets.split("), ("))
         assert first and not set(first) & set(second)
 
 
@@ -230,8 +230,8 @@ def test_maximum_and_minimum_against_a_number_read_a_filled_array(threads):
     xs = RNG.standard_normal((37, 3)).astype(np.float32)
     xs[0, :] = [np.nan, -np.inf, np.inf]
     fn, (got,) = run_both([k], {"x": xs}, options=chunks)
-    assert re.search(r"np\.minimum\(b0\[i:j\], z\d+\[:n\], out=", fn.source)
-    assert re.search(r"np\.maximum\(x\[i:j\], z\d+\[:n\], out=", fn.source)
+    assert re.search(r"np\.minimum\(_b0\[_i:_j\], _z\d+\[:_n\], out=", fn.source)
+    assert re.search(r"np\.maximum\(x\[_i:_j\], _z\d+\[:_n\], out=", fn.source)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -249,7 +249,7 @@ def test_chunked_kernel_writing_over_its_operand():
     t = gc.exp(x)  # its buffer is free for the kernel's output once the kernel read it
     k = fused("pointwise", [t, x], lambda i0, i1: gc.tanh(i0 * 2) * i0 + i1 * i0)
     fn, _ = run_both([k], {"x": RNG.standard_normal((40, 2))}, opt="O0", options=chunks)
-    assert "for i in range(" in fn.source
+    assert "for _i in range(" in fn.source
 
 
 def test_kernel_whose_operand_shares_its_buffer():
@@ -286,9 +286,30 @@ def test_generated_source_is_readable_and_named():
     x = gc.input("x", (2, 3))
     fn = gc.compile(gc.tanh(x) + 1, backend="numpy")
     fn(x=np.zeros((2, 3)))
-    assert re.search(r"def fn_\d+\(_begin_commit, x\):", fn.source)
+    assert re.search(r"def _fn_\d+\(_begin_commit, x\):", fn.source)
     assert "# %" in fn.source and "test_numpy.py:" in fn.source
-    assert [k["kind"] for k in fn.kernels] in (["unary", "binary"], ["pointwise"])
+    (kernel,) = fn.kernels  # tanh and add, one fused kernel at O2
+    assert isinstance(kernel, KernelInfo) and kernel.kind == "pointwise"
+    assert kernel.strategy == "ufuncs" and "not C loops: C is off" in kernel.reason
+    assert [n.split("@")[0] for n in kernel.nodes] == ["tanh", "add"]
+    assert "test_numpy.py:" in kernel.nodes[0]
+    assert all("    " + line in fn.source for line in kernel.source.splitlines())
+
+
+def test_the_source_uses_the_users_names_and_its_own_cannot_collide_with_them():
+    # Generated names begin with `_`; a user's name that does too, or that the code
+    # itself reads (np, range), is written as a generated one instead.
+    names = ["b1", "b0", "_b0", "_s0", "np", "range", "fn_0", "i", "lambda"]
+    xs = [gc.input(name, (37, 3)) for name in names]
+    b1 = gc.param("s0", RNG.standard_normal(3))
+    out = gc.tanh(sum(xs[1:], xs[0]) * 2 + b1)
+    feeds = {name: RNG.standard_normal((37, 3)) for name in names}
+    fn, _ = run_both([out, out * 3], feeds, opt="O2",
+                     options={"chunk_elements": 8, "threads": 2})
+    (header,) = re.findall(r"def _fn_\d+\((.*)\):", fn.source)
+    assert header.split(", ") == ["_begin_commit", "b1", "b0", "_in0", "_in1", "_in2",
+                                  "_in3", "fn_0", "i", "_in4"]
+    assert "s0 = _param0.value" in fn.source and "for _i in range(_lo, _hi, 2)" in fn.source
 
 
 def test_traceback_shows_the_generated_line():
@@ -309,6 +330,21 @@ def test_build_can_be_called_on_an_already_scheduled_graph():
     (out,) = executable({graph.inputs[0]: np.ones(3, np.float32)})
     np.testing.assert_allclose(out, np.e + 1, rtol=1e-6)
     assert isinstance(graph.outputs[0], Node)
+
+
+@pytest.mark.parametrize("opt", ["O0", "O2"])
+def test_kernels_run_in_the_graphs_order_the_backend_schedules_nothing(opt):
+    # The O2 pipeline ends with the schedule pass; the backend runs the order it is
+    # given. At O0 that is the order written: exp first, where a schedule would run
+    # the sum's chain first (its (1000,) temporaries die before exp's result is made).
+    x, y = gc.input("x", (1000,)), gc.input("y", (1000,))
+    fn = gc.compile(gc.exp(x) + gc.sum(gc.tanh(y) * 2), backend="numpy", opt=opt)
+    fn(x=np.zeros(1000), y=np.zeros(1000))
+    computed = [n for n in fn.graph.nodes if n.op not in ("input", "param", "const")]
+    assert len(fn.kernels) == len(computed)
+    assert all(k.extra["node"] is n for k, n in zip(fn.kernels, computed))
+    if opt == "O0":
+        assert [k.kind for k in fn.kernels] == ["exp", "tanh", "mul", "sum", "add"]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])

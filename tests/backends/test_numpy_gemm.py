@@ -1,6 +1,6 @@
 """Matmul epilogues done by BLAS: alpha * A @ B + beta * C in one gemm call.
 
-backends/numpy_gemm.py finds the linear runs after a matmul (the structure, checked on
+backends/numpy/gemm.py finds the linear runs after a matmul (the structure, checked on
 bodies here), backends/blas.py calls NumPy's own gemm (checked against np.matmul), and
 the numpy backend writes them (numbers checked against the reference backend, with BLAS
 called directly and without). Kernels are NumPy calls here (numpy_kernels_only); how
@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 import graphc as gc
 from graphc.backends import blas
-from graphc.backends.numpy_gemm import gemm_chains
-from graphc.backends.numpy_kernels import one_element_const
+from graphc.backends.numpy.gemm import gemm_chains
+from graphc.backends.numpy.ufuncs import one_element_const
 from graphc.ir import SOURCE_OPS, Graph
 from tests.backends.test_numpy import (  # noqa: F401 (fixtures)
     fused, numpy_kernels_only, run_both, use_blas)

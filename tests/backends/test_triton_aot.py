@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.backends import triton_aot, triton_host
+from graphc.backends.triton import aot, host
+from graphc.backends.triton import program as programs
+from graphc.backends.triton.blocks import autotune_configs
 from graphc.ir import Graph
 from graphc.passes import optimize
 from graphc.passes.fusion import fuse
@@ -20,9 +22,9 @@ def fused(outputs, updates=None):
     return fuse(optimize(Graph(outputs, updates), "O1"))
 
 
-def compile_graph(graph, dims, **options):
-    program = triton_host.generate(graph, dims, **options)
-    return program, triton_aot.compile_program(program, "sm_90")
+def compile_graph(graph, dims):
+    program = programs.generate(graph, dims)
+    return program, aot.compile_program(program, "sm_90")
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +91,13 @@ def test_compile_for_through_the_function():
 
 def test_autotuned_programs_carry_the_heuristic_config_first():
     x = gc.input("x", (7, 129))
-    program = triton_host.generate(Graph([gc.nn.softmax(x) @ gc.transpose(x)]), {},
-                                   autotune=True)
-    assert program.source.count("@triton.autotune") == len(program.kernels)
+    program = programs.generate(Graph([gc.nn.softmax(x) @ gc.transpose(x)]), {})
+    source = host.module_source(program, "cuda", autotune=True)
+    assert source.count("@triton.autotune") == len(program.kernels)
     for kernel in program.kernels:
-        configs = triton_host.autotune_configs(kernel)
+        configs = autotune_configs(kernel.kind, kernel.blocks, kernel.num_warps)
         assert configs[0] == (kernel.blocks, kernel.num_warps) and len(configs) >= 2
-        (launch,) = [line for line in program.source.splitlines()
+        (launch,) = [line for line in source.splitlines()
                      if line.strip().startswith(f"{kernel.name}[")]
         arguments = launch.split("](")[1]          # after the grid lambda
         assert "BLOCK" not in arguments           # the autotuner picks the block sizes

@@ -61,9 +61,9 @@ def test_fused_mlp_training_matches_numpy():
     loss, updates, params = mlp_step_graph()
     graph = fuse(optimize(Graph([loss], updates), "O1"))
     executable = triton_backend.build(graph, {"batch": BATCH})
-    kinds = [k["kind"] for k in executable.kernels]
+    kinds = [k.kind for k in executable.kernels]
     assert {"matmul", "reduction", "pointwise"} <= set(kinds)
-    assert any(len(k["nodes"]) > 1 for k in executable.kernels if k["kind"] == "matmul")
+    assert any(len(k.nodes) > 1 for k in executable.kernels if k.kind == "matmul")
     x, y = sorted(graph.inputs, key=lambda n: n.name)
 
     def steps():

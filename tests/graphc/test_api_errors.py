@@ -155,7 +155,7 @@ def test_backend_options_are_checked_and_reach_the_build():
     x = gc.input("x", (4, 3))
     out = gc.sum(gc.tanh(x) * 2 + 1, axis=1)
     with pytest.raises(gc.GraphcError, match="backend 'numpy' has no option 'c_kernel'; its "
-                                             "options are blas, c_kernels, chunk_elements"):
+                                             "options are blas, c_kernels, cc, chunk_elements"):
         gc.compile(out, options={"c_kernel": False})
     with pytest.raises(gc.GraphcError, match="backend 'reference' has no option"):
         gc.compile(out, backend="reference", options={"blas": False})

@@ -19,7 +19,7 @@ def line(offset=0) -> str:
     return f"test_errors.py:{inspect.currentframe().f_back.f_lineno + offset}"
 
 
-# NumPy's own package: graphc's backends/numpy.py has "numpy" in its path too
+# NumPy's own package: graphc's backends/numpy/ has "numpy" in its path too
 NUMPY_DIR = os.path.dirname(np.__file__) + os.sep
 
 

@@ -10,7 +10,9 @@ import pytest
 
 import graphc as gc
 from graphc import ops
-from graphc.backends import c_kernels, numpy_ops, triton_codegen
+from graphc.backends import c_render
+from graphc.backends.numpy import ufunc_ops
+from graphc.backends.triton import elementwise as triton_elementwise
 from tests.strategies import assert_close
 
 N = 2**12 + 1
@@ -113,12 +115,14 @@ def test_every_op_on_a_block_crossing_row(op, backend):
 # --- every elementwise op has a row in each backend's renderer table --------------------
 
 ELEMENTWISE_OPS = sorted(n for n, d in ops.OPS.items() if d.kind in ops.ELEMENTWISE_KINDS)
-TABLES = {"numpy": numpy_ops.EMIT, "c": c_kernels.OPS_C, "triton": triton_codegen.ELEMENTWISE}
+TABLES = {"numpy": ufunc_ops.EMIT, "c": c_render.OPS_C, "triton": triton_elementwise.ELEMENTWISE}
 # Elementwise ops a table leaves out on purpose: (where they are handled, why).
 ELSEWHERE = {
-    "numpy": {"stop_gradient": (numpy_ops.VIEWS, "the identity: a view of its operand")},
-    "c": {"stop_gradient": (c_kernels.ORDER_KEEPING, "the identity: read through")},
-    "triton": {},
+    "numpy": {"stop_gradient": (ufunc_ops.VIEWS, "the identity: a view of its operand")},
+    "c": {"stop_gradient": (ops.with_trait("view"), "the identity: the lowering reads "
+                                                     "through it")},
+    "triton": {"stop_gradient": (ops.with_trait("view"), "the identity: the lowering reads "
+                                                          "through it")},
 }
 
 

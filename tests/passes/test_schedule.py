@@ -186,6 +186,17 @@ def test_a_pointwise_kernel_that_transposes_an_operand_does_not():
     assert plan_buffers(graph, {}).in_place == {}
 
 
+def test_a_pointwise_kernel_that_transposes_after_an_elementwise_op_does_not():
+    """exp(in0) is elementwise, but the transpose after it reads element (j, i) for
+    (i, j): overwritten in place, a parallel kernel would read elements already written."""
+    body = FUSED.replace("{first}", "tanh(%in0)").replace(
+        "    %1 = mul(%0, %in1) : f32[4,4]\n    return %1",
+        "    %1 = mul(%0, %in1) : f32[4,4]\n    %2 = transpose(%1, perm=(1, 0)) : f32[4,4]\n"
+        "    return %2")
+    graph = parse(body)
+    assert plan_buffers(graph, {}).in_place == {}
+
+
 def test_scheduling_twice_changes_nothing():
     graph = mlp_training_graph(layers=2)
     once = schedule(graph)

@@ -7,7 +7,7 @@ that keep the element order. The whole run is `alpha * A @ B + beta * C`, which 
 BLAS's gemm computes while it stores its tiles: the update `W - lr * (x.T @ g)` becomes
 one call writing into W, not a matmul and two passes over W.
 
-`gemm_chains` finds these runs in a body's steps; BodyWriter (numpy_kernels.py) writes
+`gemm_chains` finds these runs in a body's steps; BodyWriter (ufuncs.py) writes
 each as `_gemm(A, B, out, alpha, beta)`, after `np.copyto(out, C)` unless C already lives
 in `out`. The rules are a table: op -> how the linear form changes when the running value
 is one operand of that op.
@@ -116,3 +116,21 @@ def _elements(node: Node) -> tuple:
     ints = [d for d in node.shape if isinstance(d, int)]
     return (int(np.prod(ints, dtype=np.int64)), tuple(sorted(
         d for d in node.shape if not isinstance(d, int))))
+
+
+def product_end(steps: list, result: Node, number_of, addend_in_output,
+                use_gemm: bool) -> Node | None:
+    """In a matmul kernel whose epilogue is C (one pass over the output after the
+    product), the last step BLAS computes: the matmul, or the end of its gemm run when
+    the run's addend is already in the output (an SGD update: gemm accumulates into W).
+    Another addend (a bias) the C pass adds instead, saving gemm's copy of it into the
+    output. addend_in_output(value): whether a body value is stored in the output;
+    without gemm (use_gemm false) the product is np.matmul's, the matmul alone. None if
+    the kernel has not exactly one matmul."""
+    matmuls = [s for s in steps if s.op == "matmul"]
+    if len(matmuls) != 1:
+        return None
+    chain = gemm_chains(steps, result, number_of).get(matmuls[0]) if use_gemm else None
+    if chain is not None and (chain.form.addend is None or addend_in_output(chain.form.addend)):
+        return chain.end
+    return matmuls[0]

@@ -1,4 +1,4 @@
-"""How the numpy backend writes one op as Python source: one table, one row an op.
+"""How the numpy backend writes one op as NumPy calls: one table, one row an op.
 
 Each row turns a node, its operands' expressions and the expression of the array its
 result goes into (`out`) into statements, e.g. add -> `np.add(a, b, out=o)`. Layout ops
@@ -12,12 +12,9 @@ an operand, so their result may go into the storage of an operand that dies here
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from graphc import ops
-from graphc.errors import GraphcError
 from graphc.types import promote
 
 # --- layout ops: views -----------------------------------------------------------------
@@ -51,8 +48,9 @@ VIEWS = {
 
 
 def alias_of(node):
-    """The operand whose storage a node views (layout ops are NumPy views), else None."""
-    return node.inputs[0] if node.op in VIEWS else None
+    """The operand whose storage a node views (the op table's views are NumPy views),
+    else None."""
+    return node.inputs[0] if ops.has(node.op, "view") else None
 
 
 def view_expr(node, operand: str, dims: dict) -> str:
@@ -191,65 +189,6 @@ def emit(node, args: list, out: str, dims: dict, filled) -> list:
             i.dtype == node.dtype for i in node.inputs):
         args = [filled(a) if _finite_number(a) else a for a in args]
     return EMIT[node.op](node, args, out, dims)
-
-
-# --- runtime helpers the generated code calls ------------------------------------------
-
-def one_hot(labels, out, loc):
-    depth = out.shape[-1]
-    if labels.size and (labels.min() < 0 or labels.max() >= depth):
-        label_error(labels, depth, loc)
-    if not out.flags.c_contiguous:
-        np.equal(labels[..., None], np.arange(depth), out=out)
-        return
-    # zeros, then one 1 a row by index: 3x faster than comparing every label to every
-    # class, and the cost of the loss's one_hot is mostly this call's (256 x 10 in a step)
-    out.fill(0)
-    out.reshape(labels.size, depth)[np.arange(labels.size), labels.reshape(-1)] = 1
-
-
-def run_chunks(kernel, total: int, rows: int, scratch: tuple):
-    """Run kernel(lo, hi, *scratch arrays) over the rows [0, total), split into one range
-    of whole chunks per scratch set: the first on this thread, the others on the pool's.
-    Every range has finished when this returns or raises (they write shared buffers)."""
-    chunks = -(-total // rows)
-    bounds = [min(total, rows * (chunks * k // len(scratch))) for k in range(len(scratch) + 1)]
-    futures = [_pool(len(scratch) - 1).submit(kernel, lo, hi, *arrays) for lo, hi, arrays
-               in zip(bounds[1:-1], bounds[2:], scratch[1:])]
-    try:
-        kernel(bounds[0], bounds[1], *scratch[0])
-    finally:
-        for future in futures:
-            future.result()
-
-
-_pools = {}
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """The threads that run chunks beside the caller's, started at first use."""
-    if workers not in _pools:
-        _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="graphc-numpy")
-    return _pools[workers]
-
-
-def address(array: np.ndarray) -> int:
-    """An input's or param's data address, for a C kernel (which reads it densely)."""
-    if not array.flags.c_contiguous:
-        raise GraphcError(f"an array of shape {array.shape} is not C-contiguous; a param's "
-                          "value must be (np.ascontiguousarray)")
-    return array.ctypes.data
-
-
-def label_error(labels, depth, loc):
-    """Raises the error of a one_hot label outside [0, depth) (found by one_hot below, or
-    by a C kernel)."""
-    bad = labels[(labels < 0) | (labels >= depth)].flat[0]
-    raise GraphcError(f"one_hot: label {bad} is outside [0, {depth}) (made at {loc})")
-
-
-HELPERS = {"np": np, "_one_hot": one_hot, "_run_chunks": run_chunks, "_address": address,
-           "_label_error": label_error}
 
 
 def literal(value: np.ndarray) -> str:

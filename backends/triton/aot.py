@@ -5,8 +5,8 @@ PTX and a cubin without a driver. Register and spill counts are not in the compi
 metadata without a GPU, so we run the `ptxas` shipped in the triton wheel with `-v` (and
 triton's own flags, so the numbers match the cubin) and parse what it reports.
 
-Compiles run in a child process (`python -m graphc.backends.triton_aot`, the spec as
-JSON on stdin) with TRITON_INTERPRET unset: a kernel defined under the interpreter cannot
+Compiles run in a child process (`CHILD`: `main` reads the spec as JSON on stdin) with
+TRITON_INTERPRET unset: a kernel defined under the interpreter cannot
 be compiled, and once the interpreter has run a kernel in a process, triton.compile in
 that process fails inside the interpreter's patched builder. One child compiles all the
 kernels of a program; results are cached per kernel source in the parent.
@@ -22,10 +22,13 @@ import subprocess
 import sys
 import tempfile
 
-from graphc.backends import triton_codegen as cg
-from graphc.backends import triton_host
 from graphc.errors import BackendUnavailable
 
+from . import host
+from .elementwise import POINTER_TYPE
+from .program import Launch, Program
+
+CHILD = "from graphc.backends.triton.aot import main; main()"
 _cache = {}   # (kernel source, num_warps, capability) -> stats: compiles take seconds
 
 
@@ -37,25 +40,25 @@ def capability(arch) -> int:
     return int(m.group(1))
 
 
-def compile_program(program: triton_host.Program, arch="sm_90", timeout=600) -> list:
+def compile_program(program: Program, arch="sm_90", timeout=600) -> list:
     """Compile each kernel of `program` for `arch`; return one stats dict per kernel:
     registers, spill_stores / spill_loads (bytes), stack_frame, shared_bytes, ptx/cubin
     sizes, plus name, kind, blocks and num_warps."""
     cap = capability(arch)
-    todo = [k for k in program.kernels if _key(k, cap) not in _cache]
+    todo = [launch for launch in program.launches if _key(launch.kernel, cap) not in _cache]
     if todo:
         _check_installed()
-        _, path = triton_host.write_module(program.source)
+        _, path = host.write_module(host.module_source(program, "cuda", autotune=False))
         spec = {"path": path, "capability": cap, "kernels": [_spec(k) for k in todo]}
         env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
         env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")   # triton 3.9 warns when unset
-        run = subprocess.run([sys.executable, "-m", "graphc.backends.triton_aot"],
+        run = subprocess.run([sys.executable, "-c", CHILD],
                              input=json.dumps(spec), capture_output=True, text=True,
                              env=env, timeout=timeout)
         if run.returncode != 0:
             raise RuntimeError(f"ahead-of-time compile for sm_{cap} failed:\n{run.stderr[-4000:]}")
-        for kernel, stats in zip(todo, json.loads(run.stdout.strip().splitlines()[-1])):
-            _cache[_key(kernel, cap)] = stats
+        for launch, stats in zip(todo, json.loads(run.stdout.strip().splitlines()[-1])):
+            _cache[_key(launch.kernel, cap)] = stats
     return [dict(_cache[_key(k, cap)], name=k.name) for k in program.kernels]
 
 
@@ -70,16 +73,19 @@ def _check_installed():
             '".[triton]" (`graphc kernels --no-compile` prints the kernels without them)')
 
 
-def _key(kernel: cg.Kernel, cap: int):
+def _key(kernel, cap: int):
     return (kernel.source, kernel.num_warps, cap)
 
 
-def _spec(kernel: cg.Kernel) -> dict:
+def _spec(launch: Launch) -> dict:
     """What the child needs: pointers typed by dtype, block sizes as constexprs."""
-    pointers = ([f"in{k}_ptr" for k in range(len(kernel.operands))] + ["out_ptr"]
+    kernel = launch.kernel
+    pointers = ([f"in{k}_ptr" for k in range(len(launch.operands))] + ["out_ptr"]
                 + [f"chk{j}_ptr" for j in range(len(kernel.checks))])
+    dtypes = ([o.dtype for o in launch.operands] + [launch.node.dtype]
+              + [c.dtype for c in kernel.checks])
     return {"name": kernel.name, "kind": kernel.kind, "num_warps": kernel.num_warps,
-            "signature": {n: cg.POINTER_TYPE[d] for n, d in zip(pointers, kernel.arg_dtypes)},
+            "signature": {n: POINTER_TYPE[d] for n, d in zip(pointers, dtypes)},
             "blocks": dict(kernel.blocks)}
 
 
@@ -140,5 +146,6 @@ def ptxas_stats(ptx: str, cap: int) -> dict:
             "stack_frame": int(stack.group(1)) if stack else 0}
 
 
-if __name__ == "__main__":
+def main():
+    """The child process: the spec as JSON on stdin, the stats as JSON on stdout."""
     print(json.dumps(_compile_all(json.loads(sys.stdin.read()))))

@@ -1,0 +1,352 @@
+"""The numpy backend's build: one generated Python function for a graph and its dims.
+
+build(graph, dims) does, once per input-shape signature:
+  1. plan the buffers of the graph in its order (the O2 pipeline ends with the schedule
+     pass; a graph at O0 or O1 runs in the order it came in): each computed value gets
+     a byte arena, shared with values whose lives do not overlap; views (reshape,
+     transpose, ...) are NumPy views and get none;
+  2. view every arena as the (dtype, shape) of each value stored in it, once;
+  3. make one Job a kernel (job.py), choose its strategy from THE table (strategy.py: C
+     loops, gemm + C epilogue, chunked ufuncs, ufuncs) and render it (c.py, ufuncs.py);
+  4. compile the function's C kernels (c.Library, ccompile.py: units of bounded size,
+     in parallel, under a timeout and a budget), exec the source under a readable file
+     name ("<graphc:fn_...>", registered with linecache so tracebacks show the generated
+     line). A function whose C kernels cannot be built (a failing or hanging compiler,
+     a budget overrun) is written again without them, with one GraphcWarning saying why.
+
+The generated function returns fresh copies of the graph's outputs (the caller keeps them
+while the buffers are reused by the next call) and the update values as they are: views
+of buffers, valid until the next call (gc.compile copies them into the params at once).
+An update whose kernel runs after every other reader of its param and after every kernel
+that can raise is written straight into the param (`updates_in_place`): the value
+returned is then the param itself, and the caller's copy is a no-op; a call that raises
+still leaves every param as it was. The first of those kernels is preceded by a call of
+`begin_commit` (an argument of the executable): gc.compile then holds interrupts until it
+has committed the other updates, so a step is applied all or nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import linecache
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from graphc import ops
+from graphc.backends import blas, ccompile
+from graphc.backends.base import KernelInfo
+from graphc.backends.lower.index import row_major_strides
+from graphc.backends.lower.kernel import kernel_of
+from graphc.ir import SOURCE_OPS, Graph, Node, node_names
+from graphc.passes.schedule import format_plan, plan_buffers
+from graphc.types import numpy_dtype
+
+from . import c, runtime, strategy, ufunc_ops
+from .chunks import CHUNK_ELEMENTS
+from .executable import NumpyExecutable, RunErrors
+from .job import Job, Operand, body_shapes, memory_root
+from .namespace import Namespace
+from .ufunc_ops import alias_of
+from .ufuncs import one_element_const
+
+_fn_ids = itertools.count()
+
+
+@dataclass(frozen=True)
+class Options:
+    """The numpy backend's knobs (gc.compile(..., options={...}))."""
+    c_kernels: bool = True       # kernels as C loops where that pays, where cc works
+    blas: bool = True            # matmul epilogues in BLAS's gemm, where it can be called
+    chunk_elements: int = CHUNK_ELEMENTS   # a chunked pointwise kernel's chunk size
+    threads: int | None = None   # threads sharing a kernel's chunks (None: the cores)
+    cc: ccompile.Options = field(default_factory=ccompile.Options)  # the C compiler's run
+
+
+def build(graph: Graph, dims: dict, options: Options | None = None) -> NumpyExecutable:
+    """Matmuls call NumPy's BLAS directly where it can be found (blas.py), and kernels are
+    C loops where a C compiler works and the strategy table says so; without them, the
+    same kernels are NumPy calls."""
+    options = options or Options()
+    plan = plan_buffers(graph, dims, alias_of=alias_of)
+    use_c = options.c_kernels and ccompile.available(options.cc)
+    gemm = blas.find() if options.blas else None
+    try:
+        return _write(graph, dims, plan, options, gemm, c.Library(options.cc) if use_c else None)
+    except ccompile.CompileFailed as failed:  # this function still runs, on NumPy kernels
+        ccompile.warn_once(f"graphc: C kernels off for this function, NumPy kernels "
+                           f"instead: {failed.reason}")
+        return _write(graph, dims, plan, options, gemm, None)
+
+
+def _write(graph, dims, plan, options, gemm, library) -> NumpyExecutable:
+    tools = strategy.Tools(Namespace({**runtime.HELPERS, "_gemm": gemm}), options, gemm,
+                           library)
+    return FunctionWriter(graph, dict(dims), plan, tools).write()
+
+
+def updates_in_place(graph: Graph, dims: dict) -> dict:
+    """{update value: param} for the updates the generated code may write straight into
+    their param, saving the caller's copy: the value is computed by a kernel that runs
+    once nothing else will read the param's old value (no later kernel, no output), and
+    after the last kernel that could raise (one_hot's label check, max over an empty
+    axis), so a call that fails still leaves every param as it was."""
+    position = {node: i for i, node in enumerate(graph.nodes)}
+    root = {}
+    for node in graph.nodes:
+        base = alias_of(node)
+        root[node] = node if base is None else root[base]
+    last_read = {}
+    for node in graph.nodes:
+        for inp in node.inputs:
+            last_read[root[inp]] = position[node]
+    for node in list(graph.outputs) + list(graph.updates.values()):  # read at the return
+        last_read[root[node]] = len(graph.nodes)
+    last_risky = max((position[n] for n in graph.nodes if _can_raise(n, dims)), default=-1)
+    chosen = {}
+    for param, value in graph.updates.items():
+        if (value.op not in SOURCE_OPS and alias_of(value) is None and value not in chosen
+                and position[value] > last_risky
+                and position[value] >= last_read.get(param, -1)):
+            chosen[value] = param
+    return chosen
+
+
+def _can_raise(node: Node, dims: dict) -> bool:
+    if node.op == "fused":
+        shapes = body_shapes(kernel_of(node), dims)
+        return any(ops.may_raise(b.op, [shapes[i] for i in b.inputs], b.attrs)
+                   for b in node.body.nodes)
+    return ops.may_raise(node.op, [i.type.concrete_shape(dims) for i in node.inputs],
+                         node.attrs)
+
+
+def known_number(node: Node, dims: dict):
+    """The number every element of a node holds, as a 0-d array, if the build knows it: a
+    one-element const, or a size (an element count, fixed once the dims are)."""
+    if node.op == "size":
+        shape = node.inputs[0].type.concrete_shape(dims)
+        count = np.prod([shape[a] for a in node.attrs["axes"]], dtype=np.int64)
+        return np.asarray(count).astype(numpy_dtype(node.dtype))
+    return one_element_const(node)
+
+
+def describe(node: Node, names: dict) -> str:
+    """`%3 = matmul(%x, %W1)  [grad] mlp.py:12`: the IR line without its type."""
+    args = [f"%{names[i]}" for i in node.inputs]
+    args += [f"{k}={v!r}" for k, v in sorted(node.attrs.items())]
+    notes = ([f"[{','.join(sorted(node.tags))}]"] if node.tags else []) + (
+        [node.loc] if node.loc else [])
+    return f"%{names[node]} = {node.op}({', '.join(args)})" + "".join(f"  {n}" for n in notes)
+
+
+def stand_in(shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """An array of the layout of a C-contiguous array of that shape, holding no data: how
+    a kernel reads an input or a param (another array each call). Never read."""
+    return as_strided(np.zeros(1, dtype), shape,
+                      tuple(s * dtype.itemsize for s in row_major_strides(shape)))
+
+
+# --- the function ----------------------------------------------------------------------
+
+class FunctionWriter:
+    """Writes the function for one graph and one binding of its symbolic dims."""
+
+    def __init__(self, graph: Graph, dims: dict, plan, tools: strategy.Tools):
+        self.graph, self.dims, self.plan, self.tools = graph, dims, plan, tools
+        self.ns = tools.namespace
+        self.names = node_names(graph.nodes)
+        self.values = {}      # node -> Operand: how the code reads its value
+        self.arenas = [np.empty(size, np.uint8) for size in plan.sizes]
+        self._views = {}      # (buffer index, dtype, shape) -> name of that view
+        self._views_per_buffer = {}
+        self.into_param = updates_in_place(graph, dims)  # update value -> its param
+        numbers = ((n, known_number(n, dims)) for n in graph.nodes)
+        self.known = {n: v for n, v in numbers if v is not None}  # node -> its number
+
+    def write(self) -> NumpyExecutable:
+        params, kernels = [], []
+        for node in self.graph.nodes:
+            if node.op in ("input", "param"):
+                self._source_value(node)
+                if node.op == "param":
+                    params.append(node)
+            elif node.op == "const":
+                self._set(node, self.ns.bind("c", node.value), node.value, None)
+            elif alias_of(node) is not None:
+                self._view(node)
+            else:
+                kernels.append(self._kernel(node))
+        fn_name = f"fn_{next(_fn_ids)}"
+        filename = f"<graphc:{fn_name}>"
+        lines, line_nodes = self._source(f"_{fn_name}", params, kernels)
+        source = "\n".join(lines) + "\n"
+        library = self.tools.library
+        source += library.load(self.ns.globals) if library is not None else ""
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        exec(compile(source, filename, "exec"), self.ns.globals)
+        stats = {"kernels": len(kernels), "peak_bytes": self.plan.peak_bytes,
+                 "naive_bytes": self.plan.naive_bytes, "buffers": len(self.plan.sizes),
+                 "scratch_bytes": self.ns.scratch.nbytes}
+        return NumpyExecutable(self.ns.globals[f"_{fn_name}"], self.graph.inputs, source,
+                               [info for info, _ in kernels], stats, format_plan(self.plan),
+                               RunErrors(filename, line_nodes, self.dims))
+
+    # values ------------------------------------------------------------------------
+
+    def _set(self, node, expr, array, per_call):
+        self.values[node] = Operand(node, expr, array, per_call, self.known.get(node))
+
+    def _source_value(self, node: Node):
+        """An input or a param: the user's name where it can be written (namespace.py)."""
+        name = self.ns.user(node.name, "in" if node.op == "input" else "p")
+        shape = node.type.concrete_shape(self.dims)
+        self._set(node, name, stand_in(shape, numpy_dtype(node.dtype)), name)
+
+    def _view(self, node: Node):
+        """A view of its operand: an expression, and an array of the operand's memory
+        (None if NumPy would copy it, as a reshape of a transposed view)."""
+        base = self.values[node.inputs[0]]
+        expr = ufunc_ops.view_expr(node, base.expr, self.dims)
+        array = None
+        if base.array is not None:
+            array = ops.OPS[node.op].impl([base.array], node.attrs,
+                                          node.type.concrete_shape(self.dims))
+            array = array if memory_root(array) is memory_root(base.array) else None
+        self._set(node, expr, array, base.per_call)
+
+    def _storage_root(self, node: Node) -> Node:
+        while alias_of(node) is not None:
+            node = alias_of(node)
+        return node
+
+    def storage(self, node: Node):
+        """Which memory a value lives in, as a key to compare with ==: ("buffer", index),
+        ("param", id(param)) for a param or an update value written straight into its
+        param (an id: == on nodes builds an eq node), or None (other sources)."""
+        root = self._storage_root(node)
+        if root in self.into_param:
+            return ("param", id(self.into_param[root]))
+        if root.op == "param":
+            return ("param", id(root))
+        index = self.plan.buffer.get(root)
+        return None if index is None else ("buffer", index)
+
+    def _buffer_view(self, node: Node) -> str:
+        """The name of the node's buffer viewed as its dtype and shape: one per (buffer,
+        dtype, shape), so a value written over another one's reads as in place:
+        np.add(_b0, _b1, out=_b0)."""
+        shape, dtype = node.type.concrete_shape(self.dims), numpy_dtype(node.dtype)
+        index = self.plan.buffer[node]
+        key = (index, dtype, shape)
+        if key not in self._views:
+            nbytes = node.type.nbytes(self.dims)
+            count = self._views_per_buffer[index] = self._views_per_buffer.get(index, -1) + 1
+            name = f"_b{index}" + (f"_{count}" if count else "")
+            self.ns.globals[name] = self.arenas[index][:nbytes].view(dtype).reshape(shape)
+            self._views[key] = name
+        return self._views[key]
+
+    def _output(self, node: Node):
+        """Where a kernel writes: its param, its buffer, or an array of its own."""
+        param = self.into_param.get(node)
+        if param is not None:
+            value = self.values[param]
+            self._set(node, value.expr, value.array, value.per_call)
+        elif node in self.plan.buffer:
+            name = self._buffer_view(node)
+            self._set(node, name, self.ns.globals[name], None)
+        else:  # the plan left it out: give it storage of its own
+            array = np.empty(node.type.concrete_shape(self.dims), numpy_dtype(node.dtype))
+            self._set(node, self.ns.bind("v", array), array, None)
+        return self.values[node]
+
+    # one kernel ----------------------------------------------------------------------
+
+    def _job(self, node: Node) -> Job:
+        kernel = kernel_of(node)
+        output = self._output(node)
+        # An update written into its param leaves its planned buffer free: a temporary
+        # of the kernel may go there.
+        spare = self._buffer_view(node) if (
+            node in self.into_param and node in self.plan.buffer) else None
+        own = self.storage(node)
+        operands = []
+        for outer in kernel.operands:
+            if outer in self.values:
+                shared = own is not None and self.storage(outer) == own
+                operands.append(replace(self.values[outer], in_output=shared))
+            else:  # an array const of the body
+                operands.append(Operand(outer, self.ns.bind("c", outer.value), outer.value,
+                                        None, None))
+        return Job(node, kernel, output, spare, tuple(operands),
+                   body_shapes(kernel, self.dims), self.dims, describe(node, self.names),
+                   self._overwrites_operand_elsewhere(node, own))
+
+    def _overwrites_operand_elsewhere(self, node: Node, own) -> bool:
+        """Whether the kernel writes over an operand that it reads in another layout (a
+        view, or another shape or dtype): then a chunk could clobber rows that a later
+        chunk reads. An operand of the output's own layout is read row for row."""
+        return own is not None and any(
+            self.storage(i) == own and (alias_of(i) is not None or i.type != node.type)
+            for i in node.inputs)
+
+    def _kernel(self, node: Node) -> tuple:
+        """(KernelInfo, its statements as (text, node)) of a compute node."""
+        job = self._job(node)
+        choice = strategy.choose(job, self.tools)
+        lines = [(f"# {job.title}", node)] if node.op == "fused" else []
+        lines += [(f"# (NumPy, not C: {reason})", node)
+                  for _, reason, shown in choice.refusals if shown]
+        lines += choice.strategy.render(job, choice.plan, self.tools)
+        reason = "; ".join(f"not {name}: {why}" for name, why, _ in choice.refusals)
+        c_call = getattr(choice.plan, "call", choice.plan)
+        c_source = c_call.function.source if isinstance(c_call, c.CCall) else None
+        info = KernelInfo(job.output.expr, _kind(node), _source_nodes(job),
+                          choice.strategy.name, reason or choice.strategy.why,
+                          "\n".join(text for text, _ in lines),
+                          {"c_source": c_source, "node": node})
+        return info, lines
+
+    # the source ----------------------------------------------------------------------
+
+    def _source(self, fn_name: str, params: list, kernels: list) -> tuple:
+        """(the function's lines, {line number: the node it computes})."""
+        inputs = [self.values[n].expr for n in self.graph.inputs]
+        lines = [f"# graphc numpy backend, dims {self.dims}: {len(kernels)} kernels, "
+                 f"buffers peak {self.plan.peak_bytes} B (naive plan {self.plan.naive_bytes} B)",
+                 f"def {fn_name}({', '.join(['_begin_commit'] + inputs)}):"]
+        for node in params:
+            lines.append(f"    {self.values[node].expr} = {self.ns.bind('param', node)}.value")
+        for array, address in self.ns.per_call.items():  # for C kernels
+            lines.append(f"    {address} = _address({array})")
+        line_nodes = {}
+        first_write = next((info for info, _ in kernels
+                            if info.extra["node"] in self.into_param), None)
+        for info, statements in kernels:
+            if info is first_write:
+                lines.append("    _begin_commit()  # params are written from here: "
+                             "interrupts wait for the commit")
+            for text, node in statements:
+                lines.append("    " + text)
+                line_nodes[len(lines)] = node  # for errors: line number -> node
+        results = [self._result(n, copy=True) for n in self.graph.outputs]
+        results += [self._result(n, copy=False) for n in self.graph.updates.values()]
+        lines.append(f"    return [{', '.join(results)}]")
+        return lines, line_nodes
+
+    def _result(self, node: Node, copy: bool) -> str:
+        # Outputs outlive the call, buffers do not; update values are copied into the
+        # params by the caller before the next call, unless they view a param themselves.
+        if copy or self._storage_root(node).op in SOURCE_OPS:
+            return f"np.array({self.values[node].expr})"
+        return self.values[node].expr
+
+
+def _kind(node: Node) -> str:
+    return node.attrs["kind"] if node.op == "fused" else node.op
+
+
+def _source_nodes(job: Job) -> tuple:
+    return tuple(f"{s.op}@{s.loc}" if s.loc else s.op for s in job.kernel.steps)

@@ -1,0 +1,124 @@
+"""The triton backend's build: the program of a graph (program.py), its module loaded
+(host.py), the buffers of its plan allocated once, and an executable that runs it.
+
+A call converts the feeds to tensors on the device (on a CPU, torch shares the NumPy
+memory), zeroes the check buffers, runs the host function, raises the other backends'
+error for the first bad one_hot label before any result is returned (so a failed step
+commits no update), and returns NumPy copies of the results: a result that is a view
+is that view of its base's values, taken with the op table's own NumPy semantics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphc import ops
+from graphc.backends.base import KernelInfo, label_error
+from graphc.ir import Graph
+from graphc.passes.schedule import format_plan
+
+from . import aot, blocks, device, host, program as programs
+
+
+
+@dataclass(frozen=True)
+class Options:
+    """The triton backend's knobs (gc.compile(..., options={...}))."""
+    # the largest reduction row held in one block; longer rows take the looped path
+    max_row_block: int = blocks.MAX_ROW_BLOCK
+    autotune: bool | None = None    # time several block sizes (None: on a CUDA device)
+
+
+def build(graph: Graph, dims: dict, options: Options | None = None) -> "TritonExecutable":
+    """Generate, load and wrap the program for `graph` at `dims`."""
+    options = options or Options()
+    torch, where = device.check()  # TRITON_INTERPRET may have been unset since gc.compile
+    autotune = where == "cuda" if options.autotune is None else options.autotune
+    program = programs.generate(graph, dims, options.max_row_block)
+    return TritonExecutable(program, dims, torch, where, autotune)
+
+
+class TritonExecutable:
+    def __init__(self, program: programs.Program, dims: dict, torch, where: str,
+                 autotune: bool):
+        self.program, self.dims, self.torch, self.device = program, dict(dims), torch, where
+        self.source = host.module_source(program, where, autotune)
+        self.module = host.load_module(self.source)
+        self.kernels = [kernel_info(launch) for launch in program.launches]
+        plan = program.plan
+        self.stats = {"kernels": len(program.launches), "device": where,
+                      "views": sum(programs.view_of(n) is not None for n in plan.order),
+                      "splits": list(program.notes), "peak_bytes": plan.peak_bytes,
+                      "naive_bytes": plan.naive_bytes, "buffers": len(plan.sizes)}
+        self.plan_text = format_plan(plan)
+        self.values = self._value_buffers()
+        self.checks = [torch.zeros(c.size, dtype=self._dtype(c.dtype), device=where)
+                       for c in host.check_buffers(program)]
+        # consts never change: convert them once
+        self._consts = {n: self._tensor(n.value) for n in program.sources if n.op == "const"}
+
+    def _dtype(self, name: str):
+        return getattr(self.torch, name)
+
+    def _value_buffers(self) -> list:
+        """A tensor for each value with storage (host.argument_names' b[j]): a view of
+        the start of its plan arena, which other values use when it is dead."""
+        plan, torch = self.program.plan, self.torch
+        arenas = [torch.empty(size, dtype=torch.uint8, device=self.device)
+                  for size in plan.sizes]
+        return [arenas[plan.buffer[n]][:n.type.nbytes(self.dims)].view(self._dtype(n.dtype))
+                .view(n.type.concrete_shape(self.dims))
+                for n in plan.order if n in plan.buffer]
+
+    def _tensor(self, array):
+        array = np.asarray(array)
+        # torch wants writable memory (consts are read-only); kernels index it row-major
+        if not (array.flags.writeable and array.flags.c_contiguous):
+            array = array.copy()
+        return self.torch.from_numpy(array).to(self.device)
+
+    def __call__(self, feeds: dict, begin_commit=None) -> list:
+        sources = [self._consts[n] if n.op == "const" else
+                   self._tensor(feeds[n] if n.op == "input" else n.value)
+                   for n in self.program.sources]
+        for check in self.checks:
+            check.zero_()
+        # The interpreter runs kernels with NumPy, which warns where a tl.where's unused
+        # branch divides by zero; inf and nan are values here, as in the reference.
+        with np.errstate(all="ignore"):
+            self.module.run(sources, self.values, self.checks)
+        for check, found in zip(host.check_buffers(self.program), self.checks):
+            found = found.cpu().numpy()
+            if found.any():
+                label_error(found, check.depth, check.loc)
+        arrays = dict(zip(self.program.sources, sources))
+        plan = self.program.plan
+        arrays.update(zip([n for n in plan.order if n in plan.buffer], self.values))
+        return [np.array(self._result(node, arrays)) for node in self.program.results]
+
+    def _result(self, node, tensors: dict) -> np.ndarray:
+        """A result's values: its tensor's, or, for a view, its base's seen through it."""
+        chain = []
+        while node not in tensors:
+            chain.append(node)
+            node = programs.view_of(node)
+        array = tensors[node].cpu().numpy()
+        for view in reversed(chain):
+            array = ops.evaluate(view.op, [array], view.attrs, view.type, self.dims)
+        return array
+
+    def compile_for(self, arch="sm_90") -> list:
+        """Compile every kernel ahead of time for `arch` (no GPU needed); one dict of
+        stats per kernel: registers, spill bytes, shared memory, PTX/cubin sizes."""
+        return aot.compile_program(self.program, arch)
+
+
+def kernel_info(launch: programs.Launch) -> KernelInfo:
+    k = launch.kernel
+    return KernelInfo(
+        name=k.name, kind=k.kind, nodes=tuple(f"{n.op}@{n.loc}" for n in launch.nodes),
+        strategy="triton", reason=launch.note, source=k.source,
+        extra={"grid": k.grid, "blocks": dict(k.blocks), "num_warps": k.num_warps,
+               "index_dtype": k.index_dtype, "node": launch.node})
