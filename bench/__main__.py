@@ -26,6 +26,9 @@ BENCHMARKS = {
                     "D: modelled GPU memory traffic of the MLP step, fused kernels vs one per op"),
     "data_parallel": ("bench.data_parallel",
                       "E: MLP SGD step on 1 and 2 gloo workers, batch 256 each, overlap, vs DDP"),
+    "large_graphs": ("bench.large_graphs",
+                     "O2 and first-call time and peak memory of 10k..300k-node chains and "
+                     "fan-outs (growth exponents)"),
 }
 
 # The bench extra: threadpoolctl reads and limits the BLAS's threads, torch is a peer row.
