@@ -263,7 +263,8 @@ def scaled_dot_product_attention(q, k, v, mask=None, causal=False, scale=None):
     scores = (q @ dsl.transpose(k, swap_last_two(k.ndim))) * scale
     keep = None
     if mask is not None:
-        mask = dsl.lift(mask)
+        bool_array = not isinstance(mask, Node) and np.asarray(mask).dtype == bool
+        mask = dsl.lift(mask) if bool_array else dsl.lift(mask, scores)  # scores' float
         if mask.dtype == "bool":
             keep = mask
         else:
