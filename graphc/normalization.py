@@ -93,8 +93,10 @@ def _channels(op: str, x: Node, weight, bias) -> int:
 
 
 def _per_channel(v, ndim: int):
-    """A (C,) weight as (C, 1, ...): it broadcasts onto axis 1 of an ndim-axis input."""
-    return v if v is None or ndim == 2 else dsl.reshape(v, v.shape + (1,) * (ndim - 2))
+    """A (C,) weight as (1, C, 1, ...): it broadcasts onto axis 1 of an ndim-axis input,
+    and has the shape of batch norm's statistics, so the fusion pass puts it in their
+    reduction kernel ((C, 1, ...) broadcasts as well but is a shape that kernel lacks)."""
+    return v if v is None or ndim == 2 else dsl.reshape(v, (1,) + v.shape + (1,) * (ndim - 2))
 
 
 @composite

@@ -137,3 +137,19 @@ def test_normalization_errors_name_the_shapes():
         gc.nn.batch_norm(x, gc.param("m", np.zeros(6)), gc.param("v", np.ones(3)))
     with pytest.raises(ShapeError, match="dims=3 must be an int from 1 to x's 2 axes"):
         gc.nn.rms_norm(x, dims=3)
+
+
+def test_the_other_norms_and_activations_fuse_to_one_kernel_each():
+    x = gc.input("x", ("batch", 6, 5))
+    bn = gc.nn.BatchNorm("bn", 6)
+    kernels = {
+        "rms_norm": [gc.nn.rms_norm(x, gc.param("w", np.ones(5)))],
+        "layer_norm_2d": [gc.nn.layer_norm(x, dims=2)],
+        "batch_norm_train": [bn(x)[0]], "batch_norm_eval": [bn(x, training=False)[0]],
+        "masked_softmax": [gc.nn.softmax(x, mask=gc.input("m", ("batch", 6, 5), "bool"))],
+        "silu": [gc.nn.silu(x)], "gelu": [gc.nn.gelu(x)],
+    }
+    for name, outputs in kernels.items():
+        # size (the count a symbolic batch holds) is a scalar op of its own
+        found = [n.attrs.get("kind") for n in _kernels(outputs) if n.op != "size"]
+        assert found in (["reduction"], ["pointwise"]), (name, found)
