@@ -170,3 +170,13 @@ def test_sinusoidal_positions_follow_the_formula(length, width):
     angle = pos / 10000 ** ((i - i % 2) / width)
     want = torch.where(i % 2 == 0, torch.sin(angle), torch.cos(angle))
     np.testing.assert_allclose(table, want.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_attention_of_no_queries_and_of_one_key(backend):
+    q, k = gc.input("q", (2, 0, 3), "float64"), gc.input("k", (2, 1, 3), "float64")
+    one = gc.input("one", (2, 1, 3), "float64")
+    f = backend.compile([gc.nn.scaled_dot_product_attention(q, k, k),
+                         gc.nn.scaled_dot_product_attention(one, k, k * 2.0)])
+    none, single = f(q=np.zeros((2, 0, 3)), k=np.ones((2, 1, 3)), one=np.ones((2, 1, 3)))
+    assert none.shape == (2, 0, 3)
+    np.testing.assert_array_equal(single, 2.0)  # one key: all the weight on it

@@ -153,3 +153,11 @@ def test_the_other_norms_and_activations_fuse_to_one_kernel_each():
         # size (the count a symbolic batch holds) is a scalar op of its own
         found = [n.attrs.get("kind") for n in _kernels(outputs) if n.op != "size"]
         assert found in (["reduction"], ["pointwise"]), (name, found)
+
+
+def test_a_nan_or_inf_spoils_only_its_own_row_as_in_torch(backend):
+    data = np.array([[1, 2, np.nan, 4], [1, 2, 3, 4.0], [np.inf, 0, 0, 0]])
+    x = gc.input("x", ("n", 4), "float64")
+    out = backend.run(gc.nn.layer_norm(x), x=data)
+    np.testing.assert_allclose(out, F.layer_norm(torch.tensor(data), (4,)).numpy(),
+                               rtol=1e-12)  # nan where torch has nan
