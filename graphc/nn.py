@@ -194,3 +194,16 @@ def mlp(x, sizes, activation=dsl.relu, rng=None, name="layer"):
             last = i == len(sizes) - 1
             out = _affine(out, W, b, None if last else activation)
     return out, params
+
+
+@composite
+def embedding(ids, table):
+    """The rows of `table` (vocabulary x features) at `ids` (int32/int64, any shape): a
+    gather, O(features) per id, not one_hot(ids) @ table; its gradient adds each id's
+    row gradient into that row (scatter_add). An id outside [-vocabulary, vocabulary)
+    raises when the function runs (negative ids count from the end, as NumPy's)."""
+    table = dsl.lift(table)
+    if table.ndim != 2:
+        raise dsl.shape_error(f"embedding: the table must be 2-D (vocabulary, features), got "
+                              f"{format_shape(table.shape)}")
+    return dsl.take(table, ids, 0)
