@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import graphc as gc
+from graphc import ir
 from graphc.testing import check_grads
 from tests.strategies import assert_close
 
@@ -85,6 +86,15 @@ def _axis_of(index, item, ndim):
 
 def test_a_reversed_slice_has_the_gradient_of_finite_differences():
     check_grads(lambda x: gc.sum(x[::-2, 3:0:-1] * x[:4, 1:4] ** 2), {"x": _data((7, 5), "float64", special=False)})
+
+
+def test_a_reversed_slice_reads_back_from_the_text_form():
+    x = gc.input("x", (4, 7))
+    g = gc.Graph(x[::-1, 5::-2] * 2)
+    assert "(3, None, -1), (5, None, -2)" in str(g)
+    X = _data((4, 7))
+    got = gc.compile(ir.parse(str(g)).outputs, backend="reference")(x=X)
+    np.testing.assert_array_equal(got[0], X[::-1, 5::-2] * 2)
 
 
 def test_negative_and_reversed_indexing_on_a_symbolic_batch(backend):
