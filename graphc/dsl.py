@@ -154,7 +154,7 @@ def concat(xs, axis=0) -> Node:
 
 @_nameable
 def getitem(x: Node, index) -> Node:
-    """x[i], x[a:b:c], x[:, 1]: ints drop their axis, slices keep it (positive steps)."""
+    """x[i], x[a:b:c], x[None], x[..., 1], x[idx]: NumPy's indexing (see node.getitem)."""
     return nodes.getitem(x, index)
 
 
