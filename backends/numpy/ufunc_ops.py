@@ -172,6 +172,13 @@ EMIT = {
     "concat": lambda node, args, out, dims: [
         f"np.concatenate(({', '.join(args)},), axis={node.attrs['axis']}, out={out})"],
     "one_hot": _one_hot,
+    # --- indexing by data (h-index): NumPy advanced indexing after the range check, in
+    # runtime.py (no loop nest reads at a data-dependent index).
+    "gather": lambda node, args, out, dims: [
+        f"_gather({args[0]}, {args[1]}, {node.attrs['axis']}, {out}, {node.loc!r})"],
+    "scatter_add": lambda node, args, out, dims: [
+        f"_scatter_add({args[0]}, {args[1]}, {args[2]}, {node.attrs['axis']}, {out}, "
+        f"{node.loc!r})"],
 }
 
 SAFE_IN_PLACE = frozenset(UFUNCS) | {"relu", "step", "sigmoid", "cast", "size"}

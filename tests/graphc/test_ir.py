@@ -211,6 +211,8 @@ ROUND_TRIP = {
     "concat": lambda v: gc.concat([v["x"], v["x"] * 2], axis=1),
     "matmul": lambda v: v["x"] @ v["W"],
     "one_hot": lambda v: gc.one_hot(v["labels"], 4),
+    "gather": lambda v: gc.take(v["y"], v["labels"] - 1),
+    "scatter_add": lambda v: gc.scatter_add(v["y"], 0, np.array([2, -3, 2]), v["y"] * 2),
 }
 
 
