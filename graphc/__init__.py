@@ -10,9 +10,10 @@ from graphc.autodiff import grad, vjp
 from graphc.compile import Function, compile
 from graphc.dsl import (
     abs, add, all_reduce, broadcast_to, cast, concat, const, div, eq, exp, expand_dims,
-    ge, getitem, gt, input, le, lift, log, log1p, lt, matmul, max, maximum, mean,
-    minimum, mul, ne, neg, one_hot, param, pow, relu, reshape, sigmoid, sign, size,
-    sqrt, squeeze, step, stop_gradient, sub, sum, tanh, transpose, where)
+    gather, ge, getitem, gt, input, le, lift, log, log1p, lt, matmul, max, maximum,
+    mean, minimum, mul, ne, neg, one_hot, pad, param, pow, relu, reshape, scatter_add,
+    sigmoid, sign, size, sqrt, squeeze, step, stop_gradient, sub, sum, take,
+    take_along_axis, tanh, transpose, where)
 from graphc.explore import explore
 from graphc.errors import (
     BackendUnavailable, CollectiveError, DtypeError, FeedError, GradError, GraphcError,
@@ -31,5 +32,6 @@ __all__ = [
     "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step", "stop_gradient",
     "sub", "sum", "tanh", "transpose", "where", "GraphcError", "ShapeError",
     "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable",
-    "UsageError", "CollectiveError", "GraphcWarning",
+    "UsageError", "CollectiveError", "GraphcWarning", "pad", "take", "take_along_axis",
+    "gather", "scatter_add",
 ]

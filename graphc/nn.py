@@ -352,3 +352,16 @@ def sinusoidal_positions(length: int, width: int, base=10000.0, dtype="float32")
     table[:, 0::2] = np.sin(angles)
     table[:, 1::2] = np.cos(angles[:, :width // 2])
     return dsl.const(table, dtype)
+
+
+@composite
+def embedding(ids, table):
+    """The rows of `table` (vocabulary x features) at `ids` (int32/int64, any shape): a
+    gather, O(features) per id, not one_hot(ids) @ table; its gradient adds each id's
+    row gradient into that row (scatter_add). An id outside [-vocabulary, vocabulary)
+    raises when the function runs (negative ids count from the end, as NumPy's)."""
+    table = dsl.lift(table)
+    if table.ndim != 2:
+        raise dsl.shape_error(f"embedding: the table must be 2-D (vocabulary, features), got "
+                              f"{format_shape(table.shape)}")
+    return dsl.take(table, ids, 0)

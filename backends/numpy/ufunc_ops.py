@@ -177,6 +177,13 @@ EMIT = {
     # tensors sharing the buffers' memory
     **{op: lambda node, args, out, dims: [call_source("_collectives", node, args[0], out)]
        for op in ops.with_trait("collective")},
+    # --- indexing by data (h-index): NumPy advanced indexing after the range check, in
+    # runtime.py (no loop nest reads at a data-dependent index).
+    "gather": lambda node, args, out, dims: [
+        f"_gather({args[0]}, {args[1]}, {node.attrs['axis']}, {out}, {node.loc!r})"],
+    "scatter_add": lambda node, args, out, dims: [
+        f"_scatter_add({args[0]}, {args[1]}, {args[2]}, {node.attrs['axis']}, {out}, "
+        f"{node.loc!r})"],
 }
 
 SAFE_IN_PLACE = frozenset(UFUNCS) | {"relu", "step", "sigmoid", "cast", "size"} | (

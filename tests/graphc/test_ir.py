@@ -212,6 +212,8 @@ ROUND_TRIP = {
     "matmul": lambda v: v["x"] @ v["W"],
     "one_hot": lambda v: gc.one_hot(v["labels"], 4),
     "all_reduce": lambda v: gc.all_reduce(v["x"], op="mean"),
+    "gather": lambda v: gc.take(v["y"], v["labels"] - 1),
+    "scatter_add": lambda v: gc.scatter_add(v["y"], 0, np.array([2, -3, 2]), v["y"] * 2),
 }
 # Ops only passes make, with their text form tested where they are made.
 MADE_BY_PASSES = {"all_reduce_start": "tests/graphc/test_collectives.py (the schedule)",

@@ -84,6 +84,10 @@ EXAMPLES = {
     # it as all_reduce_start and all_reduce_wait)
     "all_reduce": lambda x, y, w, i, b, labels: (gc.all_reduce(x * y, op="mean")
                                                  + gc.cast(gc.all_reduce(i), "float32")),
+    # indexing by data (h-index): labels in [0, 5) as indices into the columns
+    "gather": lambda x, y, w, i, b, labels: gc.take(x, labels - 5, axis=1) * 2,
+    "scatter_add": lambda x, y, w, i, b, labels: gc.scatter_add(
+        y, 1, gc.broadcast_to(labels, y.shape), x),
 }
 # Ops of the table with no example of their own, and why.
 NO_EXAMPLE = {"fused": "the kernel op: the fusion pass builds it, and every example runs "
