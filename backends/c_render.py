@@ -65,6 +65,8 @@ OPS_C = {
     "eq": lambda t, a, b: f"({a} == {b})", "ne": lambda t, a, b: f"({a} != {b})",
     "where": lambda t, c, a, b: f"({c} ? {a} : {b})",
     "cast": lambda t, a: f"({a} != 0)" if t == "bool" else f"(({C_TYPES[t]}){a})",
+    # --- issue 14's elementwise ops (h-elem) ---
+    "sin": _libm("sin"), "cos": _libm("cos"), "erf": _libm("erf"), "floor": _libm("floor"),
 }
 # Ops on integers C may compute (exactly as NumPy does): selecting, comparing, casting.
 INTEGER_OPS = ("where", "cast", "gt", "ge", "lt", "le", "eq", "ne")

@@ -22,7 +22,8 @@ Choices where the derivative is not defined:
   torch.amax does. maximum/minimum ties: each operand gets half, as torch.maximum does.
 - pow at a zero base: d/da is 0 where b = 0, and d/db is 0 where a = 0 and b >= 0
   (PyTorch's choice; for b < 0 it is a^b log a = -inf or +inf).
-- step, sign, comparisons, one_hot and size have zero gradient.
+- step, sign, comparisons, one_hot and size have zero gradient; so have the rounding
+  ops (floor), also at their steps, as in PyTorch.
 """
 
 from __future__ import annotations
@@ -402,4 +403,11 @@ RULES = {
     # matmul (batch dims broadcast; _fit sums a broadcast operand's batch axes)
     "matmul": _matmul,
     "one_hot": _zero,
+    # --- issue 14's elementwise ops (h-elem) ---
+    "sin": _unary(lambda n, x, g: _mul(g, _op("cos", x))),
+    "cos": _unary(lambda n, x, g: _mul(g, _op("neg", _op("sin", x)))),
+    # d erf(x) = 2 / sqrt(pi) e^(-x^2)
+    "erf": _unary(lambda n, x, g: _mul(g, _mul(_scalar(2 / np.sqrt(np.pi), x),
+                                                _op("exp", _op("neg", _mul(x, x)))))),
+    "floor": _zero,   # piecewise constant: 0, also at the steps (as in PyTorch)
 }

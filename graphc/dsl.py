@@ -73,6 +73,8 @@ def _binary(op):
 neg, exp, log, log1p, sqrt, abs, sign, tanh, sigmoid, relu, step, stop_gradient = map(
     _unary, ["neg", "exp", "log", "log1p", "sqrt", "abs", "sign", "tanh", "sigmoid", "relu",
              "step", "stop_gradient"])
+# issue 14's elementwise ops (h-elem)
+sin, cos, erf, floor = map(_unary, ["sin", "cos", "erf", "floor"])
 add, sub, mul, div, pow, maximum, minimum, gt, ge, lt, le, eq, ne = map(
     _binary, ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "gt", "ge", "lt",
               "le", "eq", "ne"])

@@ -315,6 +315,12 @@ def _one_hot(labels, depth, dtype):
     return (labels[..., None] == np.arange(depth)).astype(numpy_dtype(dtype))
 
 
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function elementwise (NumPy has none): libm's, through Python's math."""
+    x = np.asarray(x)
+    return np.frompyfunc(math.erf, 1, 1)(x).astype(x.dtype)
+
+
 def _unary_impl(f):
     return lambda args, attrs, shape: f(args[0])
 
@@ -366,6 +372,15 @@ _COMPARE = {"gt": (np.greater, _CHEAP), "ge": (np.greater_equal, _CHEAP),
             "eq": (np.equal, _CHEAP + ("commutative",)),
             "ne": (np.not_equal, _CHEAP + ("commutative",))}  # ne: nan != nan is true
 
+# --- elementwise rows of issue 14 (h-elem) ---------------------------------------------
+# Float ops: floor keeps nan and +-inf.
+_UNARY_FLOAT_MORE = {"sin": (np.sin, _TRANSCENDENTAL), "cos": (np.cos, _TRANSCENDENTAL),
+                     "erf": (erf, ()),   # no NumPy SIMD erf to beat libm's
+                     "floor": (np.floor, _CHEAP)}
+_ELEMENTWISE_MORE = [_row(n, "unary", 1, {}, _unary_float(n), _unary_impl(f), t)
+                     for n, (f, t) in _UNARY_FLOAT_MORE.items()]
+# --- end of issue 14's elementwise rows -------------------------------------------------
+
 OPS: dict[str, OpDef] = dict(
     [_row(n, "unary", 1, {}, _unary_any(n), _unary_impl(f), t)
      for n, (f, t) in _UNARY_ANY.items()]
@@ -376,6 +391,7 @@ OPS: dict[str, OpDef] = dict(
        for n, (f, t) in _BINARY_FLOAT.items()]
     + [_row(n, "compare", 2, {}, _compare(n), _binary_impl(f), t)
        for n, (f, t) in _COMPARE.items()]
+    + _ELEMENTWISE_MORE
     + [
         _row("cast", "unary", 1, {"dtype": "dtype"}, _infer_cast, lambda a, at, s: a[0], _CHEAP),
         # The identity, whose gradient is zero: marks values autodiff must treat as

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from graphc import ops
 from graphc.backends.base import label_error
 from graphc.errors import GraphcError
 
@@ -21,6 +22,12 @@ def one_hot(labels, out, loc):
     # class, and the cost of the loss's one_hot is mostly this call's (256 x 10 in a step)
     out.fill(0)
     out.reshape(labels.size, depth)[np.arange(labels.size), labels.reshape(-1)] = 1
+
+
+def erf(x, out):
+    """The error function into `out`: the op table's (NumPy has no erf ufunc). Slow, a
+    Python call an element: C kernels compute erf wherever C works."""
+    out[...] = ops.erf(np.asarray(x))
 
 
 def run_chunks(kernel, total: int, rows: int, scratch: tuple):
@@ -57,5 +64,5 @@ def address(array: np.ndarray) -> int:
     return array.ctypes.data
 
 
-HELPERS = {"_one_hot": one_hot, "_run_chunks": run_chunks, "_address": address,
+HELPERS = {"_one_hot": one_hot, "_erf": erf, "_run_chunks": run_chunks, "_address": address,
            "_label_error": label_error}

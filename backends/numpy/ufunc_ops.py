@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc import ops
+from graphc.errors import GraphcError
 from graphc.types import promote
 
 # --- layout ops: views -----------------------------------------------------------------
@@ -66,6 +67,8 @@ UFUNCS = {
     "pow": "np.power", "maximum": "np.maximum", "minimum": "np.minimum",
     "gt": "np.greater", "ge": "np.greater_equal", "lt": "np.less", "le": "np.less_equal",
     "eq": "np.equal", "ne": "np.not_equal",
+    # --- issue 14's elementwise ops (h-elem) ---
+    "sin": "np.sin", "cos": "np.cos", "floor": "np.floor",
 }
 
 
@@ -172,9 +175,11 @@ EMIT = {
     "concat": lambda node, args, out, dims: [
         f"np.concatenate(({', '.join(args)},), axis={node.attrs['axis']}, out={out})"],
     "one_hot": _one_hot,
+    # --- issue 14's elementwise ops (h-elem) ---
+    "erf": lambda node, args, out, dims: [f"_erf({args[0]}, {out})"],   # NumPy has no erf
 }
 
-SAFE_IN_PLACE = frozenset(UFUNCS) | {"relu", "step", "sigmoid", "cast", "size"}
+SAFE_IN_PLACE = frozenset(UFUNCS) | {"relu", "step", "sigmoid", "cast", "size", "erf"}
 
 
 def emit(node, args: list, out: str, dims: dict, filled) -> list:
@@ -188,6 +193,10 @@ def emit(node, args: list, out: str, dims: dict, filled) -> list:
     if node.op in ("relu", "maximum", "minimum") and node.dtype.startswith("float") and all(
             i.dtype == node.dtype for i in node.inputs):
         args = [filled(a) if _finite_number(a) else a for a in args]
+    if node.op not in EMIT:
+        raise GraphcError(f"the numpy backend cannot generate {node.op} on "
+                          f"{', '.join(str(i.type) for i in node.inputs)} (made at {node.loc}): "
+                          f"{node.op} has no NumPy form")
     return EMIT[node.op](node, args, out, dims)
 
 

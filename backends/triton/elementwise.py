@@ -98,6 +98,11 @@ ELEMENTWISE = {
     "eq": lambda em, t, a, b: f"{a} == {b}",
     "ne": lambda em, t, a, b: f"{a} != {b}",
     "where": lambda em, t, c, a, b: f"tl.where({c}, {a}, {b})",
+    # --- issue 14's elementwise ops (h-elem) ---
+    "sin": lambda em, t, x: f"tl.sin({x})",
+    "cos": lambda em, t, x: f"tl.cos({x})",
+    "erf": lambda em, t, x: f"tl.erf({x})",
+    "floor": lambda em, t, x: f"tl.floor({x})",
 }
 
 

@@ -194,7 +194,8 @@ def _binary(op):
 
 ROUND_TRIP = {
     **{op: _unary(op) for op in ("neg", "exp", "log", "log1p", "sqrt", "abs", "sign", "tanh",
-                                 "sigmoid", "relu", "step", "stop_gradient")},
+                                 "sigmoid", "relu", "step", "stop_gradient",
+                                 "sin", "cos", "erf", "floor")},
     **{op: _binary(op) for op in ("add", "sub", "mul", "div", "pow", "maximum", "minimum",
                                   "gt", "ge", "lt", "le", "eq", "ne")},
     "cast": lambda v: gc.cast(v["x"] * 3, "int32"),

@@ -80,6 +80,11 @@ EXAMPLES = {
     "concat": lambda x, y, w, i, b, labels: gc.concat([x, y * 2, i], axis=1),
     "matmul": lambda x, y, w, i, b, labels: gc.relu(y @ w + 1.0),
     "one_hot": lambda x, y, w, i, b, labels: gc.one_hot(labels, 5) * 3,
+    # --- issue 14's elementwise ops (h-elem) ---
+    "sin": lambda x, y, w, i, b, labels: gc.sin(x),
+    "cos": lambda x, y, w, i, b, labels: gc.cos(x) * y,
+    "erf": lambda x, y, w, i, b, labels: gc.erf(x),
+    "floor": lambda x, y, w, i, b, labels: gc.floor(x * 3),
 }
 # Ops of the table with no example of their own, and why.
 NO_EXAMPLE = {"fused": "the kernel op: the fusion pass builds it, and every example runs "

@@ -28,6 +28,9 @@ UNARY = {
     "sigmoid": lambda v: 1 / (1 + np.exp(-v.astype(np.float64))),
     "relu": lambda v: np.maximum(v, 0), "step": lambda v: (v > 0).astype(v.dtype),
     "stop_gradient": lambda v: v,
+    # issue 14's elementwise ops (more in tests/graphc/test_elementwise_more.py)
+    "sin": np.sin, "cos": np.cos, "floor": np.floor,
+    "erf": lambda v: torch.erf(torch.from_numpy(v)).numpy(),
 }
 POSITIVE_DOMAIN = ("log", "log1p", "sqrt")
 
@@ -59,7 +62,8 @@ def test_unary_int_keeps_int(op, backend):
     np.testing.assert_array_equal(backend.run(y, x=value), UNARY[op](value))
 
 
-@pytest.mark.parametrize("op", ["exp", "log", "log1p", "sqrt", "tanh", "sigmoid"])
+@pytest.mark.parametrize("op", ["exp", "log", "log1p", "sqrt", "tanh", "sigmoid", "sin", "cos",
+                                "erf", "floor"])
 def test_float_only_unary_rejects_ints(op):
     with pytest.raises(DtypeError, match=op):
         getattr(gc, op)(gc.input("x", (2,), "int32"))
