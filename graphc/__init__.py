@@ -13,7 +13,9 @@ from graphc.dsl import (
     input, le, lift, log, log1p, lt, matmul, max, maximum, mean, minimum, mul, ne, neg,
     one_hot, param, pow, relu, reshape, sigmoid, sign, size, sqrt, squeeze, step,
     stop_gradient, sub, sum, tanh, transpose, where)
-from graphc.dsl import cos, erf, floor, sin  # issue 14's elementwise ops
+from graphc.dsl import (  # issue 14's elementwise ops
+    ceil, clip, cos, erf, floor, fmod, isfinite, isinf, isnan, logical_and, logical_not,
+    logical_or, logical_xor, mod, reciprocal, round, rsqrt, sin, square, tan, trunc)
 from graphc.explore import explore
 from graphc.errors import (
     BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, GraphcWarning, ParseError,
@@ -33,5 +35,7 @@ __all__ = [
     "stop_gradient", "sub", "sum", "tanh", "transpose", "where", "GraphcError", "ShapeError",
     "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable", "UsageError",
     "GraphcWarning",
-    "cos", "erf", "floor", "sin",
+    "ceil", "clip", "cos", "erf", "floor", "fmod", "isfinite", "isinf", "isnan",
+    "logical_and", "logical_not", "logical_or", "logical_xor", "mod", "reciprocal", "round",
+    "rsqrt", "sin", "square", "tan", "trunc",
 ]

@@ -23,7 +23,7 @@ Choices where the derivative is not defined:
 - pow at a zero base: d/da is 0 where b = 0, and d/db is 0 where a = 0 and b >= 0
   (PyTorch's choice; for b < 0 it is a^b log a = -inf or +inf).
 - step, sign, comparisons, one_hot and size have zero gradient; so have the rounding
-  ops (floor), also at their steps, as in PyTorch.
+  ops (floor, ceil, round, trunc), also at their steps, as in PyTorch.
 """
 
 from __future__ import annotations
@@ -370,6 +370,21 @@ def _matmul(node, g, i):
     return _op("matmul", g, _swap_last(b)) if i == 0 else _op("matmul", _swap_last(a), g)
 
 
+def _quotient(exact: bool):
+    """mod and fmod: a - q b, with q the quotient rounded (floor for mod, trunc for
+    fmod), so d/da = 1 and d/db = -q, as torch: mod's q is read off the result,
+    round((a - node) / b), exact where a / b would round across an integer and nan where
+    a is +-inf (torch's floor division); fmod's is trunc(a / b) (torch's trunc
+    division: +-inf where a is)."""
+    def rule(node, g, i):
+        a, b = node.inputs
+        if i == 0:
+            return g
+        q = _op("round", _div(_op("sub", a, node), b)) if exact else _op("trunc", _div(a, b))
+        return _op("neg", _mul(g, q))
+    return rule
+
+
 RULES = {
     # elementwise unary
     "neg": _unary(lambda n, x, g: _op("neg", g)),
@@ -410,4 +425,12 @@ RULES = {
     "erf": _unary(lambda n, x, g: _mul(g, _mul(_scalar(2 / np.sqrt(np.pi), x),
                                                 _op("exp", _op("neg", _mul(x, x)))))),
     "floor": _zero,   # piecewise constant: 0, also at the steps (as in PyTorch)
+    "ceil": _zero, "round": _zero, "trunc": _zero,
+    "tan": _unary(lambda n, x, g: _mul(g, _op("add", _scalar(1.0, n), _mul(n, n)))),
+    "reciprocal": _unary(lambda n, x, g: _op("neg", _mul(g, _mul(n, n)))),
+    "rsqrt": _unary(lambda n, x, g: _mul(g, _mul(_scalar(-0.5, n), _mul(n, _mul(n, n))))),
+    "square": _unary(lambda n, x, g: _mul(g, _mul(_scalar(2.0, x), x))),
+    "mod": _quotient(exact=True), "fmod": _quotient(exact=False),
+    "isnan": _zero, "isinf": _zero, "isfinite": _zero, "logical_not": _zero,
+    "logical_and": _zero, "logical_or": _zero, "logical_xor": _zero,
 }

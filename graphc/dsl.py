@@ -18,6 +18,7 @@ from graphc import node as nodes
 from graphc.node import (  # noqa: F401  (the DSL's own names for the node builders)
     Node, _operands, _to_array, apply, check_name, const, labelled, lift, shape_error,
     user_error)
+from graphc.errors import UsageError
 from graphc.types import TensorType, canonical_dtype, canonical_shape, numpy_dtype
 
 _shape_error = shape_error
@@ -74,7 +75,12 @@ neg, exp, log, log1p, sqrt, abs, sign, tanh, sigmoid, relu, step, stop_gradient 
     _unary, ["neg", "exp", "log", "log1p", "sqrt", "abs", "sign", "tanh", "sigmoid", "relu",
              "step", "stop_gradient"])
 # issue 14's elementwise ops (h-elem)
-sin, cos, erf, floor = map(_unary, ["sin", "cos", "erf", "floor"])
+(sin, cos, tan, erf, floor, ceil, round, trunc, reciprocal, rsqrt, square, isnan, isinf,
+ isfinite, logical_not) = map(_unary, [
+    "sin", "cos", "tan", "erf", "floor", "ceil", "round", "trunc", "reciprocal", "rsqrt",
+    "square", "isnan", "isinf", "isfinite", "logical_not"])
+mod, fmod, logical_and, logical_or, logical_xor = map(
+    _binary, ["mod", "fmod", "logical_and", "logical_or", "logical_xor"])
 add, sub, mul, div, pow, maximum, minimum, gt, ge, lt, le, eq, ne = map(
     _binary, ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "gt", "ge", "lt",
               "le", "eq", "ne"])
@@ -91,6 +97,34 @@ def where(cond, a, b) -> Node:
     cond = lift(cond)
     a, b = _operands(a, b)
     return apply("where", cond, a, b)
+
+
+@_nameable
+def clip(x, min=None, max=None) -> Node:
+    """x limited to [min, max] (numbers or nodes, broadcast; None: no bound), as
+    torch.clamp: min(max(x, min), max), so max wins where min > max; nan in x or in a
+    bound gives nan; the gradient goes to x where min <= x <= max, else to the bound
+    that was taken (no halves at ties, unlike maximum and minimum), and nowhere where x
+    is nan."""
+    if min is None and max is None:
+        raise user_error(UsageError, "clip: give min=, max= or both")
+    x = lift(x)
+    if x.dtype.startswith("float"):
+        x = apply("where", isnan(x), stop_gradient(x), x)
+    if min is not None:
+        x = _bounded(x, min, lt)
+    if max is not None:
+        x = _bounded(x, max, gt)
+    return x
+
+
+def _bounded(x: Node, bound, beyond) -> Node:
+    """where(x beyond bound, bound, x), and the bound where it is nan."""
+    x, bound = _operands(x, bound)
+    taken = beyond(x, bound)
+    if bound.dtype.startswith("float"):
+        taken = logical_or(taken, isnan(bound))
+    return apply("where", taken, bound, x)
 
 
 # --- reductions ------------------------------------------------------------------------

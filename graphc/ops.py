@@ -160,6 +160,13 @@ def _infer_where(types, attrs):
     return TensorType(_broadcast("where", types), promote(types[1].dtype, types[2].dtype))
 
 
+def _predicate(op):
+    """A test of each element (isnan, logical_not): any operand, a bool result."""
+    def infer(types, attrs):
+        return TensorType(types[0].shape, "bool")
+    return infer
+
+
 def _infer_cast(types, attrs):
     return TensorType(types[0].shape, canonical_dtype(attrs["dtype"]))
 
@@ -373,12 +380,36 @@ _COMPARE = {"gt": (np.greater, _CHEAP), "ge": (np.greater_equal, _CHEAP),
             "ne": (np.not_equal, _CHEAP + ("commutative",))}  # ne: nan != nan is true
 
 # --- elementwise rows of issue 14 (h-elem) ---------------------------------------------
-# Float ops: floor keeps nan and +-inf.
+# Float ops: the rounding ones keep nan and +-inf; round is half to even (np.round).
 _UNARY_FLOAT_MORE = {"sin": (np.sin, _TRANSCENDENTAL), "cos": (np.cos, _TRANSCENDENTAL),
+                     "tan": (np.tan, _TRANSCENDENTAL),
                      "erf": (erf, ()),   # no NumPy SIMD erf to beat libm's
-                     "floor": (np.floor, _CHEAP)}
-_ELEMENTWISE_MORE = [_row(n, "unary", 1, {}, _unary_float(n), _unary_impl(f), t)
-                     for n, (f, t) in _UNARY_FLOAT_MORE.items()]
+                     "floor": (np.floor, _CHEAP), "ceil": (np.ceil, _CHEAP),
+                     "round": (np.round, _CHEAP), "trunc": (np.trunc, _CHEAP),
+                     "reciprocal": (np.reciprocal, ()),
+                     # rsqrt(-0.0) is -inf: not nonnegative
+                     "rsqrt": (lambda x: 1 / np.sqrt(x), _TRANSCENDENTAL)}
+_UNARY_ANY_MORE = {"square": (np.square, _NONNEGATIVE_CHEAP)}
+# Any operand (a bool too), a bool result.
+_PREDICATES = {"isnan": (np.isnan, _CHEAP), "isinf": (np.isinf, _CHEAP),
+               "isfinite": (np.isfinite, _CHEAP), "logical_not": (np.logical_not, _CHEAP)}
+# mod: the sign of b (NumPy, Python, torch.remainder); fmod: the sign of a (C, torch.fmod).
+_BINARY_FLOAT_MORE = {"mod": (np.mod, ()), "fmod": (np.fmod, ())}
+# Truth of each operand (nonzero; nan is true), a bool result.
+_LOGICAL = {"logical_and": (np.logical_and, _CHEAP + ("commutative",)),
+            "logical_or": (np.logical_or, _CHEAP + ("commutative",)),
+            "logical_xor": (np.logical_xor, _CHEAP + ("commutative",))}
+_ELEMENTWISE_MORE = (
+    [_row(n, "unary", 1, {}, _unary_float(n), _unary_impl(f), t)
+     for n, (f, t) in _UNARY_FLOAT_MORE.items()]
+    + [_row(n, "unary", 1, {}, _unary_any(n), _unary_impl(f), t)
+       for n, (f, t) in _UNARY_ANY_MORE.items()]
+    + [_row(n, "unary", 1, {}, _predicate(n), _unary_impl(f), t)
+       for n, (f, t) in _PREDICATES.items()]
+    + [_row(n, "binary", 2, {}, _binary(n, True), _binary_impl(f), t)
+       for n, (f, t) in _BINARY_FLOAT_MORE.items()]
+    + [_row(n, "compare", 2, {}, _compare(n), _binary_impl(f), t)
+       for n, (f, t) in _LOGICAL.items()])
 # --- end of issue 14's elementwise rows -------------------------------------------------
 
 OPS: dict[str, OpDef] = dict(

@@ -69,6 +69,10 @@ UFUNCS = {
     "eq": "np.equal", "ne": "np.not_equal",
     # --- issue 14's elementwise ops (h-elem) ---
     "sin": "np.sin", "cos": "np.cos", "floor": "np.floor",
+    "tan": "np.tan", "ceil": "np.ceil", "round": "np.rint", "trunc": "np.trunc",
+    "reciprocal": "np.reciprocal", "square": "np.square", "mod": "np.remainder",
+    "fmod": "np.fmod", "logical_and": "np.logical_and", "logical_or": "np.logical_or",
+    "logical_xor": "np.logical_xor",
 }
 
 
@@ -177,9 +181,16 @@ EMIT = {
     "one_hot": _one_hot,
     # --- issue 14's elementwise ops (h-elem) ---
     "erf": lambda node, args, out, dims: [f"_erf({args[0]}, {out})"],   # NumPy has no erf
+    "rsqrt": lambda node, args, out, dims: [f"np.sqrt({args[0]}, out={out})",
+                                            f"np.divide(1, {out}, out={out})"],
+    # tests of any dtype into bools: no dtype= (that would pick the bool loop)
+    **{op: (lambda name: lambda node, args, out, dims: [f"{name}({args[0]}, out={out})"])(name)
+       for op, name in (("isnan", "np.isnan"), ("isinf", "np.isinf"),
+                        ("isfinite", "np.isfinite"), ("logical_not", "np.logical_not"))},
 }
 
-SAFE_IN_PLACE = frozenset(UFUNCS) | {"relu", "step", "sigmoid", "cast", "size", "erf"}
+SAFE_IN_PLACE = frozenset(UFUNCS) | {"relu", "step", "sigmoid", "cast", "size", "erf", "rsqrt",
+                                     "isnan", "isinf", "isfinite", "logical_not"}
 
 
 def emit(node, args: list, out: str, dims: dict, filled) -> list:

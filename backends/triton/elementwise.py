@@ -62,6 +62,26 @@ def _pow(em, t, x, y):
     return f"tl.where({y} == 0, 1.0, tl.where({x} == 1, 1.0, {value}))"
 
 
+def _round_half_even(em, t, x):
+    # floor(x) + 1 where the fraction x - floor(x) (exact) is over a half, or is a half
+    # and floor(x) is odd; a zero result keeps x's sign (x * 0), as rint's does. nan and
+    # +-inf: their fraction is nan, so floor(x), itself.
+    f = em.var(f"tl.floor({x})")
+    d = em.var(f"{x} - {f}")
+    odd = em.var(f"{f} - 2 * tl.floor({f} * 0.5) != 0")
+    up = em.var(f"tl.where({d} > 0.5, 1.0, tl.where({d} == 0.5, tl.where({odd}, 1.0, 0.0), 0.0))")
+    r = em.var(f"({f} + {up}).to({TL_DTYPE[t]})")
+    return f"tl.where({r} == 0, {x} * 0, {r})"
+
+
+def _mod(em, t, a, b):
+    # NumPy's floating mod: fmod, moved by b where its sign is not b's, a zero of b's
+    # sign; nested wheres on one condition each (see _pow)
+    m = em.var(f"{a} % {b}")
+    zero = f"tl.where({b} < 0, -0.0, 0.0).to({TL_DTYPE[t]})"
+    return f"tl.where({m} == 0, {zero}, tl.where(({m} < 0) != ({b} < 0), {m} + {b}, {m}))"
+
+
 def cast(x: str, have: str, want: str) -> str:
     """x (of dtype `have`) as `want`: for tiles and accumulators, which the lowering's
     own casts do not reach."""
@@ -103,6 +123,23 @@ ELEMENTWISE = {
     "cos": lambda em, t, x: f"tl.cos({x})",
     "erf": lambda em, t, x: f"tl.erf({x})",
     "floor": lambda em, t, x: f"tl.floor({x})",
+    "tan": lambda em, t, x: f"tl.sin({x}) / tl.cos({x})",      # no tl.tan
+    "ceil": lambda em, t, x: f"tl.ceil({x})",
+    "trunc": lambda em, t, x: f"tl.where({x} < 0, tl.ceil({x}), tl.floor({x}))",
+    "round": _round_half_even,
+    "reciprocal": lambda em, t, x: f"1 / {x}",
+    "rsqrt": lambda em, t, x: f"1 / tl.sqrt({x})",             # tl.rsqrt is approximate
+    "square": lambda em, t, x: f"{x} * {x}",
+    "fmod": lambda em, t, a, b: f"{a} % {b}",                   # a float % is C's fmod
+    "mod": _mod,
+    "isnan": lambda em, t, x: f"{x} != {x}",
+    "isinf": lambda em, t, x: f"tl.abs({x}.to(tl.float64)) == float('inf')",
+    "isfinite": lambda em, t, x: f"tl.abs({x}.to(tl.float64)) < float('inf')",  # nan: false
+    "logical_not": lambda em, t, x: f"{x} == 0",
+    # wheres, not & and |: the interpreter cannot combine a scalar and a block with those
+    "logical_and": lambda em, t, a, b: f"tl.where({a} != 0, {b} != 0, False)",
+    "logical_or": lambda em, t, a, b: f"tl.where({a} != 0, True, {b} != 0)",
+    "logical_xor": lambda em, t, a, b: f"({a} != 0) != ({b} != 0)",
 }
 
 
