@@ -93,7 +93,10 @@ OPS_C = {
 INTEGER_OPS = ("where", "cast", "gt", "ge", "lt", "le", "eq", "ne")
 # reduction -> (initial value, how the accumulator takes a value); max passes NaN on
 REDUCTIONS = {"sum": ("0", "{acc} + {v}"),
-              "max": ("-INFINITY", "(({acc} != {acc} || {acc} >= {v}) ? {acc} : {v})")}
+              "max": ("-INFINITY", "(({acc} != {acc} || {acc} >= {v}) ? {acc} : {v})"),
+              # --- issue 14's reductions (h-elem) ---
+              "min": ("INFINITY", "(({acc} != {acc} || {acc} <= {v}) ? {acc} : {v})"),
+              "prod": ("1", "{acc} * {v}")}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from graphc.dsl import (
 from graphc.dsl import (  # issue 14's elementwise ops
     ceil, clip, cos, erf, floor, fmod, isfinite, isinf, isnan, logical_and, logical_not,
     logical_or, logical_xor, mod, reciprocal, round, rsqrt, sin, square, tan, trunc)
+from graphc.dsl import all, any, argmax, argmin, min, prod, std, var  # issue 14's reductions
 from graphc.explore import explore
 from graphc.errors import (
     BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, GraphcWarning, ParseError,
@@ -37,5 +38,5 @@ __all__ = [
     "GraphcWarning",
     "ceil", "clip", "cos", "erf", "floor", "fmod", "isfinite", "isinf", "isnan",
     "logical_and", "logical_not", "logical_or", "logical_xor", "mod", "reciprocal", "round",
-    "rsqrt", "sin", "square", "tan", "trunc",
+    "rsqrt", "sin", "square", "tan", "trunc", "min", "prod", "all", "any", "argmax", "argmin", "std", "var",
 ]

@@ -18,8 +18,9 @@ branches of the graph that `y` needs but that do not depend on `wrt` are never v
 
 Choices where the derivative is not defined:
 - relu, step, abs, sign at 0: the derivative at 0 is taken as 0 (as in PyTorch).
-- max (reduction) ties: the cotangent is split equally among the tied maxima, as
-  torch.amax does. maximum/minimum ties: each operand gets half, as torch.maximum does.
+- max and min (reductions) ties: the cotangent is split equally among the tied maxima,
+  as torch.amax and torch.amin do. prod: each factor gets the product of the others
+  (zeros included, as torch.prod). maximum/minimum ties: each operand gets half, as torch.maximum does.
 - pow at a zero base: d/da is 0 where b = 0, and d/db is 0 where a = 0 and b >= 0
   (PyTorch's choice; for b < 0 it is a^b log a = -inf or +inf).
 - step, sign, comparisons, one_hot and size have zero gradient; so have the rounding
@@ -303,11 +304,27 @@ def _where(node, g, i):
     return _op("where", cond, g, zero) if i == 1 else _op("where", cond, zero, g)
 
 
-def _max_reduce(node, g, i):
+def _extremum_reduce(node, g, i):
+    """max or min: the winners (the elements equal to the result) share the cotangent."""
     x = node.inputs[0]
     winners = _float_mask(_op("eq", x, _broadcast_back(node, node)), x)
     count = _op("sum", winners, axes=node.attrs["axes"], keepdims=True)
     return _mul(_broadcast_back(g, node), _div(winners, count))
+
+
+def _prod_reduce(node, g, i):
+    """The product of the others, as torch: result / x where no factor is 0; where one
+    is, that factor gets the product of the rest and the others 0; where two are, all 0.
+    (No division by a zero in what is selected, so no nan from 0 / 0.)"""
+    x, axes = node.inputs[0], node.attrs["axes"]
+    zero = _op("eq", x, _scalar(0.0, x))
+    zeros = _op("sum", _float_mask(zero, x), axes=axes, keepdims=True)
+    rest = _op("prod", _op("where", zero, _scalar(1.0, x), x), axes=axes, keepdims=True)
+    one_zero = _op("logical_and", zero, _op("eq", zeros, _scalar(1.0, zeros)))
+    others = _op("where", one_zero, rest, _scalar(0.0, x))
+    local = _op("where", _op("eq", zeros, _scalar(0.0, zeros)),
+                _div(_broadcast_back(node, node), x), others)
+    return _mul(_broadcast_back(g, node), local)
 
 
 def _transpose(node, g, i):
@@ -405,7 +422,9 @@ RULES = {
     "where": _where,
     # reductions
     "sum": lambda n, g, i: _broadcast_back(g, n),
-    "max": _max_reduce,
+    "max": _extremum_reduce,
+    "min": _extremum_reduce,   # the same rule: ties split the cotangent equally (torch.amin)
+    "prod": _prod_reduce,
     "size": _zero,
     # layout
     "reshape": lambda n, g, i: _op("reshape", g, shape=n.inputs[0].shape),

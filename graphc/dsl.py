@@ -140,6 +140,86 @@ def max(x, axis=None, keepdims=False) -> Node:
 
 
 @_nameable
+def min(x, axis=None, keepdims=False) -> Node:
+    return nodes.reduction("min", lift(x), axis, keepdims)
+
+
+@_nameable
+def prod(x, axis=None, keepdims=False) -> Node:
+    """The product over `axis` (1 over an empty one); of bools, an int64 count as NumPy."""
+    return nodes.reduction("prod", lift(x), axis, keepdims)
+
+
+# --- composites of issue 14 (h-elem): built from the ops above, differentiated as such ---
+
+@_nameable
+def any(x, axis=None, keepdims=False) -> Node:
+    """Whether some element along `axis` is true (nonzero; nan is); False over an empty
+    axis. A count of the true ones is > 0 (counted in float32: exact as to > 0)."""
+    truth = cast(cast(lift(x), "bool"), "float32")
+    return gt(nodes.reduction("sum", truth, axis, keepdims), 0.0)
+
+
+@_nameable
+def all(x, axis=None, keepdims=False) -> Node:
+    """Whether every element along `axis` is true; True over an empty axis."""
+    return logical_not(any(logical_not(lift(x)), axis, keepdims))
+
+
+@_nameable
+def argmax(x, axis=None, keepdims=False) -> Node:
+    """The index of the first maximum along `axis` (of the flattened x for None), int64, as
+    NumPy: nan counts as the maximum (the first nan's index)."""
+    return _first_index("max", lift(x), axis, keepdims)
+
+
+@_nameable
+def argmin(x, axis=None, keepdims=False) -> Node:
+    """The index of the first minimum; nan counts as the minimum, as in NumPy."""
+    return _first_index("min", lift(x), axis, keepdims)
+
+
+def _first_index(op: str, x: Node, axis, keepdims: bool) -> Node:
+    """min over `axis` of where(x is the extremum, its index, n): the first such index."""
+    shape = x.shape
+    if axis is None:
+        x, axis = nodes.reshape(x, (-1,)), 0
+    axis = int(axis) + x.ndim if int(axis) < 0 else int(axis)
+    if not 0 <= axis < x.ndim or not isinstance(x.shape[axis], int) or x.shape[axis] == 0:
+        raise shape_error(f"arg{op}: axis {axis} of {x.type} must be an axis of fixed size >= 1")
+    n = x.shape[axis]
+    extremum = nodes.reduction(op, x, (axis,), True)
+    hit = eq(x, extremum)
+    if x.dtype.startswith("float"):     # nan is the extremum wherever there is one
+        hit = logical_or(hit, isnan(x))
+    index = const(np.arange(n, dtype=np.float64).reshape((n,) + (1,) * (x.ndim - axis - 1)))
+    first = cast(nodes.reduction("min", where(hit, index, float(n)), (axis,), keepdims), "int64")
+    if keepdims and len(shape) != first.ndim:   # axis None: a 1 for each axis of x
+        first = nodes.reshape(first, (1,) * len(shape))
+    return first
+
+
+@_nameable
+def var(x, axis=None, correction=1, keepdims=False) -> Node:
+    """The variance along `axis` as torch.var: the sum of squared deviations from the mean
+    over max(0, n - correction) (nan or inf where that is 0)."""
+    x = lift(x)
+    deviation = x - nodes.mean(x, axis, True)
+    total = nodes.reduction("sum", deviation * deviation, axis, keepdims)
+    count = nodes.size(x, axis, x.dtype)
+    return total / maximum(count - float(correction), 0.0)
+
+
+@_nameable
+def std(x, axis=None, correction=1, keepdims=False) -> Node:
+    """The standard deviation: sqrt(var(x, axis, correction, keepdims)), as torch.std,
+    whose gradient is 0 where the deviation is (not 0 / 0: sqrt is not read there)."""
+    variance = var(x, axis, correction, keepdims)
+    flat = eq(variance, 0.0)
+    return where(flat, 0.0, sqrt(where(flat, 1.0, variance)))
+
+
+@_nameable
 def size(x, axis=None, dtype="float32") -> Node:
     """The number of elements along `axis` as a scalar; works for symbolic dims."""
     return nodes.size(lift(x), axis, dtype)

@@ -182,7 +182,7 @@ def _reduce(op):
         axes, keep = attrs["axes"], attrs["keepdims"]
         _check_axes(op, axes, t.ndim, t.shape)
         shape = tuple(1 if i in axes else d for i, d in enumerate(t.shape) if keep or i not in axes)
-        dtype = "int64" if (op == "sum" and t.dtype == "bool") else t.dtype
+        dtype = "int64" if (op in ("sum", "prod") and t.dtype == "bool") else t.dtype
         return TensorType(shape, dtype)
     return infer
 
@@ -349,7 +349,7 @@ def _row(name, kind, arity, attrs, infer, impl, traits=(), raises=None):
 
 
 def _empty_reduction(shapes, attrs) -> bool:
-    """A max over an axis of length 0 has no value: it raises (as NumPy's)."""
+    """A max or min over an axis of length 0 has no value: it raises (as NumPy's)."""
     return any(shapes[0][a] == 0 for a in attrs["axes"])
 
 
@@ -435,6 +435,13 @@ OPS: dict[str, OpDef] = dict(
         _row("max", "reduce", 1, {"axes": "ints", "keepdims": "bool"}, _reduce("max"),
              lambda a, at, s: np.max(a[0], axis=at["axes"], keepdims=at["keepdims"]),
              raises=_empty_reduction),
+        # --- issue 14's reductions (h-elem): min passes nan on, as max; prod of nothing is 1
+        _row("min", "reduce", 1, {"axes": "ints", "keepdims": "bool"}, _reduce("min"),
+             lambda a, at, s: np.min(a[0], axis=at["axes"], keepdims=at["keepdims"]),
+             raises=_empty_reduction),
+        _row("prod", "reduce", 1, {"axes": "ints", "keepdims": "bool"}, _reduce("prod"),
+             lambda a, at, s: np.prod(a[0], axis=at["axes"], keepdims=at["keepdims"])),
+        # --- end of issue 14's reductions
         _row("size", "other", 1, {"axes": "ints", "dtype": "dtype"}, _infer_size,
              lambda a, at, s: np.prod([a[0].shape[i] for i in at["axes"]])),
         _row("reshape", "layout", 1, {"shape": "shape"}, _infer_reshape,

@@ -173,6 +173,7 @@ EMIT = {
     # call, and a step has a dozen small reductions)
     "sum": _reduce("np.add.reduce"),
     "max": _reduce("np.maximum.reduce"),
+    "min": _reduce("np.minimum.reduce"), "prod": _reduce("np.multiply.reduce"),   # issue 14
     "size": _size,
     "matmul": lambda node, args, out, dims: [
         f"np.matmul({args[0]}, {args[1]}, out={out}{_loop_dtype(node)})"],

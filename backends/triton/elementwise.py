@@ -163,11 +163,25 @@ COMBINE = {
     "sum": ("{acc} + {v}", "tl.sum({tile}, axis=1)"),
     "max": ("tl.maximum({acc}, {v}, propagate_nan=tl.PropagateNan.ALL)",
             "tl.reduce({tile}, 1, _max_propagating_nan)"),
+    # --- issue 14's reductions (h-elem) ---
+    "min": ("tl.minimum({acc}, {v}, propagate_nan=tl.PropagateNan.ALL)",
+            "tl.reduce({tile}, 1, _min_propagating_nan)"),
+    "prod": ("{acc} * {v}", "tl.reduce({tile}, 1, _product)"),
 }
 # Defined once at the top of every generated module, for the kernels that use it.
 PRELUDE = """@triton.jit
 def _max_propagating_nan(a, b):
     return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
+def _min_propagating_nan(a, b):
+    return tl.minimum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
+def _product(a, b):
+    return a * b
 """
 
 
@@ -177,8 +191,15 @@ def accumulator_dtype(dtype: str) -> str:
 
 def identity(op: str, dtype: str) -> str:
     """What a reduction starts from (and what masked lanes contribute)."""
-    if op == "sum" or dtype == "bool":
-        return "0"
+    if op in NEUTRAL:
+        return NEUTRAL[op]
+    highest = op == "min"                   # max starts from the lowest value, min the highest
+    if dtype == "bool":
+        return "1" if highest else "0"
     if dtype.startswith("float"):
-        return "float('-inf')"
-    return str(np.iinfo(np.dtype(dtype)).min)
+        return "float('inf')" if highest else "float('-inf')"
+    info = np.iinfo(np.dtype(dtype))
+    return str(info.max if highest else info.min)
+
+
+NEUTRAL = {"sum": "0", "prod": "1"}        # whatever the dtype

@@ -205,6 +205,8 @@ ROUND_TRIP = {
     "where": lambda v: gc.where(v["x"] > 0, v["x"], np.float32(0.1)),
     "sum": lambda v: v["x"].sum(1, keepdims=True),
     "max": lambda v: v["x"].max(0),
+    "min": lambda v: v["x"].min(1, keepdims=True),
+    "prod": lambda v: v["x"].prod(0),
     "size": lambda v: gc.size(v["x"], 0),
     "reshape": lambda v: v["x"].reshape(("n", 1, 3)),
     "transpose": lambda v: v["x"].T,

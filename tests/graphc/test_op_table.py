@@ -102,6 +102,11 @@ EXAMPLES = {
     "logical_and": lambda x, y, w, i, b, labels: gc.logical_and(x, b),
     "logical_or": lambda x, y, w, i, b, labels: gc.logical_or(y > 1, i),
     "logical_xor": lambda x, y, w, i, b, labels: gc.logical_xor(b, x),
+    "min": lambda x, y, w, i, b, labels: (gc.min(y, axis=1, keepdims=True) + gc.min(x, axis=0)
+                                          + gc.cast(gc.min(b, axis=1, keepdims=True), "float32")
+                                          + gc.cast(gc.min(i, axis=1, keepdims=True), "float32")),
+    "prod": lambda x, y, w, i, b, labels: (gc.prod(x, axis=0) + gc.prod(y[:, :9] * 0.5, axis=1,
+                                                                        keepdims=True)),
 }
 # Ops of the table with no example of their own, and why.
 NO_EXAMPLE = {"fused": "the kernel op: the fusion pass builds it, and every example runs "
