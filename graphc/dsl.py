@@ -10,6 +10,7 @@ here are the same ops, for values that need not be nodes yet (gc.exp(2.0)).
 
 from __future__ import annotations
 
+import builtins
 import functools
 
 import numpy as np
@@ -217,6 +218,154 @@ def std(x, axis=None, correction=1, keepdims=False) -> Node:
     variance = var(x, axis, correction, keepdims)
     flat = eq(variance, 0.0)
     return where(flat, 0.0, sqrt(where(flat, 1.0, variance)))
+
+
+@_nameable
+def cumsum(x, axis=None) -> Node:
+    """Running sums along `axis` (of the flattened x for None), as np.cumsum; bools count
+    as int64."""
+    x = lift(x)
+    return _scan(cast(x, "int64") if x.dtype == "bool" else x, axis, add, 0)
+
+
+@_nameable
+def cumprod(x, axis=None) -> Node:
+    """Running products along `axis`, as np.cumprod (its gradient: zeros included)."""
+    x = lift(x)
+    return _scan(cast(x, "int64") if x.dtype == "bool" else x, axis, mul, 1)
+
+
+@_nameable
+def logcumsumexp(x, axis=None) -> Node:
+    """log(cumsum(exp(x))) along `axis` without overflow, as torch.logcumsumexp."""
+    return _scan(lift(x), axis, _logaddexp, -np.inf)
+
+
+def _logaddexp(a: Node, b: Node) -> Node:
+    """log(e^a + e^b) = max + log1p(e^-|a - b|); where the max is +-inf, the max itself
+    (a - b is nan there: `where` keeps it out of the value and of the gradient)."""
+    top = maximum(a, b)
+    infinite = isinf(top)
+    gap = where(infinite, 0.0, a - b)
+    return where(infinite, top, top + log1p(exp(-abs(gap))))
+
+
+def _scan(x: Node, axis, combine, fill) -> Node:
+    """An inclusive scan along `axis` in ceil(log2 n) steps (Hillis and Steele): y_i =
+    combine(y_i, y_(i-s)) for s = 1, 2, 4, ..., with combine's identity `fill` before the
+    start. Only adds, slices and concats: no 0 * inf, so NaN and inf go as in a loop."""
+    if axis is None:
+        x, axis = nodes.reshape(x, (-1,)), 0
+    axis = int(axis) + x.ndim if int(axis) < 0 else int(axis)
+    if not 0 <= axis < x.ndim or not isinstance(x.shape[axis], int):
+        raise shape_error(f"scan: axis {axis} of {x.type} must be an axis of fixed size")
+    n, step = x.shape[axis], 1
+    while step < n:
+        head = broadcast_to(const(fill, x.dtype), x.shape[:axis] + (step,) + x.shape[axis + 1:])
+        kept = nodes.getitem(x, (slice(None),) * axis + (slice(0, n - step),))
+        x = combine(x, concat([head, kept], axis))
+        step *= 2
+    return x
+
+
+@_nameable
+def stack(xs, axis=0) -> Node:
+    """The values, all of one shape, along a new axis (torch.stack, np.stack)."""
+    parts = [lift(x) for x in xs]
+    if not parts:
+        raise shape_error("stack: needs at least one value")
+    axis = int(axis) + parts[0].ndim + 1 if int(axis) < 0 else int(axis)
+    if builtins.any(p.shape != parts[0].shape for p in parts):   # (dsl's any is the op)
+        raise shape_error(f"stack: shapes {' and '.join(str(p.type) for p in parts)} differ")
+    return concat([nodes.expand_dims(p, axis) for p in parts], axis)
+
+
+@_nameable
+def einsum(subscripts: str, *operands) -> Node:
+    """np.einsum / torch.einsum for explicit or implicit output subscripts, built of sums,
+    transposes, reshapes and matmuls when the graph is built: an index only one operand
+    has and the output lacks is summed first; two operands are one (batched) matmul.
+    More than two go pairwise, left to right. An index repeated within one operand (a
+    diagonal) and "..." are refused by name."""
+    inputs, output = _einsum_subscripts(subscripts, len(operands))
+    xs = [lift(x) for x in operands]
+    for letters, x in zip(inputs, xs):
+        if len(letters) != x.ndim:
+            raise shape_error(f"einsum: subscripts {letters!r} for an operand of {x.type}")
+    value, letters = xs[0], inputs[0]
+    for k in range(1, len(xs)):
+        later = set(output).union(*inputs[k + 1:])
+        value, letters = _einsum_pair(value, letters, xs[k], inputs[k], later)
+    value, letters = _sum_letters(value, letters, set(output))
+    return nodes.transpose(value, tuple(letters.index(c) for c in output)) if output else value
+
+
+def _einsum_subscripts(subscripts: str, count: int):
+    spec = subscripts.replace(" ", "")
+    left, arrow, output = spec.partition("->")
+    inputs = left.split(",")
+    if "." in spec or not builtins.all(c.isalpha() for c in "".join(inputs) + output):
+        raise shape_error(f"einsum: {subscripts!r}: only letters, commas and '->' ('...' is "
+                          "not supported)")
+    if len(inputs) != count:
+        raise shape_error(f"einsum: {subscripts!r} names {len(inputs)} operands, got {count}")
+    for letters in inputs:
+        if len(set(letters)) != len(letters):
+            raise shape_error(f"einsum: {letters!r} repeats an index (a diagonal or trace is "
+                              "not supported)")
+    if not arrow:   # implicit: the indices seen once, in alphabetical order (NumPy's rule)
+        counts = "".join(inputs)
+        output = "".join(sorted(c for c in set(counts) if counts.count(c) == 1))
+    if len(set(output)) != len(output) or not set(output) <= set("".join(inputs)):
+        raise shape_error(f"einsum: output {output!r} repeats an index or names one no "
+                          "operand has")
+    return inputs, output
+
+
+def _sum_letters(x: Node, letters: str, keep: set):
+    """x summed over the indices not in `keep`."""
+    axes = tuple(k for k, c in enumerate(letters) if c not in keep)
+    if not axes:
+        return x, letters
+    return nodes.reduction("sum", x, axes), "".join(c for c in letters if c in keep)
+
+
+def _einsum_pair(a: Node, la: str, b: Node, lb: str, later: set):
+    """a (indices la) times b (lb), summed over the shared indices no later use needs:
+    one matmul of (batch..., free of a, shared) by (batch..., shared, free of b)."""
+    a, la = _sum_letters(a, la, later | set(lb))
+    b, lb = _sum_letters(b, lb, later | set(la))
+    batch = [c for c in la if c in lb and c in later]
+    shared = [c for c in la if c in lb and c not in later]
+    free_a = [c for c in la if c not in lb]
+    free_b = [c for c in lb if c not in la]
+    for c in batch + shared:
+        if a.shape[la.index(c)] != b.shape[lb.index(c)]:
+            raise shape_error(f"einsum: index {c!r} is {a.shape[la.index(c)]} in {a.type} and "
+                              f"{b.shape[lb.index(c)]} in {b.type}")
+    size = {**dict(zip(la, a.shape)), **dict(zip(lb, b.shape))}
+    a = _grouped(a, la, batch, free_a, shared)
+    b = _grouped(b, lb, batch, shared, free_b)
+    product = nodes.matmul(a, b)
+    letters = batch + free_a + free_b
+    return nodes.reshape(product, tuple(size[c] for c in letters)), "".join(letters)
+
+
+def _grouped(x: Node, letters: str, batch: list, rows: list, cols: list) -> Node:
+    """x with its axes in the order batch, rows, cols, the rows and the cols each merged
+    into one axis (of size 1 when there are none): a matmul operand."""
+    x = nodes.transpose(x, tuple(letters.index(c) for c in batch + rows + cols))
+    sizes = dict(zip(batch + rows + cols, x.shape))
+    return nodes.reshape(x, tuple(sizes[c] for c in batch) + (
+        _merged([sizes[c] for c in rows]), _merged([sizes[c] for c in cols])))
+
+
+def _merged(dims: list):
+    if len(dims) == 1:
+        return dims[0]
+    if not builtins.all(isinstance(d, int) for d in dims):
+        raise shape_error(f"einsum: cannot merge the symbolic dims {dims} into one axis")
+    return int(np.prod(dims, dtype=np.int64))
 
 
 @_nameable
