@@ -13,6 +13,11 @@ from graphc.dsl import (
     input, le, lift, log, log1p, lt, matmul, max, maximum, mean, minimum, mul, ne, neg,
     one_hot, pad, param, pow, relu, reshape, scatter_add, sigmoid, sign, size, sqrt, squeeze,
     step, stop_gradient, sub, sum, take, take_along_axis, tanh, transpose, where, gather)
+from graphc.dsl import (  # issue 14's elementwise ops
+    ceil, clip, cos, erf, floor, fmod, isfinite, isinf, isnan, logical_and, logical_not,
+    logical_or, logical_xor, mod, reciprocal, round, rsqrt, sin, square, tan, trunc)
+from graphc.dsl import all, any, argmax, argmin, min, prod, std, var  # issue 14's reductions
+from graphc.dsl import cumprod, cumsum, einsum, logcumsumexp, stack  # issue 14's scans, layout
 from graphc.explore import explore
 from graphc.errors import (
     BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, GraphcWarning, ParseError,
@@ -32,4 +37,8 @@ __all__ = [
     "stop_gradient", "sub", "sum", "tanh", "transpose", "where", "GraphcError", "ShapeError",
     "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable", "UsageError",
     "GraphcWarning", "pad", "take", "take_along_axis", "gather", "scatter_add",
+    "ceil", "clip", "cos", "erf", "floor", "fmod", "isfinite", "isinf", "isnan",
+    "logical_and", "logical_not", "logical_or", "logical_xor", "mod", "reciprocal", "round",
+    "rsqrt", "sin", "square", "tan", "trunc", "min", "prod", "all", "any", "argmax", "argmin", "std", "var",
+    "cumprod", "cumsum", "einsum", "logcumsumexp", "stack",
 ]

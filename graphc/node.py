@@ -174,6 +174,12 @@ class Node:
     def max(self, axis=None, keepdims=False, name=None):
         return labelled(reduction("max", self, axis, keepdims), name)
 
+    def min(self, axis=None, keepdims=False, name=None):
+        return labelled(reduction("min", self, axis, keepdims), name)
+
+    def prod(self, axis=None, keepdims=False, name=None):
+        return labelled(reduction("prod", self, axis, keepdims), name)
+
     def mean(self, axis=None, keepdims=False, name=None):
         return labelled(mean(self, axis, keepdims), name)
 
