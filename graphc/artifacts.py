@@ -83,11 +83,7 @@ def read(directory) -> Saved:
     budget = sum(a.nbytes for a in params.values()) + FILL_BYTES
     with open(os.path.join(directory, GRAPH)) as f:
         graph = parse(f.read(), max_value_bytes=budget)
-    for param in graph.params:
-        if param.name not in params:
-            raise GraphcError(f"gc.load_function: {directory} holds no value for param "
-                              f"{param.name!r}")
-    checkpoint.load(os.path.join(directory, PARAMS), graph.params)
+    checkpoint.assign(graph.params, params, os.path.join(directory, PARAMS))
     for name, digest in manifest["libraries"].items():
         ccompile.install(os.path.basename(name), os.path.join(directory, name), digest)
     return Saved(graph, bool(manifest["single"]), _inputs(graph, manifest["inputs"]),

@@ -43,8 +43,12 @@ def save(path, params) -> None:
 
 def load(path, params) -> None:
     """Assigns each param its value from `path`, all checked first (see the module)."""
-    params = _checked(params, "gc.load")
-    arrays = read(path)
+    assign(_checked(params, "gc.load"), read(path), path)
+
+
+def assign(params: list, arrays: dict, path) -> None:
+    """Gives each param its array of `arrays` ({name: array} read from `path`), once
+    every check has passed (see the module)."""
     given = {p.name for p in params}
     missing = [p.name for p in params if p.name not in arrays]
     extra = sorted(set(arrays) - given)
