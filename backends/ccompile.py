@@ -496,12 +496,16 @@ def evict(folder: str, cap: int) -> None:
 
 def _remove_stale_builds(folder: str) -> None:
     """Removes the build folders of killed compiles: unlocked ones, and graphc's old
-    unlocked `tmpXXXX` folders once they are an hour old."""
+    unlocked `tmpXXXX` folders once they are an hour old; and the temporary files of
+    killed installs (`build-XXXX` files), once they are STALE_AFTER_S old."""
     now = time.time()
     for entry in os.scandir(folder):
-        if not entry.is_dir(follow_symlinks=False):
-            continue
         age = now - entry.stat(follow_symlinks=False).st_mtime
+        if not entry.is_dir(follow_symlinks=False):  # a killed install's temporary file
+            if entry.name.startswith(BUILD_PREFIX) and age > STALE_AFTER_S:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(entry.path)
+            continue
         if (entry.name.startswith(BUILD_PREFIX) and age > STALE_AFTER_S
                 and not _is_locked(entry.path)) or (
                 entry.name.startswith("tmp") and age > LEGACY_STALE_AFTER_S):
