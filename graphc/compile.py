@@ -69,7 +69,9 @@ class Function:
         self._single = isinstance(outputs, Node)
         self.outputs = node_list(outputs, "gc.compile: outputs", UsageError)
         self.updates = _checked_updates(updates)
-        self.source_graph = Graph(self.outputs, self.updates)
+        # a loaded function's source is its optimized graph, in its scheduled order
+        self.source_graph = (optimized if optimized is not None
+                             else Graph(self.outputs, self.updates))
         self._used = self.source_graph.inputs  # Graph.inputs walks every node: once, here
         self.inputs = self._used if inputs is None else _listed_inputs(inputs)
         self._fed = list(dict.fromkeys(self._used + self.inputs))  # what a call must feed

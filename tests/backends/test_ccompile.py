@@ -426,6 +426,17 @@ def test_the_cache_keeps_under_its_cap_by_evicting_the_least_recently_used(fresh
     assert runs_c(compile_model(2))  # an evicted library is simply built again
 
 
+def test_a_killed_installs_temporary_file_is_removed_at_the_next_build(fresh):
+    cache = fresh["cache"] / "graphc"
+    compile_model(1)
+    stale, young = cache / "build-k1ll3d", cache / "build-young"  # files, not folders
+    stale.write_bytes(b"half a library")
+    young.write_bytes(b"an install under way")
+    os.utime(stale, (time.time() - 2 * 3600,) * 2)
+    compile_model(2)
+    assert not stale.exists() and young.exists()
+
+
 def _used_hours(library) -> float:
     return (time.time() - os.stat(f"{library}.sha256").st_mtime) / 3600
 

@@ -144,6 +144,19 @@ def test_a_saved_function_runs_its_optimized_graph_as_written(tmp_path):
     assert [n.name for n in loaded.inputs] == ["x", "y"]
     X, Y = next(_model()[1](1))
     assert loaded(X, Y) == step(X, Y)
+    clone = pickle.loads(pickle.dumps(loaded))  # a loaded function's graph is the optimized
+    assert clone._graph is not None and str(clone.graph) == str(step.graph)
+
+
+def test_a_saved_signature_keeps_inputs_the_outputs_do_not_use(tmp_path):
+    x, unused = gc.input("x", ("n",)), gc.input("unused", (3,), dtype="int32")
+    f = gc.compile(x * 2.0, inputs=[x, unused], backend="reference")
+    f.save(tmp_path / "f")  # never called: nothing compiled, nothing to copy
+    loaded = gc.load_function(tmp_path / "f")
+    assert [(n.name, n.type) for n in loaded.inputs] == [("x", x.type), ("unused", unused.type)]
+    np.testing.assert_array_equal(loaded(np.ones(2), np.zeros(3, np.int32)), [2.0, 2.0])
+    with pytest.raises(gc.FeedError, match="missing input 'unused'"):
+        loaded(x=np.ones(2))
 
 
 @pytest.mark.parametrize("damage", ["version", "graph", "params", "library", "missing"])
