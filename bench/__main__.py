@@ -26,6 +26,9 @@ BENCHMARKS = {
                   "a fresh process's first call of a saved function vs a cold compile"),
     "gpu_traffic": ("bench.gpu_traffic",
                     "D: modelled GPU memory traffic of the MLP step, fused kernels vs one per op"),
+    "large_graphs": ("bench.large_graphs",
+                     "O2 and first-call time and peak memory of 10k..300k-node chains and "
+                     "fan-outs (growth exponents)"),
 }
 
 # The bench extra: threadpoolctl reads and limits the BLAS's threads, torch is a peer row.
