@@ -236,3 +236,19 @@ def test_save_writes_its_manifest_last(tmp_path, monkeypatch):
                         lambda path, data: order.append(os.path.basename(path)) or real(path, data))
     step.save(tmp_path / "again")
     assert order[-1] == "function.json" and "graph.ir" in order
+
+
+def test_every_backend_saves_loads_and_pickles_a_training_step(backend, tmp_path):
+    x = gc.input("x", ("n", 3))
+    W = gc.param("W", np.linspace(-1, 1, 6).reshape(3, 2))
+    loss = gc.relu(x @ W).sum()
+    step = backend.compile(loss, updates={W: W - 0.1 * gc.grad(loss, [W])[0]})
+    X = np.linspace(0, 1, 15, dtype=np.float32).reshape(5, 3)
+    step(x=X)
+    step.save(tmp_path / "step")
+    loaded, clone = gc.load_function(tmp_path / "step"), pickle.loads(pickle.dumps(step))
+    assert loaded.backend_name == clone.backend_name == backend.name
+    results = [f(x=X) for f in (step, loaded, clone)]
+    assert results[0] == results[1] == results[2]
+    values = [f.params[0].value.tobytes() for f in (step, loaded, clone)]
+    assert values[0] == values[1] == values[2]
