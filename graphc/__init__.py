@@ -7,7 +7,8 @@
 
 from graphc import nn, optim, testing
 from graphc.autodiff import grad, vjp
-from graphc.compile import Function, compile
+from graphc.checkpoint import load, save
+from graphc.compile import Function, compile, load_function
 from graphc.dsl import (
     abs, add, broadcast_to, cast, concat, const, div, eq, exp, expand_dims, ge, getitem, gt,
     input, le, lift, log, log1p, lt, matmul, max, maximum, mean, minimum, mul, ne, neg,
@@ -29,7 +30,7 @@ from graphc.viz import render
 
 __all__ = [
     "Function", "Graph", "Node", "TensorType", "compile", "grad", "vjp", "render", "nn",
-    "explore", "scope",
+    "explore", "scope", "save", "load", "load_function",
     "optim", "testing", "abs", "add", "broadcast_to", "cast", "concat", "const", "div", "eq",
     "exp", "expand_dims", "ge", "getitem", "gt", "input", "le", "lift", "log", "log1p", "lt",
     "matmul", "max", "maximum", "mean", "minimum", "mul", "ne", "neg", "one_hot", "param",
