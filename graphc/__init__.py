@@ -18,7 +18,7 @@ from graphc.dsl import (  # issue 14's elementwise ops
     ceil, clip, cos, erf, floor, fmod, isfinite, isinf, isnan, logical_and, logical_not,
     logical_or, logical_xor, mod, reciprocal, round, rsqrt, sin, square, tan, trunc)
 from graphc.dsl import all, any, argmax, argmin, min, prod, std, var  # issue 14's reductions
-from graphc.dsl import cumprod, cumsum, einsum, logcumsumexp, stack  # issue 14's scans, layout
+from graphc.dsl import cumprod, cumsum, einsum, flip, logcumsumexp, stack  # issue 14's scans, layout
 from graphc.explore import explore
 from graphc.errors import (
     BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, GraphcWarning, ParseError,
@@ -41,5 +41,5 @@ __all__ = [
     "ceil", "clip", "cos", "erf", "floor", "fmod", "isfinite", "isinf", "isnan",
     "logical_and", "logical_not", "logical_or", "logical_xor", "mod", "reciprocal", "round",
     "rsqrt", "sin", "square", "tan", "trunc", "min", "prod", "all", "any", "argmax", "argmin", "std", "var",
-    "cumprod", "cumsum", "einsum", "logcumsumexp", "stack",
+    "cumprod", "cumsum", "einsum", "flip", "logcumsumexp", "stack",
 ]

@@ -281,6 +281,23 @@ def stack(xs, axis=0) -> Node:
 
 
 @_nameable
+def flip(x, axis=None) -> Node:
+    """x with the order of its elements reversed along `axis` (an int, a tuple, or None:
+    every axis), as np.flip and torch.flip: a slice with step -1 a flipped axis, so a view
+    (index arithmetic in a kernel) with a view's gradient. A symbolic axis is refused by
+    the slice, naming it."""
+    x = lift(x)
+    axes = range(x.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
+    flipped = set()
+    for a in axes:
+        if not isinstance(a, (int, np.integer)) or not -x.ndim <= a < x.ndim:
+            raise shape_error(f"flip: axis {a!r} is not an axis of {x.type}")
+        flipped.add(int(a) % x.ndim)
+    return getitem(x, tuple(slice(None, None, -1) if a in flipped else slice(None)
+                            for a in range(x.ndim)))
+
+
+@_nameable
 def einsum(subscripts: str, *operands) -> Node:
     """np.einsum / torch.einsum for explicit or implicit output subscripts, built of sums,
     transposes, reshapes and matmuls when the graph is built: an index only one operand

@@ -120,6 +120,29 @@ def test_stack_names_its_mistakes():
         gc.stack([])
 
 
+# --- flip -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("axis", [None, 0, -1, (0, 2)])
+def test_flip_against_torch_and_its_gradient(axis, backend):
+    x = gc.input("x", (7, 1, 129))
+    xv = values((7, 1, 129), "float32", 7)
+    y = gc.flip(x, axis) * gc.const(np.arange(7 * 129, dtype=np.float32).reshape(7, 1, 129))
+    got, gx = backend.run([y] + gc.grad(gc.sum(y * y), [x]), x=xv)
+    tx = torch_of(xv).requires_grad_()
+    dims = (0, 1, 2) if axis is None else (axis,) if isinstance(axis, int) else axis
+    ty = torch.flip(tx, dims) * torch.arange(7 * 129, dtype=torch.float32).reshape(7, 1, 129)
+    (ty * ty).sum().backward()
+    assert_close(got, ty.detach().numpy(), "float32")
+    assert_close(gx, tx.grad.numpy(), "float32")
+
+
+def test_flip_names_its_mistakes():
+    with pytest.raises(gc.ShapeError, match=r"flip: axis 2 is not an axis of f32\[2,3\]"):
+        gc.flip(gc.input("a", (2, 3)), 2)
+    with pytest.raises(gc.ShapeError, match="batch"):
+        gc.flip(gc.input("b", ("batch", 3)), 0)
+
+
 # --- einsum -----------------------------------------------------------------------------
 
 EINSUMS = [("ij,jk->ik", [(7, 129), (129, 1)]), ("bij,bjk->bik", [(2, 7, 3), (2, 3, 5)]),
