@@ -7,13 +7,18 @@
 
 from graphc import nn, optim, parallel, testing
 from graphc.autodiff import grad, vjp
-from graphc.compile import Function, compile
+from graphc.checkpoint import load, save
+from graphc.compile import Function, compile, load_function
 from graphc.dsl import (
-    abs, add, all_reduce, broadcast_to, cast, concat, const, div, eq, exp, expand_dims,
-    gather, ge, getitem, gt, input, le, lift, log, log1p, lt, matmul, max, maximum,
-    mean, minimum, mul, ne, neg, one_hot, pad, param, pow, relu, reshape, scatter_add,
-    sigmoid, sign, size, sqrt, squeeze, step, stop_gradient, sub, sum, take,
-    take_along_axis, tanh, transpose, where)
+    abs, add, all_reduce, broadcast_to, cast, concat, const, div, eq, exp, expand_dims, ge, getitem, gt,
+    input, le, lift, log, log1p, lt, matmul, max, maximum, mean, minimum, mul, ne, neg,
+    one_hot, pad, param, pow, relu, reshape, scatter_add, sigmoid, sign, size, sqrt, squeeze,
+    step, stop_gradient, sub, sum, take, take_along_axis, tanh, transpose, where, gather)
+from graphc.dsl import (  # issue 14's elementwise ops
+    ceil, clip, cos, erf, floor, fmod, isfinite, isinf, isnan, logical_and, logical_not,
+    logical_or, logical_xor, mod, reciprocal, round, rsqrt, sin, square, tan, trunc)
+from graphc.dsl import all, any, argmax, argmin, min, prod, std, var  # issue 14's reductions
+from graphc.dsl import cumprod, cumsum, einsum, flip, logcumsumexp, stack  # issue 14's scans, layout
 from graphc.explore import explore
 from graphc.errors import (
     BackendUnavailable, CollectiveError, DtypeError, FeedError, GradError, GraphcError,
@@ -25,13 +30,16 @@ from graphc.viz import render
 
 __all__ = [
     "Function", "Graph", "Node", "TensorType", "compile", "grad", "vjp", "render", "nn",
-    "explore", "scope", "optim", "parallel", "testing", "abs", "add", "all_reduce",
-    "broadcast_to", "cast", "concat", "const", "div", "eq", "exp", "expand_dims", "ge",
-    "getitem", "gt", "input", "le", "lift", "log", "log1p", "lt", "matmul", "max",
-    "maximum", "mean", "minimum", "mul", "ne", "neg", "one_hot", "param", "pow", "relu",
-    "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step", "stop_gradient",
-    "sub", "sum", "tanh", "transpose", "where", "GraphcError", "ShapeError",
-    "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable",
-    "UsageError", "CollectiveError", "GraphcWarning", "pad", "take", "take_along_axis",
-    "gather", "scatter_add",
+    "explore", "scope", "save", "load", "load_function",
+    "optim", "parallel", "testing", "abs", "add", "all_reduce", "broadcast_to", "cast", "concat", "const", "div", "eq",
+    "exp", "expand_dims", "ge", "getitem", "gt", "input", "le", "lift", "log", "log1p", "lt",
+    "matmul", "max", "maximum", "mean", "minimum", "mul", "ne", "neg", "one_hot", "param",
+    "pow", "relu", "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step",
+    "stop_gradient", "sub", "sum", "tanh", "transpose", "where", "GraphcError", "ShapeError",
+    "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable", "UsageError",
+    "GraphcWarning", "CollectiveError", "pad", "take", "take_along_axis", "gather", "scatter_add",
+    "ceil", "clip", "cos", "erf", "floor", "fmod", "isfinite", "isinf", "isnan",
+    "logical_and", "logical_not", "logical_or", "logical_xor", "mod", "reciprocal", "round",
+    "rsqrt", "sin", "square", "tan", "trunc", "min", "prod", "all", "any", "argmax", "argmin", "std", "var",
+    "cumprod", "cumsum", "einsum", "flip", "logcumsumexp", "stack",
 ]
