@@ -9,10 +9,10 @@ from graphc import nn, optim, testing
 from graphc.autodiff import grad, vjp
 from graphc.compile import Function, compile
 from graphc.dsl import (
-    abs, add, broadcast_to, cast, concat, const, div, eq, exp, expand_dims, ge, getitem, gt,
-    input, le, lift, log, log1p, lt, matmul, max, maximum, mean, minimum, mul, ne, neg,
-    one_hot, param, pow, relu, reshape, sigmoid, sign, size, sqrt, squeeze, step,
-    stop_gradient, sub, sum, tanh, transpose, where)
+    abs, add, broadcast_to, cast, concat, const, conv, div, eq, exp, expand_dims, ge,
+    getitem, gt, input, le, lift, log, log1p, lt, matmul, max, max_pool, maximum, mean,
+    minimum, mul, ne, neg, one_hot, param, pow, relu, reshape, sigmoid, sign, size, sqrt,
+    squeeze, step, stop_gradient, sub, sum, tanh, transpose, where)
 from graphc.explore import explore
 from graphc.errors import (
     BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, GraphcWarning, ParseError,
@@ -25,9 +25,11 @@ from graphc.viz import render
 __all__ = [
     "Function", "Graph", "Node", "TensorType", "compile", "grad", "vjp", "render", "nn",
     "explore", "scope",
-    "optim", "testing", "abs", "add", "broadcast_to", "cast", "concat", "const", "div", "eq",
+    "optim", "testing", "abs", "add", "broadcast_to", "cast", "concat", "const", "conv",
+    "div", "eq",
     "exp", "expand_dims", "ge", "getitem", "gt", "input", "le", "lift", "log", "log1p", "lt",
-    "matmul", "max", "maximum", "mean", "minimum", "mul", "ne", "neg", "one_hot", "param",
+    "matmul", "max", "maximum", "max_pool", "mean", "minimum", "mul", "ne", "neg", "one_hot",
+    "param",
     "pow", "relu", "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step",
     "stop_gradient", "sub", "sum", "tanh", "transpose", "where", "GraphcError", "ShapeError",
     "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable", "UsageError",

@@ -23,6 +23,8 @@ Choices where the derivative is not defined:
 - pow at a zero base: d/da is 0 where b = 0, and d/db is 0 where a = 0 and b >= 0
   (PyTorch's choice; for b < 0 it is a^b log a = -inf or +inf).
 - step, sign, comparisons, one_hot and size have zero gradient.
+- max_pool: a window's cotangent goes to its first max (row-major within the window) on a
+  tie, as torch's; max_pool_grad has no derivative in its cotangent (a GradError).
 """
 
 from __future__ import annotations
@@ -369,6 +371,49 @@ def _matmul(node, g, i):
     return _op("matmul", g, _swap_last(b)) if i == 0 else _op("matmul", _swap_last(a), g)
 
 
+# --- sliding windows (h-conv): conv and its two gradients are bilinear, and each one's
+# derivative in an operand is one of the other two (graphc/windows.py), so gradients of
+# gradients stay in these three ops.
+
+def _conv_attrs(node) -> dict:
+    return {k: node.attrs[k] for k in ("stride", "padding", "dilation", "groups")}
+
+
+def _conv(node, g, i):
+    x, w = node.inputs
+    if i == 0:
+        return _op("conv_input_grad", g, w, size=x.shape[2:], **_conv_attrs(node))
+    return _op("conv_weight_grad", x, g, kernel=w.shape[2:], **_conv_attrs(node))
+
+
+def _conv_input_grad(node, g, i):
+    """node = A_w^T c (c: the conv's cotangent): d/dc is conv(g, w); d/dw pairs g with c
+    as a conv's input with its cotangent."""
+    c, w = node.inputs
+    if i == 0:
+        return _op("conv", g, w, **_conv_attrs(node))
+    return _op("conv_weight_grad", g, c, kernel=w.shape[2:], **_conv_attrs(node))
+
+
+def _conv_weight_grad(node, g, i):
+    """node = correlation of x with c: d/dx is conv_input_grad(c, g); d/dc is conv(x, g)."""
+    x, c = node.inputs
+    if i == 0:
+        return _op("conv_input_grad", c, g, size=x.shape[2:], **_conv_attrs(node))
+    return _op("conv", x, g, **_conv_attrs(node))
+
+
+def _max_pool(node, g, i):
+    return _op("max_pool_grad", node.inputs[0], g, **node.attrs)
+
+
+def _max_pool_grad(node, g, i):
+    if i == 0:
+        return None  # piecewise constant in x: which entry is the max
+    raise GradError(f"gc.grad: no derivative rule for max_pool_grad in its cotangent "
+                    f"({_describe(node)}): a second derivative of max_pool is not supported")
+
+
 RULES = {
     # elementwise unary
     "neg": _unary(lambda n, x, g: _op("neg", g)),
@@ -402,4 +447,10 @@ RULES = {
     # matmul (batch dims broadcast; _fit sums a broadcast operand's batch axes)
     "matmul": _matmul,
     "one_hot": _zero,
+    # sliding windows (h-conv)
+    "conv": _conv,
+    "conv_input_grad": _conv_input_grad,
+    "conv_weight_grad": _conv_weight_grad,
+    "max_pool": _max_pool,
+    "max_pool_grad": _max_pool_grad,
 }

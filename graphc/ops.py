@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from graphc import windows
 from graphc.errors import DtypeError, GraphcError, ShapeError
 from graphc.types import (
     DTYPES, TensorType, broadcast_shapes, canonical_dtype, format_shape, is_float,
@@ -366,6 +367,10 @@ _COMPARE = {"gt": (np.greater, _CHEAP), "ge": (np.greater_equal, _CHEAP),
             "eq": (np.equal, _CHEAP + ("commutative",)),
             "ne": (np.not_equal, _CHEAP + ("commutative",))}  # ne: nan != nan is true
 
+# The window ops' attributes: padding is a flat (before, after) pair per spatial axis.
+_CONV_ATTRS = {"stride": "ints", "padding": "ints", "dilation": "ints", "groups": "positive"}
+_POOL_ATTRS = {"kernel": "ints", "stride": "ints", "padding": "ints"}
+
 OPS: dict[str, OpDef] = dict(
     [_row(n, "unary", 1, {}, _unary_any(n), _unary_impl(f), t)
      for n, (f, t) in _UNARY_ANY.items()]
@@ -409,6 +414,16 @@ OPS: dict[str, OpDef] = dict(
         _row("one_hot", "other", 1, {"depth": "positive", "dtype": "dtype"}, _infer_one_hot,
              lambda a, at, s: _one_hot(a[0], at["depth"], at["dtype"]),
              raises=lambda shapes, attrs: True),
+        # --- sliding windows (h-conv): convolution, its two gradients, max pooling and
+        # its gradient; type rules and reference NumPy in graphc/windows.py
+        _row("conv", "other", 2, _CONV_ATTRS, windows.infer_conv, windows.conv),
+        _row("conv_input_grad", "other", 2, {**_CONV_ATTRS, "size": "ints"},
+             windows.infer_conv_input_grad, windows.conv_input_grad),
+        _row("conv_weight_grad", "other", 2, {**_CONV_ATTRS, "kernel": "ints"},
+             windows.infer_conv_weight_grad, windows.conv_weight_grad),
+        _row("max_pool", "other", 1, _POOL_ATTRS, windows.infer_max_pool, windows.max_pool),
+        _row("max_pool_grad", "other", 2, _POOL_ATTRS, windows.infer_max_pool_grad,
+             windows.max_pool_grad),
         # A kernel: its body (Node.body) says what it computes; the reference backend runs
         # the body, so the row has no impl of its own.
         _row("fused", "fused", None, {"kind": "name"}, _infer_fused, None),

@@ -9,6 +9,8 @@ import numpy as np
 from graphc.backends.base import label_error
 from graphc.errors import GraphcError
 
+from . import windows
+
 
 def one_hot(labels, out, loc):
     depth = out.shape[-1]
@@ -58,4 +60,4 @@ def address(array: np.ndarray) -> int:
 
 
 HELPERS = {"_one_hot": one_hot, "_run_chunks": run_chunks, "_address": address,
-           "_label_error": label_error}
+           "_label_error": label_error, **windows.HELPERS}
