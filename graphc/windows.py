@@ -23,6 +23,8 @@ positions: each tap is one strided slice of the padded input and one einsum.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from graphc.errors import DtypeError, ShapeError
@@ -210,11 +212,12 @@ def conv_weight_grad(args, attrs, shape):
     groups, dtype = attrs["groups"], np.result_type(x, g)
     xg = _grouped(_padded(x.astype(dtype), attrs["padding"]), groups)
     gg = _grouped(g.astype(dtype), groups)
-    flat = gg.reshape(gg.shape[:3] + (-1,))
+    positions = math.prod(g.shape[2:])
+    flat = gg.reshape(gg.shape[:3] + (positions,))
     gw = np.zeros((groups, shape[0] // groups) + shape[1:], dtype)
     for tap in np.ndindex(*shape[2:]):
         patch = xg[(Ellipsis,) + tap_slices(tap, attrs["stride"], attrs["dilation"], g.shape[2:])]
-        patch = patch.reshape(patch.shape[:3] + (-1,))
+        patch = patch.reshape(patch.shape[:3] + (positions,))
         gw[(Ellipsis,) + tap] = np.einsum("ngcp,ngop->goc", patch, flat)
     return gw.reshape(shape)
 
