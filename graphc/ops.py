@@ -415,11 +415,13 @@ OPS: dict[str, OpDef] = dict(
              lambda a, at, s: _one_hot(a[0], at["depth"], at["dtype"]),
              raises=lambda shapes, attrs: True),
         # --- sliding windows (h-conv): convolution, its two gradients, max pooling and
-        # its gradient; type rules and reference NumPy in graphc/windows.py
-        _row("conv", "other", 2, _CONV_ATTRS, windows.infer_conv, windows.conv),
-        _row("conv_input_grad", "other", 2, {**_CONV_ATTRS, "size": "ints"},
+        # its gradient; type rules and reference NumPy in graphc/windows.py. The convs
+        # are of the matmul kind: contractions a backend computes whole, which fusion
+        # gives a pointwise epilogue (bias, activation, relu's backward mask).
+        _row("conv", "matmul", 2, _CONV_ATTRS, windows.infer_conv, windows.conv),
+        _row("conv_input_grad", "matmul", 2, {**_CONV_ATTRS, "size": "ints"},
              windows.infer_conv_input_grad, windows.conv_input_grad),
-        _row("conv_weight_grad", "other", 2, {**_CONV_ATTRS, "kernel": "ints"},
+        _row("conv_weight_grad", "matmul", 2, {**_CONV_ATTRS, "kernel": "ints"},
              windows.infer_conv_weight_grad, windows.conv_weight_grad),
         _row("max_pool", "other", 1, _POOL_ATTRS, windows.infer_max_pool, windows.max_pool),
         _row("max_pool_grad", "other", 2, _POOL_ATTRS, windows.infer_max_pool_grad,

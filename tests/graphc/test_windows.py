@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import graphc as gc
+from graphc.passes import fusion
 from graphc.testing import check_grads
 
 # (x shape, w shape, conv kwargs for graphc, the same for torch after an explicit F.pad)
@@ -231,3 +232,32 @@ def test_max_pool_has_no_second_derivative_in_its_cotangent():
     dx = gc.vjp(gc.max_pool(x, 2), x, g)
     with pytest.raises(gc.GradError, match="no derivative rule for max_pool_grad"):
         gc.grad(gc.sum(dx * dx), g)
+
+
+def test_conv_bias_relu_is_one_kernel_on_numpy():
+    """Fusion: conv is a contraction of the matmul kind, so its bias (reshaped to
+    (O, 1, 1): a view of an operand) and relu join it as the kernel's epilogue."""
+    rng = np.random.default_rng(4)
+    W, b = gc.nn.init_conv("c", 3, 4, (3, 3), rng)
+    x = gc.input("x", ("n", 3, 6, 5))
+    y = gc.nn.conv2d(x, W, b, padding=1, activation=gc.relu)
+    f = gc.compile(y, backend="numpy")
+    X = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    got = f(x=X)
+    (kernel,) = [n for n in f.graph.nodes if n.op not in ("input", "param")]
+    assert kernel.op == "fused" and kernel.attrs["kind"] == "matmul"
+    assert [n.op for n in kernel.body.nodes if n.op != "input"] == ["conv", "reshape", "add",
+                                                                   "relu"]
+    assert f.stats["kernels"] == 1 and f.kernels[0].strategy == "ufuncs"
+    want = F.relu(F.conv2d(torch.tensor(X), torch.tensor(W.value), torch.tensor(b.value),
+                           padding=1)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_matmul_epilogue_still_refuses_a_layout_op_on_the_product():
+    """Only a view of a kernel input (a source) may sit beside the product; a reshape of
+    the product itself still ends the kernel."""
+    x, w = gc.input("x", (4, 4)), gc.param("w", np.ones((4, 4)))
+    moved = (x @ w).T * 2.0
+    assert any("would move the matmul's output" in line
+               for line in fusion.explain_fusion(gc.Graph(moved)))
