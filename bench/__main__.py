@@ -24,6 +24,8 @@ BENCHMARKS = {
                    "first call of 2k- and 10k-op elementwise chains, C compiler cache empty"),
     "gpu_traffic": ("bench.gpu_traffic",
                     "D: modelled GPU memory traffic of the MLP step, fused kernels vs one per op"),
+    "cnn_step": ("bench.cnn_step",
+                 "E: LeNet-style CNN Adam step at batch 256 vs torch eager on the CPU"),
 }
 
 # The bench extra: threadpoolctl reads and limits the BLAS's threads, torch is a peer row.
