@@ -105,14 +105,27 @@ def conv_input_grad(g, w, out, **attrs):
 def _scatter_taps(windows, out, kernel, stride, dilation, padding):
     """out = the sum of each window's values put back where they were read from (the
     padding cropped): one strided add per kernel tap."""
-    padded = [s + lo + hi for s, (lo, hi) in zip(out.shape[2:], pairs(padding))]
-    total = np.zeros(out.shape[:2] + tuple(padded), out.dtype)
+    total = _zero_padded_like(out, padding)
     nd = len(kernel)
     for tap in np.ndindex(*kernel):
         total[(Ellipsis,) + tap_slices(tap, stride, dilation, windows.shape[2:2 + nd])] += \
             windows[(Ellipsis,) + tap]
-    out[...] = total[(Ellipsis,) + tuple(slice(lo, lo + s) for s, (lo, _) in
-                                         zip(out.shape[2:], pairs(padding)))]
+    _crop_into(out, total, padding)
+
+
+def _zero_padded_like(out, padding) -> np.ndarray:
+    """Zeros of out's shape padded by `padding`: out itself, zeroed, where there is none."""
+    if not any(padding):
+        out.fill(0)
+        return out
+    padded = [s + lo + hi for s, (lo, hi) in zip(out.shape[2:], pairs(padding))]
+    return np.zeros(out.shape[:2] + tuple(padded), out.dtype)
+
+
+def _crop_into(out, total, padding):
+    if total is not out:
+        out[...] = total[(Ellipsis,) + tuple(slice(lo, lo + s) for s, (lo, _) in
+                                             zip(out.shape[2:], pairs(padding)))]
 
 
 def _pool_taps(x, kernel, stride, padding, out):
@@ -140,8 +153,7 @@ def max_pool_grad(x, g, out, kernel, stride, padding):
     nan_best = np.isnan(best)
     nan_best = nan_best if nan_best.any() else None
     g = g.astype(out.dtype, copy=False)
-    padded = [s + lo + hi for s, (lo, hi) in zip(out.shape[2:], pairs(padding))]
-    total = np.zeros(out.shape[:2] + tuple(padded), out.dtype)
+    total = _zero_padded_like(out, padding)
     targets = _pool_taps(total, kernel, stride, (0,) * len(padding), g.shape[2:])
     unclaimed = np.ones(g.shape, bool)
     for tap, target in zip(_pool_taps(x, kernel, stride, padding, g.shape[2:]), targets):
@@ -150,9 +162,8 @@ def max_pool_grad(x, g, out, kernel, stride, padding):
             claims |= nan_best & np.isnan(tap)
         claims &= unclaimed
         unclaimed ^= claims
-        np.add(target, g, out=target, where=claims)
-    out[...] = total[(Ellipsis,) + tuple(slice(lo, lo + s) for s, (lo, _) in
-                                         zip(out.shape[2:], pairs(padding)))]
+        target += np.where(claims, g, 0)  # (np.add's where= is 3x slower here)
+    _crop_into(out, total, padding)
 
 
 # name in the generated code -> function
