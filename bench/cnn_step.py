@@ -6,8 +6,8 @@ Rows, timed side by side in one process with the same threads:
   graphc   gc.compile(loss, updates=gc.optim.adam(...)), backend numpy, O2
   torch    the same model in PyTorch eager (F.conv2d, F.max_pool2d, torch.optim.Adam),
            torch.set_num_threads(our BLAS threads)
-Then where graphc's time goes: the step's kernels one by one (f.kernels' Python lines,
-timed with cProfile's per-function totals: the window ops and the rest).
+Then where graphc's time goes: cProfile's time per step in each window op's run-time
+function (backends/numpy/windows.py) and in NumPy's own methods.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ import sys
 import numpy as np
 
 import graphc as gc
+from graphc.backends.numpy import windows
 from bench.common import blas_threads, print_table, time_side_by_side
 
 BATCH = 256
 LR = 1e-3
+WINDOW_OPS = {fn.__name__ for fn in windows.HELPERS.values()}
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "examples")
 
@@ -70,7 +72,7 @@ def where_time_goes(step, feeds, calls=20):
     stats = pstats.Stats(profile).stats
     rows = {}
     for (path, _, name), (_, _, tottime, cumtime, _) in stats.items():
-        if "windows.py" in path and not name.startswith("_"):
+        if path.endswith(os.path.join("numpy", "windows.py")) and name in WINDOW_OPS:
             rows[f"window op {name}"] = cumtime / calls
         elif name.startswith("<method") or name.startswith("<built-in"):
             rows[name] = rows.get(name, 0.0) + tottime / calls
