@@ -24,6 +24,9 @@ BENCHMARKS = {
                    "first call of 2k- and 10k-op elementwise chains, C compiler cache empty"),
     "gpu_traffic": ("bench.gpu_traffic",
                     "D: modelled GPU memory traffic of the MLP step, fused kernels vs one per op"),
+    "large_graphs": ("bench.large_graphs",
+                     "O2 and first-call time and peak memory of 10k..300k-node chains and "
+                     "fan-outs (growth exponents)"),
     "cnn_step": ("bench.cnn_step",
                  "E: LeNet-style CNN Adam step at batch 256 vs torch eager on the CPU"),
 }

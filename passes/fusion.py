@@ -23,7 +23,8 @@ reports for the producer -> consumer pair:
 - capability (`FITS`, `_admit`): the kernel's kind may hold the op where it would sit;
 - legality (`FusionPlanner.leads_back`): a producer also needed by a node outside the kernel
   that leads back into it could only join by being stored from inside the kernel: a
-  cycle; refused as "would create a cycle through %v" (found with ancestor bit sets);
+  cycle; refused as "would create a cycle through %v" (found by searches bounded by
+  topological positions, passes/reachability.py);
 - profitability: a value stored anyway gains nothing from joining, and a value read by
   several kernels is recomputed in each only when it is cheap pointwise work whose own
   inputs are stored anyway (`why_not_recompute`); else it is stored.
@@ -44,6 +45,7 @@ from graphc.errors import ShapeError
 from graphc.ir import SOURCE_OPS, Graph, Node, node_names
 from graphc.types import format_shape
 
+from .reachability import Reachability
 from .rewrite import rebuild
 
 KINDS = ("pointwise", "reduction", "matmul")
@@ -285,7 +287,7 @@ class FusionPlanner:
         self.needed = set(graph.outputs) | set(graph.updates.values())
         self.kernels, self.member_of, self.refusals = [], {}, []
         self.recomputed = set()
-        self._ancestors, self._user_masks = None, {}
+        self.reach = Reachability(self.users, self.position)
         self._names = None
         self._transitions = {}  # (kernel, new kind and shapes) -> (members checked, refusal)
 
@@ -417,24 +419,10 @@ class FusionPlanner:
         return f"%{self._names[node]}"
 
     def leads_back(self, node: Node, inside: list, root: Node) -> Node | None:
-        """A user of node, not among `inside`, from which a path leads to root, or None.
-        Ancestor sets are bit masks over topological positions (Python ints), built
-        once on first use, so this costs a few big-int operations, not a search."""
-        if self._ancestors is None:
-            self._ancestors = {}
-            for n in self.graph.nodes:
-                mask = 0
-                for i in n.inputs:
-                    mask |= self._ancestors[i] | (1 << self.position[i])
-                self._ancestors[n] = mask
-        if node not in self._user_masks:  # one node, several kernels: build it once
-            self._user_masks[node] = sum(1 << self.position[u] for u in self.users[node])
-        users = self._user_masks[node]
-        skip = sum(1 << self.position[u] for u in inside)
-        candidates = self._ancestors[root] & users & ~skip
-        if not candidates:
-            return None
-        return self.graph.nodes[(candidates & -candidates).bit_length() - 1]
+        """The first user of node in the graph's order, not among `inside`, from which a
+        path leads to root, or None (passes/reachability.py: two searches bounded by
+        topological positions, no ancestor table)."""
+        return self.reach.first_leading_to(node, inside, root)
 
 
 def plan_fusion(graph: Graph) -> FusionPlan:

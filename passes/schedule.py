@@ -23,8 +23,9 @@ alive while it lives. Buffers, once made, stay for the whole call (they are
 preallocated arenas), so the plan's peak is the total of the buffer sizes; the naive
 plan gives every non-source value its own.
 
-Everything here is a loop over the order with dicts, a heap and a sorted free list
-(binary search): O(n log n) in the nodes and edges, no recursion.
+Everything here is a loop over the order with dicts, heaps and a free list kept in a
+Fenwick tree over the possible buffer sizes (best fit in O(log n)), each node's work in
+its own inputs and users: O(n log n) in the nodes and edges, no recursion.
 """
 
 from __future__ import annotations
@@ -92,28 +93,105 @@ def _pointwise_operands(node: Node) -> tuple:
                  if param in aligned)
 
 
-def _can_write_in_place(node: Node, inp: Node, dims, owner, live_until, buffer, i) -> bool:
+def _can_write_in_place(node: Node, inp: Node, dims, owner, live_until, buffer, i,
+                        viewed) -> bool:
     return (inp in buffer and owner[inp] is inp and live_until[inp] == i
             and inp.dtype == node.dtype
             and inp.type.concrete_shape(dims) == node.type.concrete_shape(dims)
             # a view of inp read by the same op would see its input overwritten
-            and all(owner[other] is not inp for other in node.inputs if other is not inp))
+            and inp not in viewed)
+
+
+def _in_place_operand(node: Node, dims, owner, live_until, buffer, i) -> Node | None:
+    """The first pointwise operand whose buffer node may overwrite, or None."""
+    viewed = {owner[other] for other in node.inputs if owner[other] is not other}
+    return next((inp for inp in dict.fromkeys(_pointwise_operands(node))
+                 if _can_write_in_place(node, inp, dims, owner, live_until, buffer, i,
+                                        viewed)), None)
 
 
 class _FreeList:
-    """Free buffers by size: best fit, else the largest one (to be grown)."""
+    """Free buffers by size: best fit, the smallest size >= need (the lowest index among
+    equals), else the largest one to be grown (the highest index among equals). Sizes
+    are ranks into the sizes a buffer can have (every value's nbytes); a Fenwick tree
+    counts free buffers per rank, so each take or add is O(log n)."""
 
-    def __init__(self):
-        self._items = []  # sorted (size, buffer index)
+    def __init__(self, sizes):
+        self._sizes = sorted(set(sizes))
+        self._rank = {size: r for r, size in enumerate(self._sizes)}
+        self._tree = [0] * (len(self._sizes) + 1)  # Fenwick tree of counts, 1-based
+        self._free = {}   # rank -> _Bucket of the free buffers of that size
+        self._count = 0
 
     def add(self, size: int, index: int):
-        bisect.insort(self._items, (size, index))
+        rank = self._rank[size]
+        self._free.setdefault(rank, _Bucket()).push(index)
+        self._update(rank, 1)
 
     def take(self, need: int) -> int | None:
-        if not self._items:
+        if not self._count:
             return None
-        k = bisect.bisect_left(self._items, (need, -1))
-        return self._items.pop(min(k, len(self._items) - 1))[1]
+        wanted = bisect.bisect_left(self._sizes, need)
+        before = self._prefix(wanted)  # free buffers smaller than need
+        if before < self._count:
+            rank = self._find(before + 1)
+            index = self._free[rank].pop_lowest()
+        else:
+            rank = self._find(self._count)
+            index = self._free[rank].pop_highest()
+        self._update(rank, -1)
+        return index
+
+    def _update(self, rank: int, delta: int):
+        self._count += delta
+        i = rank + 1
+        while i < len(self._tree):
+            self._tree[i] += delta
+            i += i & -i
+
+    def _prefix(self, rank: int) -> int:
+        """Free buffers of ranks below `rank`."""
+        total, i = 0, rank
+        while i > 0:
+            total += self._tree[i]
+            i -= i & -i
+        return total
+
+    def _find(self, k: int) -> int:
+        """The rank holding the k-th free buffer (1-based) in size order."""
+        pos, step = 0, 1 << (len(self._tree) - 1).bit_length()
+        while step:
+            if pos + step < len(self._tree) and self._tree[pos + step] < k:
+                pos += step
+                k -= self._tree[pos]
+            step >>= 1
+        return pos  # the 1-based position pos + 1 is rank pos
+
+
+class _Bucket:
+    """Buffer indices of one size, taken lowest or highest first: two heaps, each
+    dropping lazily what the other gave out."""
+
+    def __init__(self):
+        self._low, self._high, self._held = [], [], set()
+
+    def push(self, index: int):
+        self._held.add(index)
+        heapq.heappush(self._low, index)
+        heapq.heappush(self._high, -index)
+
+    def pop_lowest(self) -> int:
+        return self._pop(self._low, 1)
+
+    def pop_highest(self) -> int:
+        return self._pop(self._high, -1)
+
+    def _pop(self, heap: list, sign: int) -> int:
+        while True:
+            index = sign * heapq.heappop(heap)
+            if index in self._held:
+                self._held.remove(index)
+                return index
 
 
 def plan_buffers(graph: Graph, dims: dict, alias_of=lambda node: None) -> BufferPlan:
@@ -125,7 +203,8 @@ def plan_buffers(graph: Graph, dims: dict, alias_of=lambda node: None) -> Buffer
         live_until[owner[node]] = max(live_until.get(owner[node], -1), last_use[node])
 
     buffer, sizes, in_place, holder = {}, [], {}, {}
-    free, release_at = _FreeList(), defaultdict(list)
+    free = _FreeList(node.type.nbytes(dims) for node in order if node.op not in SOURCE_OPS)
+    release_at = defaultdict(list)
     naive = 0
     for i, node in enumerate(order):
         if node.op in SOURCE_OPS:
@@ -133,9 +212,7 @@ def plan_buffers(graph: Graph, dims: dict, alias_of=lambda node: None) -> Buffer
         nbytes = node.type.nbytes(dims)
         naive += nbytes
         if owner[node] is node:
-            reused = next((inp for inp in dict.fromkeys(_pointwise_operands(node))
-                           if _can_write_in_place(node, inp, dims, owner, live_until,
-                                                  buffer, i)), None)
+            reused = _in_place_operand(node, dims, owner, live_until, buffer, i)
             if reused is not None:
                 in_place[node], index = reused, buffer[reused]
             else:
@@ -230,11 +307,15 @@ def greedy_order(graph: Graph, dims: dict) -> list:
     remaining = {node: len(users[node]) for node in nodes}  # users not yet run
     waiting = {node: len(dict.fromkeys(node.inputs)) for node in nodes}  # inputs not yet run
     done = set()
+    # node -> bytes of its inputs it is the last user of left (kept as inputs run, so a
+    # re-ranking costs O(1), not a walk over a wide node's inputs)
+    freed = dict.fromkeys(nodes, 0)
+    for node in nodes:
+        if remaining[node] == 1 and node not in roots:
+            freed[users[node][0]] += size[node]
 
     def gain(node):
-        freed = sum(size[i] for i in dict.fromkeys(node.inputs)
-                    if remaining[i] == 1 and i not in roots)
-        return max(freed - size[node], 0)
+        return max(freed[node] - size[node], 0)
 
     heap = []
 
@@ -250,6 +331,7 @@ def greedy_order(graph: Graph, dims: dict) -> list:
             remaining[inp] -= 1
             if remaining[inp] == 1:  # its last user now frees it: re-rank that user
                 last = next(u for u in users[inp] if u not in done)
+                freed[last] += 0 if inp in roots else size[inp]
                 if waiting[last] == 0:
                     push(last)
         for user in users[node]:

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from graphc import ops
 from graphc.ir import Graph, Node
+from graphc.types import TensorType, numpy_dtype
 
 # An op's kind -> the kind of the kernel that computes it alone.
 KERNEL_KIND = {"reduce": "reduction", "matmul": "matmul"}
@@ -93,3 +96,36 @@ def _substituted(body: Graph, stands_for: dict) -> Graph:
             node.op, inputs, node.attrs, node.type, name=node.name, loc=node.loc,
             tags=node.tags, value=node.value, body=node.body)
     return Graph([new[o] for o in body.outputs])
+
+
+def known_numbers(nodes, shapes: dict, known: dict) -> dict:
+    """Body node -> the number (a 0-d array) every element of it holds, where the build
+    knows it: the numbers given (an operand that is a size, say), one-element consts,
+    sizes, and what views and elementwise ops make of known numbers alone (the gradient
+    of a mean divides by the batch size). Every rendering of a body (loop nests, NumPy
+    calls) folds with this, once."""
+    known = dict(known)
+    for node in nodes:  # (inputs before users)
+        if node not in known:
+            number = _known_number(node, shapes, known)
+            if number is not None:
+                known[node] = number
+    return known
+
+
+def _known_number(node: Node, shapes: dict, known: dict):
+    if node.op == "const":
+        return node.value.reshape(()) if node.value.size == 1 else None
+    if node.op == "size":
+        shape = shapes[node.inputs[0]]
+        count = np.prod([shape[a] for a in node.attrs["axes"]], dtype=np.int64)
+        return np.asarray(count).astype(numpy_dtype(node.dtype))
+    numbers = [known.get(i) for i in node.inputs]
+    if not numbers or any(n is None for n in numbers):
+        return None
+    if ops.has(node.op, "view"):
+        return numbers[0]
+    if ops.is_elementwise(node.op):
+        return np.asarray(ops.evaluate(node.op, numbers, node.attrs,
+                                       TensorType((), node.dtype), {}))
+    return None

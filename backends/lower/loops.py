@@ -35,10 +35,10 @@ import numpy as np
 
 from graphc import ops
 from graphc.ir import Node
-from graphc.types import TensorType, promote
+from graphc.types import promote
 
 from . import index as ix
-from .kernel import Kernel
+from .kernel import Kernel, known_numbers
 
 
 class Unsupported(Exception):
@@ -139,7 +139,8 @@ def lower(kernel: Kernel, shapes: dict, known: dict | None = None,
     knows it (an operand that is a size, say). product_of: in a matmul kernel, the body
     value that stands for the product (default: the matmul itself; a backend that folds
     linear steps into its gemm call names the last of them)."""
-    return _Lowering(kernel, shapes, dict(known or {}), product_of).run()
+    known = known_numbers(kernel.body.nodes, shapes, known or {})
+    return _Lowering(kernel, shapes, known, product_of).run()
 
 
 class _Lowering:
@@ -228,7 +229,7 @@ class _Lowering:
 
     def _needs(self, node: Node, index: tuple) -> list:
         """(input, index) pairs the value of node at index is computed from."""
-        if node in self.known or node.op in ("input", "const", "size"):
+        if node in self.known or node.op in ("input", "const"):
             return []
         if node is self.product_of and self.kernel.kind == "matmul":
             return []
@@ -258,11 +259,6 @@ class _Lowering:
         op = node.op
         if op in ("input", "const") and node in self.operand_of:
             return self._load(self.operand_of[node], index, node.dtype)
-        if op == "const":
-            return self._number(node.value.reshape(-1)[0], node.dtype)
-        if op == "size":
-            shape = self.shapes[node.inputs[0]]
-            return self._number(np.prod([shape[a] for a in node.attrs["axes"]]), node.dtype)
         kind = ops.OPS[op].kind
         if kind == "reduce":
             return self._reduce(node, args[0])
@@ -302,8 +298,8 @@ class _Lowering:
         return self.values[v].dtype
 
     def _apply(self, node: Node, args: list) -> int:
-        """An elementwise op, its operands cast as ops.evaluate casts them, folded when
-        every operand is a known number."""
+        """An elementwise op, its operands cast as ops.evaluate casts them (values known at
+        build time were folded before: kernel.known_numbers)."""
         kind = ops.OPS[node.op].kind
         if kind == "compare":
             common = promote(*(self._dtype(a) for a in args))
@@ -313,10 +309,6 @@ class _Lowering:
                     for k, a in enumerate(args)]
         if node.op == "stop_gradient":
             return args[0]
-        if all(isinstance(self.values[a], Number) for a in args):
-            numbers = [np.asarray(self.values[a].value, TYPES[self._dtype(a)]) for a in args]
-            result = ops.evaluate(node.op, numbers, node.attrs, TensorType((), node.dtype), {})
-            return self._number(result, node.dtype)
         axes = frozenset().union(*(self.axes[a] for a in args))
         return self._add(Apply(node.op, tuple(args), node.dtype,
                                tuple(sorted(node.attrs.items()))), axes)

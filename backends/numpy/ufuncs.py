@@ -19,8 +19,9 @@ from collections import defaultdict
 import numpy as np
 
 from graphc import ops
+from graphc.backends.lower.kernel import known_numbers
 from graphc.ir import Node
-from graphc.types import TensorType, numpy_dtype
+from graphc.types import numpy_dtype
 
 from . import ufunc_ops
 from .chunks import spans_first_axis
@@ -60,6 +61,7 @@ class BodyWriter:
         """The statements computing `result` from `steps` into the output; (statement,
         node) pairs."""
         self._steps = steps
+        self.known = known_numbers(self.job.kernel.body.nodes, self.job.shapes, self.known)
         last = self._last_reads(steps, result)
         # An op that may not write over its operands (where, a reduction, ...) and ends the
         # kernel must find the output slot free: its operands go to scratch instead.
@@ -77,7 +79,7 @@ class BodyWriter:
             self.chunked[node] = self._spans(node)
             if node in chains:
                 done_until = self._write_gemm(chains[node], i, last, result)
-            elif not self._fold(node):
+            elif node not in self.known:  # (a known number is written as that number)
                 self._write_step(node, i, last, result)
         if result not in self.slot:  # the body is its inputs or a view of them
             out = self._at(self.out, True)
@@ -182,16 +184,6 @@ class BodyWriter:
         if slot in (self.out, self.job.spare):  # arrays of the output's shape
             return f"{slot}[_i:_j]"
         return slot if self.chunk.exact else f"{slot}[:_n]"
-
-    def _fold(self, node: Node) -> bool:
-        """Computes an elementwise or layout step at build time if every operand is known."""
-        known = [self.known.get(i, one_element_const(i)) for i in node.inputs]
-        if any(value is None for value in known) or not (
-                alias_of(node) is not None or ops.is_elementwise(node.op)):
-            return False
-        self.known[node] = known[0] if alias_of(node) is not None else ops.evaluate(
-            node.op, known, node.attrs, TensorType((), node.dtype), {})
-        return True
 
     def _operand(self, node: Node, user) -> str:
         value = self.known.get(node, one_element_const(node))
