@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import graphc as gc
-from graphc.passes import fusion
+from graphc import ir
+from graphc.passes import fusion, optimize
 from graphc.testing import check_grads
 
 # (x shape, w shape, conv kwargs for graphc, the same for torch after an explicit F.pad)
@@ -261,3 +262,15 @@ def test_a_matmul_epilogue_still_refuses_a_layout_op_on_the_product():
     moved = (x @ w).T * 2.0
     assert any("would move the matmul's output" in line
                for line in fusion.explain_fusion(gc.Graph(moved)))
+
+
+def test_the_text_ir_of_a_conv_training_graph_reads_back_before_and_after_o2():
+    x = gc.input("x", ("n", 3, 8, 8))
+    W, b = gc.nn.init_conv("c", 3, 4, (3, 3), np.random.default_rng(0))
+    y = gc.max_pool(gc.nn.conv2d(x, W, b, padding="same", activation=gc.relu), 2)
+    loss = gc.sum(y * y)
+    graph = gc.Graph([loss] + gc.grad(loss, [W, b]))
+    for g in (graph, optimize(graph, "O2")):
+        text = str(g)
+        assert str(ir.parse(text)) == text
+    assert "kind='matmul'" in str(optimize(graph, "O2"))
