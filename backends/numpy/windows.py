@@ -5,8 +5,8 @@ view (`as_strided`: (N, C, *out, *kernel) over the same bytes), copied once into
 column matrix per group (im2col) and multiplied by the weights with one batched BLAS
 matmul. The transposes (conv_input_grad, max_pool_grad) scatter back with one strided
 add per kernel tap (a handful), the reference's loop; max pooling is one np.maximum of
-strided views per tap. The generated code calls these
-functions with the output buffer (EMIT in ufunc_ops.py; names in runtime.HELPERS).
+strided views per tap. The generated code calls these functions with the output buffer
+(EMIT in ufunc_ops.py; names in runtime.HELPERS).
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ def _weights(w, groups) -> np.ndarray:
 
 def _contiguous_t(a) -> np.ndarray:
     """Each matrix of a stack transposed, copied row-major: OpenBLAS's sgemm on a
-    transposed narrow operand (512 x 32, read as 32 x 512) ran 300x slower than on
-    the copy (measured: 18-76 ms against 0.06 ms), and the copy is small."""
+    transposed narrow operand (512 x 32, read as 32 x 512) ran far slower than on the
+    copy (18-76 ms against 0.06 ms, on the shared 2-core development machine), and the
+    copy is small."""
     return np.ascontiguousarray(a.transpose(0, 2, 1))
 
 
