@@ -15,7 +15,9 @@ each other (graphc/autodiff.py):
 - max_pool(x): the max of each window of the input padded with -inf (NaN wins: a window
   with a NaN is NaN);
 - max_pool_grad(x, g): each window's cotangent routed to its max, the first in the
-  window's row-major order on a tie (as torch), the first NaN where there is one.
+  window's row-major order on a tie (as torch), the first NaN where there is one. A
+  window whose values are all -inf routes to its first tap even where that tap is
+  padding (the cotangent is then dropped; torch gives it to the first real element).
 
 The reference implementations loop over the kernel's taps (a handful), never over
 positions: each tap is one strided slice of the padded input and one einsum.
