@@ -84,13 +84,13 @@ EXAMPLES = {
     "conv": lambda x, y, w, i, b, labels: gc.conv(_signal(x), _FILTERS, stride=2, padding=1),
     "conv_input_grad": lambda x, y, w, i, b, labels: gc.vjp(
         gc.conv(_signal(x), _FILTERS, padding=((0, 2),)), x, gc.stop_gradient(
-            gc.conv(_signal(y), _FILTERS, padding=((0, 2),))))[0],
+            gc.conv(_signal(y), _FILTERS, padding=((0, 2),)))),
     "conv_weight_grad": lambda x, y, w, i, b, labels: gc.grad(
         gc.sum(gc.conv(_signal(x), _FILTERS, dilation=2, padding=2) ** 2), _FILTERS),
     "max_pool": lambda x, y, w, i, b, labels: gc.max_pool(_signal(x), 3, stride=2, padding=1),
     "max_pool_grad": lambda x, y, w, i, b, labels: gc.vjp(
         gc.max_pool(_signal(x), 3, stride=2, padding=1), x,
-        gc.stop_gradient(gc.max_pool(_signal(y), 3, stride=2, padding=1)))[0],
+        gc.stop_gradient(gc.max_pool(_signal(y), 3, stride=2, padding=1))),
 }
 _FILTERS = gc.const(np.linspace(-1.0, 1.0, 6).reshape(2, 1, 3))
 # Ops a backend refuses at build time, naming the op (the test checks the refusal).
