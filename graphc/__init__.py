@@ -9,10 +9,11 @@ from graphc import nn, optim, testing
 from graphc.autodiff import grad, vjp
 from graphc.compile import Function, compile
 from graphc.dsl import (
-    abs, add, broadcast_to, cast, concat, const, conv, div, eq, exp, expand_dims, ge,
-    getitem, gt, input, le, lift, log, log1p, lt, matmul, max, max_pool, maximum, mean,
-    minimum, mul, ne, neg, one_hot, param, pow, relu, reshape, sigmoid, sign, size, sqrt,
-    squeeze, step, stop_gradient, sub, sum, tanh, transpose, where)
+    abs, add, broadcast_to, cast, concat, const, conv, div, eq, exp, expand_dims, gather,
+    ge, getitem, gt, input, le, lift, log, log1p, lt, matmul, max, max_pool, maximum, mean,
+    minimum, mul, ne, neg, one_hot, pad, param, pow, relu, reshape, scatter_add, sigmoid,
+    sign, size, sqrt, squeeze, step, stop_gradient, sub, sum, take, take_along_axis, tanh,
+    transpose, where)
 from graphc.explore import explore
 from graphc.errors import (
     BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, GraphcWarning, ParseError,
@@ -33,5 +34,5 @@ __all__ = [
     "pow", "relu", "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step",
     "stop_gradient", "sub", "sum", "tanh", "transpose", "where", "GraphcError", "ShapeError",
     "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable", "UsageError",
-    "GraphcWarning",
+    "GraphcWarning", "pad", "take", "take_along_axis", "gather", "scatter_add",
 ]

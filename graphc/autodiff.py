@@ -334,6 +334,9 @@ def _unslice_axis(g: Node, axis: int, n: int, picked: range) -> Node:
     reshape, then pad with zeros before and after."""
     if len(picked) == 0:
         return _pad(g, axis, n)
+    if picked.step < 0:  # a reversing slice: g reversed holds the entries in rising order
+        g = _flip(g, axis, len(picked))
+        picked = picked[::-1]
     step = picked.step
     if step > 1:
         m = len(picked)
@@ -346,6 +349,13 @@ def _unslice_axis(g: Node, axis: int, n: int, picked: range) -> Node:
     parts.append(g)
     parts += [_pad(g, axis, after)] if after else []
     return _op("concat", *parts, axis=axis) if len(parts) > 1 else g
+
+
+def _flip(g: Node, axis: int, length: int) -> Node:
+    if length == 1:
+        return g
+    index = tuple((length - 1, None, -1) if k == axis else (0, None, 1) for k in range(g.ndim))
+    return _op("slice", g, index=index)
 
 
 def _pad(g: Node, axis: int, size: int) -> Node:
@@ -364,6 +374,23 @@ def _concat(node, g, i):
     axis = node.attrs["axis"]
     start = sum(inp.shape[axis] for inp in node.inputs[:i])
     return _take(g, axis, start, start + node.inputs[i].shape[axis])
+
+
+# --- indexing by data: each one's gradient is the other -------------------------------
+
+def _gather(node, g, i):
+    """x's gradient: g added into zeros of x's shape at the indices (repeats add up)."""
+    x, idx = node.inputs
+    return _op("scatter_add", _zeros(x.type), idx, g, axis=node.attrs["axis"])
+
+
+def _scatter_add(node, g, i):
+    """base's gradient is g; the values' is g read back at their indices (where base has
+    a size-1 axis, every position added into its one element: gather reads g at 0 there).
+    Indices are ints: active only if float, so never asked."""
+    if i == 0:
+        return g
+    return _op("gather", g, node.inputs[1], axis=node.attrs["axis"])
 
 
 def _matmul(node, g, i):
@@ -447,6 +474,9 @@ RULES = {
     # matmul (batch dims broadcast; _fit sums a broadcast operand's batch axes)
     "matmul": _matmul,
     "one_hot": _zero,
+    # indexing by data (h-index)
+    "gather": _gather,
+    "scatter_add": _scatter_add,
     # sliding windows (h-conv)
     "conv": _conv,
     "conv_input_grad": _conv_input_grad,

@@ -10,6 +10,7 @@ here are the same ops, for values that need not be nodes yet (gc.exp(2.0)).
 
 from __future__ import annotations
 
+import builtins
 import functools
 
 import numpy as np
@@ -153,8 +154,113 @@ def concat(xs, axis=0) -> Node:
 
 @_nameable
 def getitem(x: Node, index) -> Node:
-    """x[i], x[a:b:c], x[:, 1]: ints drop their axis, slices keep it (positive steps)."""
+    """x[i], x[a:b:c], x[None], x[..., 1], x[idx]: NumPy's indexing (see node.getitem)."""
     return nodes.getitem(x, index)
+
+
+# --- indexing by data and padding (h-index) ---------------------------------------------
+
+@_nameable
+def take(x, idx, axis=None) -> Node:
+    """np.take(x, idx, axis): negative indices count from the end; one outside [-n, n)
+    raises a GraphcError when the function runs, on every backend."""
+    return nodes.take(lift(x), idx, axis)
+
+
+@_nameable
+def take_along_axis(x, idx, axis: int) -> Node:
+    """np.take_along_axis(x, idx, axis) (idx and x broadcast off the axis)."""
+    return nodes.take_along_axis(lift(x), idx, axis)
+
+
+@_nameable
+def gather(x, axis: int, idx) -> Node:
+    """torch.gather(x, axis, idx); negative indices count from the end, as in NumPy."""
+    return nodes.gather(lift(x), axis, idx)
+
+
+@_nameable
+def scatter_add(base, axis: int, idx, src) -> Node:
+    """torch.scatter_add(base, axis, idx, src): gather's gradient, and the other way round."""
+    return nodes.scatter_add(lift(base), axis, idx, lift(src))
+
+
+PAD_MODES = ("constant", "reflect", "replicate")
+_PAD_ALIASES = {"edge": "replicate"}  # np.pad's name for it
+
+
+@_nameable
+def pad(x, pad_width, mode="constant", value=0.0) -> Node:
+    """np.pad(x, pad_width, mode): pad_width an int, a (before, after) pair for every
+    axis, or one pair per axis; mode constant (`value`), reflect (x[1], x[0] | x | ...,
+    without the edge repeated, as np.pad and torch's 'reflect') or replicate (np.pad's
+    'edge'). Built from slices, broadcasts and concat, so its gradient is theirs."""
+    x = lift(x)
+    mode = _PAD_ALIASES.get(mode, mode)
+    if mode not in PAD_MODES:
+        raise _shape_error(f"pad: mode {mode!r} is not one of {', '.join(PAD_MODES)}")
+    for axis, (before, after) in enumerate(_pad_pairs(x, pad_width)):
+        if before or after:
+            x = _pad_axis(x, axis, before, after, mode, value)
+    return x
+
+
+def _pad_pairs(x: Node, pad_width) -> list:
+    """np.pad's pad_width as one (before, after) pair per axis."""
+    def is_width(w):
+        return isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w >= 0
+    try:
+        if is_width(pad_width):
+            pairs = [(pad_width, pad_width)] * x.ndim
+        elif len(pad_width) == 2 and all(map(is_width, pad_width)):
+            pairs = [tuple(pad_width)] * x.ndim
+        else:
+            pairs = [tuple(p) for p in pad_width]
+            pairs = pairs * x.ndim if len(pairs) == 1 else pairs
+    except TypeError:
+        pairs = None
+    if pairs is None or len(pairs) != x.ndim or not all(
+            len(p) == 2 and all(map(is_width, p)) for p in pairs):
+        raise _shape_error(f"pad: pad_width {pad_width!r} must be an int >= 0, a (before, "
+                           f"after) pair, or one pair per axis of {x.shape}")
+    return [(int(b), int(a)) for b, a in pairs]
+
+
+def _pad_axis(x: Node, axis: int, before: int, after: int, mode: str, value) -> Node:
+    n = x.shape[axis]
+    if not isinstance(n, int):
+        raise _shape_error(f"pad: axis {axis} of {x.shape} is the symbolic dim {n!r}; graphc "
+                           "pads fixed axes only (the result's size must be known)")
+    if mode == "reflect" and builtins.max(before, after) >= n:
+        raise _shape_error(f"pad: reflect padding ({before}, {after}) must be smaller than "
+                           f"axis {axis} of {x.shape} (size {n}), as in torch")
+    if mode != "constant" and n == 0:
+        raise _shape_error(f"pad: cannot {mode}-pad the empty axis {axis} of {x.shape}")
+    parts = [_pad_piece(x, axis, before, mode, value, at_start=True), x,
+             _pad_piece(x, axis, after, mode, value, at_start=False)]
+    return apply("concat", *[p for p in parts if p is not None], axis=axis)
+
+
+def _pad_piece(x: Node, axis: int, width: int, mode: str, value, at_start: bool):
+    """The `width` entries put before (at_start) or after x along `axis`."""
+    if not width:
+        return None
+    n = x.shape[axis]
+    shape = x.shape[:axis] + (width,) + x.shape[axis + 1:]
+    if mode == "constant":
+        return apply("broadcast_to", lift(value, x).astype(x.dtype), shape=shape)
+    if mode == "replicate":
+        edge = (0, 1, 1) if at_start else (n - 1, n, 1)
+        return apply("broadcast_to", _axis_slice(x, axis, edge), shape=shape)
+    # reflect: x[width], ..., x[1] before; x[n-2], ..., x[n-1-width] after
+    stop = n - 2 - width
+    picked = (width, 0, -1) if at_start else (n - 2, None if stop < 0 else stop, -1)
+    return _axis_slice(x, axis, picked)
+
+
+def _axis_slice(x: Node, axis: int, picked: tuple) -> Node:
+    index = tuple(picked if k == axis else (0, None, 1) for k in range(x.ndim))
+    return apply("slice", x, index=index)
 
 
 # --- matmul and friends ----------------------------------------------------------------

@@ -8,30 +8,26 @@ ShapeError naming both shapes. A target given as a plain number is that value ev
 Each composite builds its nodes in a scope of its own (graphc/scopes.py), named after it or
 by its `name=` argument, so a picture draws it as one box; mlp builds each layer in a scope
 layer1, layer2, ..., its params included.
+
+Also here: the normalization layers (graphc/normalization.py), attention (softmax with a
+mask, scaled dot-product and multi-head attention, sinusoidal positions) and
+`gc.nn.init`, initial values for params (graphc/initializers.py).
 """
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from graphc import dsl
+from graphc import initializers as init  # noqa: F401  (gc.nn.init)
 from graphc.dsl import exp, log, log1p, maximum, where
-from graphc.errors import DtypeError, ShapeError
+from graphc.errors import DtypeError, ShapeError, UsageError
 from graphc.ir import Node
-from graphc.scopes import scope
+from graphc.normalization import (  # noqa: F401  (gc.nn's normalization layers)
+    BatchNorm, batch_norm, group_norm, layer_norm, rms_norm)
+from graphc.scopes import composite, scope
+from graphc.ops import swap_last_two
 from graphc.types import format_shape, is_float
-
-
-def composite(fn):
-    """fn(..., name=None) builds its nodes in a scope named `name`, else fn's own name."""
-    @functools.wraps(fn)
-    def in_scope(*args, name=None, **kwargs):
-        with scope(name or fn.__name__):
-            return fn(*args, **kwargs)
-    return in_scope
-
 
 
 @composite
@@ -87,9 +83,56 @@ def log_softmax(x, axis=-1):
 
 
 @composite
-def softmax(x, axis=-1):
-    shifted = exp(x - dsl.stop_gradient(dsl.max(x, axis=axis, keepdims=True)))
-    return shifted / dsl.sum(shifted, axis=axis, keepdims=True)
+def softmax(x, axis=-1, mask=None):
+    """exp(x) / sum(exp(x)) along `axis`, shifted by the max.
+
+    mask: a bool value that broadcasts onto x, True where x takes part. Masked entries
+    get weight 0 (as if x were -inf there), and so does every entry of a row that is
+    masked entirely: such a row is all zeros, not nan, with zero gradient."""
+    if mask is None:
+        shifted = exp(x - dsl.stop_gradient(dsl.max(x, axis=axis, keepdims=True)))
+        return shifted / dsl.sum(shifted, axis=axis, keepdims=True)
+    return _masked_softmax(dsl.lift(x), _bool_mask("softmax", dsl.lift(x), mask), axis)
+
+
+def _bool_mask(op: str, x: Node, mask) -> Node:
+    mask = dsl.lift(mask)
+    if mask.dtype != "bool":
+        raise dsl.user_error(DtypeError, f"{op}: mask must be bool (True where x takes "
+                             f"part), got {mask.dtype}", [("x", x), ("mask", mask)])
+    return mask
+
+
+def _masked_softmax(x: Node, keep: Node | None, axis: int) -> Node:
+    """Softmax where `keep` is false (or x is -inf) weighs 0, and an all-masked row is 0.
+    Masked entries are -inf before exp, never exp'd and then dropped by a where: a large
+    masked x would make exp inf there, and inf * 0 a nan gradient."""
+    if keep is not None:
+        x = where(keep, x, -np.inf)
+    shift = dsl.max(x, axis=axis, keepdims=True)
+    shift = dsl.stop_gradient(where(dsl.abs(shift) < np.inf, shift, 0.0))  # a -inf row
+    weights = exp(x - shift)
+    total = dsl.sum(weights, axis=axis, keepdims=True)
+    return weights / where(total > 0, total, 1.0)
+
+
+@composite
+def silu(x):
+    """x * sigmoid(x) (swish)."""
+    return x * dsl.sigmoid(x)
+
+
+@composite
+def gelu(x, approximate="tanh"):
+    """Gaussian error linear unit, approximate="tanh": 0.5 x (1 + tanh(sqrt(2/pi) (x +
+    0.044715 x^3))), torch's F.gelu(x, approximate="tanh"). graphc has no erf primitive
+    yet, so the exact form x * Phi(x) (approximate="none") is not offered."""
+    if approximate != "tanh":
+        raise dsl.user_error(UsageError, f"gelu: approximate={approximate!r}: only the "
+                             "'tanh' form is built (the exact form needs an erf primitive)")
+    x = dsl.lift(x)
+    inner = np.sqrt(2.0 / np.pi) * (x + 0.044715 * (x * x * x))
+    return 0.5 * x * (1.0 + dsl.tanh(inner))
 
 
 def _same_shape(loss: str, prediction, target, names=("prediction", "target")) -> tuple:
@@ -250,3 +293,131 @@ def global_avg_pool(x, keepdims=False):
     """The mean over every spatial axis: (N, C, *spatial) -> (N, C)."""
     x = dsl.lift(x)
     return dsl.mean(x, axis=tuple(range(2, x.ndim)), keepdims=keepdims)
+
+
+# --- attention ---------------------------------------------------------------------------
+
+@composite
+def scaled_dot_product_attention(q, k, v, mask=None, causal=False, scale=None):
+    """softmax(q @ k^T * scale) @ v over the last two axes: q (..., L, E), k (..., S, E),
+    v (..., S, Ev) give (..., L, Ev); scale is 1/sqrt(E) unless given (torch's
+    F.scaled_dot_product_attention).
+
+    mask: bool, True where a query may attend a key, or float, added to the scores; it
+    broadcasts onto (..., L, S). causal=True: query i attends keys 0..i (the lower
+    triangle from the top left, as torch; L and S fixed sizes); with a bool mask too, a
+    key must pass both. A query that may attend no key gets zeros (torch's math kernel
+    does the same), with zero gradient. The softmax is shifted by each row's max, so
+    large scores do not overflow, and it fuses to one kernel."""
+    q, k, v = dsl.lift(q), dsl.lift(k), dsl.lift(v)
+    depth = q.shape[-1]
+    if scale is None and not isinstance(depth, int):
+        raise dsl.user_error(ShapeError, f"scaled_dot_product_attention: q "
+                             f"{format_shape(q.shape)} needs a fixed last axis for the "
+                             "default scale 1/sqrt(E) (or give scale=)", [("q", q)])
+    scale = 1.0 / np.sqrt(depth) if scale is None else scale
+    scores = (q @ dsl.transpose(k, swap_last_two(k.ndim))) * scale
+    keep = None
+    if mask is not None:
+        bool_array = not isinstance(mask, Node) and np.asarray(mask).dtype == bool
+        mask = dsl.lift(mask) if bool_array else dsl.lift(mask, scores)  # scores' float
+        if mask.dtype == "bool":
+            keep = mask
+        else:
+            scores = scores + mask
+    if causal:
+        below = dsl.const(_lower_triangle("scaled_dot_product_attention", q, k))
+        keep = below if keep is None else where(keep, below, False)
+    return _masked_softmax(scores, keep, -1) @ v
+
+
+def _lower_triangle(op: str, q: Node, k: Node) -> np.ndarray:
+    queries, keys = q.shape[-2], k.shape[-2]
+    if not (isinstance(queries, int) and isinstance(keys, int)):
+        raise dsl.user_error(ShapeError, f"{op}: causal attention needs fixed sequence "
+                             f"lengths, got q {format_shape(q.shape)} and k "
+                             f"{format_shape(k.shape)}", [("q", q), ("k", k)])
+    return np.tril(np.ones((queries, keys), bool))
+
+
+class MultiHeadAttention:
+    """Multi-head attention over `width` features split into `heads` heads of width /
+    heads each, with params {name}_Wq, _Wk, _Wv, _Wo (width, width), Xavier-uniform from
+    `seed` (gc.nn.init), and zero biases {name}_bq, ... (bias=True). Inputs are (...,
+    L, width); x @ W layout (torch's nn.MultiheadAttention holds the transposes).
+
+        attn = gc.nn.MultiHeadAttention("attn1", width=64, heads=4)
+        y = attn(x, causal=True)              # self-attention; attn(x, memory) attends
+        params = attn.params                  # memory (key and value both)
+    """
+
+    def __init__(self, name: str, width: int, heads: int, seed=0, bias=True,
+                 dtype="float32"):
+        if not (isinstance(width, int) and isinstance(heads, int) and heads >= 1
+                and width % heads == 0):
+            raise dsl.user_error(ShapeError, f"MultiHeadAttention: heads={heads!r} must "
+                                 f"divide width={width!r}")
+        self.name, self.width, self.heads = name, width, heads
+        self.weights = {w: dsl.param(f"{name}_W{w}", init.xavier_uniform(
+            (width, width), seed=seed + i), dtype) for i, w in enumerate("qkvo")}
+        self.biases = {w: dsl.param(f"{name}_b{w}", np.zeros(width), dtype)
+                       for w in "qkvo"} if bias else {}
+
+    @property
+    def params(self) -> list:
+        return list(self.weights.values()) + list(self.biases.values())
+
+    def __call__(self, query, key=None, value=None, mask=None, causal=False):
+        """query (..., L, width) attends key (..., S, width) (default: query) and reads
+        value (default: key); mask and causal as scaled_dot_product_attention's, the
+        mask broadcasting onto (..., heads, L, S)."""
+        key = query if key is None else key
+        value = key if value is None else value
+        with scope(self.name):
+            q, k, v = (self._heads(self._project(x, w)) for x, w in
+                       ((query, "q"), (key, "k"), (value, "v")))
+            out = scaled_dot_product_attention(q, k, v, mask=mask, causal=causal)
+            return self._project(self._merge(out), "o")
+
+    def _project(self, x, w):
+        return _affine(dsl.lift(x), self.weights[w], self.biases.get(w), None)
+
+    def _heads(self, x: Node) -> Node:
+        """(..., L, width) -> (..., heads, L, width / heads)."""
+        split = dsl.reshape(x, x.shape[:-1] + (self.heads, self.width // self.heads))
+        return dsl.transpose(split, _swap_axes(split.ndim, -3, -2))
+
+    def _merge(self, x: Node) -> Node:
+        """(..., heads, L, d) -> (..., L, heads * d)."""
+        moved = dsl.transpose(x, _swap_axes(x.ndim, -3, -2))
+        return dsl.reshape(moved, moved.shape[:-2] + (self.width,))
+
+
+def _swap_axes(ndim: int, a: int, b: int) -> tuple:
+    perm = list(range(ndim))
+    perm[a], perm[b] = perm[b], perm[a]
+    return tuple(perm)
+
+
+def sinusoidal_positions(length: int, width: int, base=10000.0, dtype="float32") -> Node:
+    """The (length, width) const of Vaswani et al.'s positional encodings: column 2i is
+    sin(pos / base^(2i / width)), column 2i + 1 its cos; add it to (..., length, width)
+    embeddings."""
+    angles = np.arange(length)[:, None] / base ** (np.arange(0, width, 2) / width)
+    table = np.zeros((length, width))
+    table[:, 0::2] = np.sin(angles)
+    table[:, 1::2] = np.cos(angles[:, :width // 2])
+    return dsl.const(table, dtype)
+
+
+@composite
+def embedding(ids, table):
+    """The rows of `table` (vocabulary x features) at `ids` (int32/int64, any shape): a
+    gather, O(features) per id, not one_hot(ids) @ table; its gradient adds each id's
+    row gradient into that row (scatter_add). An id outside [-vocabulary, vocabulary)
+    raises when the function runs (negative ids count from the end, as NumPy's)."""
+    table = dsl.lift(table)
+    if table.ndim != 2:
+        raise dsl.shape_error(f"embedding: the table must be 2-D (vocabulary, features), got "
+                              f"{format_shape(table.shape)}")
+    return dsl.take(table, ids, 0)

@@ -387,33 +387,203 @@ def squeeze(x: Node, axis=None) -> Node:
 
 
 def getitem(x: Node, index) -> Node:
-    """x[i], x[a:b:c], x[:, 1]: ints drop their axis, slices keep it (positive steps)."""
+    """x[i], x[a:b:c], x[:, 1], x[None], x[..., 0], x[idx]: NumPy's basic indexing (ints
+    drop their axis, slices keep it, any step; None adds an axis of 1, ... stands for the
+    axes not named) and integer-array indexing of the first axis by an int node or array
+    (`take`). A bool mask's result has a data-dependent shape: refused (gc.where)."""
     index = index if isinstance(index, tuple) else (index,)
-    if len(index) > x.ndim:
-        raise shape_error(f"index {index} has more entries than {format_shape(x.shape)} has axes")
-    ranges, drop = [], []
-    for axis, item in enumerate(index + (slice(None),) * (x.ndim - len(index))):
-        if isinstance(item, (int, np.integer)):
-            dim = x.shape[axis]
-            i = int(item) + dim if item < 0 and isinstance(dim, int) else int(item)
-            if isinstance(dim, int) and not 0 <= i < dim:
-                raise shape_error(f"index {item} is out of range for axis {axis} of shape "
-                                   f"{format_shape(x.shape)}")
-            ranges.append((i, i + 1, 1))
+    arrays = [item for item in index if _is_array_index(item)]
+    if arrays:
+        return _array_index(x, index, arrays)
+    items = _expand_ellipsis(x, index)
+    ranges, drop, new_axes, kept = [], [], [], 0
+    for item in items:
+        if item is None:
+            new_axes.append(kept + len(new_axes))
+            continue
+        axis = len(ranges)
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            ranges.append(_int_range(x, axis, int(item)))
             drop.append(axis)
         elif isinstance(item, slice):
-            step = 1 if item.step is None else item.step
-            start = 0 if item.start is None else item.start
-            if isinstance(x.shape[axis], int):
-                start, stop, step = slice(item.start, item.stop, step).indices(x.shape[axis])
-                full = (start, stop, step) == (0, x.shape[axis], 1)
-                ranges.append((0, None, 1) if full else (start, stop, step))
-            else:
-                ranges.append((start, item.stop, step))
+            ranges.append(_slice_range(x, axis, item))
+            kept += 1
         else:
-            raise shape_error(f"index {item!r}: graphc takes ints and slices")
+            raise shape_error(f"index {item!r}: graphc takes ints, slices, None, ..., and int "
+                              "nodes or arrays")
     out = apply("slice", x, index=tuple(ranges))
-    return apply("squeeze", out, axes=tuple(drop)) if drop else out
+    out = apply("squeeze", out, axes=tuple(drop)) if drop else out
+    for axis in new_axes:
+        out = apply("expand_dims", out, axis=axis)
+    return out
+
+
+def _is_array_index(item) -> bool:
+    """An index node, a list or a NumPy array of ints or bools (not a 0-d one: an int)."""
+    if isinstance(item, Node):
+        return True
+    return isinstance(item, (list, np.ndarray)) and np.ndim(item) > 0
+
+
+def _array_index(x: Node, index: tuple, arrays: list) -> Node:
+    """x[idx] with idx an int node or array: take along axis 0; a bool mask is refused."""
+    for item in arrays:
+        dtype = item.dtype if isinstance(item, Node) else np.asarray(item).dtype.name
+        if dtype in ("bool", "bool_"):
+            raise shape_error(
+                "index: a bool mask selects a data-dependent number of elements, which a "
+                "graph cannot hold (shapes are known when it is built); use "
+                "gc.where(mask, x, 0) (or a masked sum/mean) instead of x[mask]")
+    if len(index) != 1:
+        raise shape_error("index: integer-array indexing takes one index array on the first "
+                          "axis (x[idx]); for other axes use gc.take(x, idx, axis) or "
+                          "gc.take_along_axis")
+    return take(x, index[0], 0)
+
+
+def _expand_ellipsis(x: Node, index: tuple) -> tuple:
+    """The index with ... replaced by full slices and missing trailing axes filled."""
+    if builtins.sum(item is Ellipsis for item in index) > 1:
+        raise shape_error(f"index {index}: at most one ... (Ellipsis)")
+    named = builtins.sum(item is not None and item is not Ellipsis for item in index)
+    if named > x.ndim:
+        raise shape_error(f"index {index} has more entries than {format_shape(x.shape)} has "
+                          "axes")
+    fill = (slice(None),) * (x.ndim - named)
+    if Ellipsis not in index:
+        return index + fill
+    at = next(k for k, item in enumerate(index) if item is Ellipsis)
+    return index[:at] + fill + index[at + 1:]
+
+
+def _int_range(x: Node, axis: int, i: int) -> tuple:
+    dim = x.shape[axis]
+    if not isinstance(dim, int):
+        raise shape_error(f"index {i} on axis {axis} of shape {format_shape(x.shape)}: the "
+                          f"symbolic dim {dim!r} has no size until the call, so graphc cannot "
+                          "check or wrap the index; slice a fixed axis instead")
+    j = i + dim if i < 0 else i
+    if not 0 <= j < dim:
+        raise shape_error(f"index {i} is out of range for axis {axis} of shape "
+                          f"{format_shape(x.shape)}")
+    return (j, j + 1, 1)
+
+
+def _slice_range(x: Node, axis: int, item: slice) -> tuple:
+    """The slice as the slice op's (start, stop, step) on this axis, as NumPy reads it:
+    stop None where a negative step runs to the axis' start."""
+    for part in (item.start, item.stop, item.step):
+        if part is not None and not isinstance(part, (int, np.integer)):
+            raise shape_error(f"index {item!r}: slice bounds must be ints or None")
+    step = 1 if item.step is None else int(item.step)
+    if step == 0:
+        raise shape_error(f"index {item!r}: slice step cannot be zero")
+    dim = x.shape[axis]
+    if not isinstance(dim, int):
+        if (item.start in (None, 0), item.stop, step) != (True, None, 1):
+            raise shape_error(
+                f"index {item!r} on axis {axis} of shape {format_shape(x.shape)}: slicing "
+                f"the symbolic dim {dim!r} would give a size known only at the call; graphc "
+                "slices symbolic dims only whole (x[:]): slice a fixed axis, or bind the dim "
+                "to a fixed size")
+        return (0, None, 1)
+    start, stop, step = item.indices(dim)
+    if (start, stop, step) == (0, dim, 1):
+        return (0, None, 1)
+    return (start, None if stop < 0 else stop, step)
+
+
+# --- indexing by data: built on the gather and scatter_add ops ----------------------------
+
+def index_node(idx) -> Node:
+    """An index operand: an int node as it is; ints, lists and arrays as an int64 const."""
+    if isinstance(idx, Node):
+        return idx
+    array = np.asarray(host_data(idx))
+    if array.dtype.kind not in "iu" or array.dtype == np.uint64:
+        raise user_error(DtypeError, f"index: indices must be ints, got {array.dtype} values")
+    return const(array, "int64")
+
+
+def _axis_of(x: Node, axis, op: str) -> int:
+    axis = int(axis)
+    if not -x.ndim <= axis < x.ndim:
+        raise shape_error(f"{op}: axis {axis} out of range for {format_shape(x.shape)}")
+    return axis + x.ndim if axis < 0 else axis
+
+
+def take(x: Node, idx, axis=None) -> Node:
+    """np.take: the elements of x at `idx` along `axis` (None: of x flattened); the result
+    is x.shape[:axis] + idx.shape + x.shape[axis + 1:]. Negative indices count from the
+    end; one outside [-n, n) raises when the function runs."""
+    idx = index_node(idx)
+    if axis is None:
+        x, axis = reshape(x, (-1,)), 0
+    axis = _axis_of(x, axis, "take")
+    if idx.ndim == 0:
+        return squeeze(take(x, reshape(idx, (1,)), axis), axis)
+    before, after = x.shape[:axis], x.shape[axis + 1:]
+    # x read at the same place for every index but the last axis of idx: x's extra axes
+    # are 1s (the gather reads position 0 there), so no copy of x is broadcast.
+    for _ in range(idx.ndim - 1):
+        x = apply("expand_dims", x, axis=axis)
+    spread = reshape(idx, (1,) * len(before) + idx.shape + (1,) * len(after))
+    spread = apply("broadcast_to", spread, shape=before + idx.shape + after)
+    return apply("gather", x, spread, axis=axis + idx.ndim - 1)
+
+
+def take_along_axis(x: Node, idx, axis: int) -> Node:
+    """np.take_along_axis: x and idx broadcast against each other off `axis`."""
+    idx = index_node(idx)
+    axis = _axis_of(x, axis, "take_along_axis")
+    if idx.ndim != x.ndim:
+        raise shape_error(f"take_along_axis: indices of shape {format_shape(idx.shape)} need "
+                          f"the rank of {format_shape(x.shape)}")
+    return apply("gather", x, _broadcast_off_axis(idx, x, axis, "take_along_axis"), axis=axis)
+
+
+def _broadcast_off_axis(idx: Node, x: Node, axis: int, op: str) -> Node:
+    """idx broadcast to x's shape on every axis but `axis` (where idx keeps its size)."""
+    shape = []
+    for k, (a, b) in enumerate(zip(idx.shape, x.shape)):
+        if k == axis or a == b or b == 1:
+            shape.append(a)
+        elif a == 1:
+            shape.append(b)
+        else:
+            raise shape_error(f"{op}: indices of shape {format_shape(idx.shape)} do not "
+                              f"broadcast with {format_shape(x.shape)} off axis {axis}")
+    shape = tuple(shape)
+    return idx if shape == idx.shape else apply("broadcast_to", idx, shape=shape)
+
+
+def gather(x: Node, axis: int, idx) -> Node:
+    """torch.gather(x, axis, idx): out[i][j] = x[i][idx[i][j]] (axis 1); idx may be
+    smaller than x off `axis` (x is read only over idx's extent there)."""
+    idx = index_node(idx)
+    axis = _axis_of(x, axis, "gather")
+    if idx.ndim != x.ndim:
+        raise shape_error(f"gather: indices of shape {format_shape(idx.shape)} need the rank "
+                          f"of {format_shape(x.shape)}")
+    ranges = []
+    for k, (a, b) in enumerate(zip(idx.shape, x.shape)):
+        fits = k == axis or a == b or (isinstance(a, int) and isinstance(b, int) and a <= b)
+        if not fits:
+            raise shape_error(f"gather: indices of shape {format_shape(idx.shape)} exceed "
+                              f"{format_shape(x.shape)} on axis {k}")
+        ranges.append((0, None, 1) if k == axis or a == b else (0, a, 1))
+    if any(r != (0, None, 1) for r in ranges):
+        x = apply("slice", x, index=tuple(ranges))
+    return apply("gather", x, idx, axis=axis)
+
+
+def scatter_add(base: Node, axis: int, idx, src: Node) -> Node:
+    """torch.scatter_add(base, axis, idx, src) with idx of src's shape and of base's off
+    `axis`: base plus each src element added at its index along `axis` (repeated indices
+    accumulate)."""
+    idx = index_node(idx)
+    axis = _axis_of(base, axis, "scatter_add")
+    return apply("scatter_add", base, idx, src, axis=axis)
 
 
 def matmul(a, b) -> Node:

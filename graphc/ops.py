@@ -236,8 +236,8 @@ def _slice_dim(dim, start, stop, step):
         return dim
     if not isinstance(dim, int):
         raise ShapeError(f"slice: cannot slice symbolic dim {dim!r} (only a full slice)")
-    if step < 1:
-        raise ShapeError(f"slice: step must be positive, got {step}")
+    if step == 0:
+        raise ShapeError("slice: step cannot be zero")
     return len(range(*slice(start, stop, step).indices(dim)))
 
 
@@ -301,6 +301,87 @@ def _infer_one_hot(types, attrs):
     if t.dtype not in ("int32", "int64"):
         raise DtypeError(f"one_hot: labels must be int32 or int64, got {t.dtype}")
     return TensorType(t.shape + (attrs["depth"],), canonical_dtype(attrs["dtype"]))
+
+
+# --- indexing by data: gather and scatter_add (graphc/node.py: take, embedding, x[idx]) ---
+
+def _check_index_dtype(op, t):
+    if t.dtype not in ("int32", "int64"):
+        raise DtypeError(f"{op}: indices must be int32 or int64, got {t.dtype}")
+
+
+def _check_along(op, axis, x, idx, what):
+    """idx has x's rank, and off `axis` its sizes, where x's are not 1 (x is read at 0
+    there: a broadcast operand, as take and embedding use it)."""
+    if not 0 <= axis < x.ndim:
+        raise ShapeError(f"{op}: axis {axis} out of range for {format_shape(x.shape)}")
+    if idx.ndim != x.ndim or any(a != b and b != 1 for k, (a, b)
+                                 in enumerate(zip(idx.shape, x.shape)) if k != axis):
+        raise ShapeError(f"{op}: indices of shape {format_shape(idx.shape)} must match the "
+                         f"{what} of shape {format_shape(x.shape)} on every axis but {axis} "
+                         "(or the {what} has size 1 there)".replace("{what}", what))
+
+
+def _infer_gather(types, attrs):
+    x, idx = types
+    _check_index_dtype("gather", idx)
+    _check_along("gather", attrs["axis"], x, idx, "operand")
+    return TensorType(idx.shape, x.dtype)
+
+
+def _infer_scatter_add(types, attrs):
+    base, idx, src = types
+    _check_index_dtype("scatter_add", idx)
+    _check_along("scatter_add", attrs["axis"], base, idx, "base")
+    if src.shape != idx.shape:
+        raise ShapeError(f"scatter_add: values of shape {format_shape(src.shape)} must have "
+                         f"the indices' shape {format_shape(idx.shape)}")
+    _no_bool("scatter_add", [base, src])
+    if base.dtype != src.dtype:
+        raise DtypeError(f"scatter_add: base is {base.dtype} but values are {src.dtype}; "
+                         "cast one to the other")
+    return base
+
+
+def checked_indices(op: str, idx, dim: int, loc=None):
+    """idx with negative entries counted from the end (as NumPy does), after checking each
+    lies in [-dim, dim): an index outside raises, naming the first (every backend calls
+    this, or raises its message, before it reads anything at an index)."""
+    idx = np.asarray(idx)
+    bad = (idx < -dim) | (idx >= dim)
+    if bad.any():
+        made = f" (made at {loc})" if loc else ""
+        raise GraphcError(f"{op}: index {idx[bad].flat[0]} is out of range for an axis of "
+                          f"size {dim} (valid: -{dim} to {dim - 1}){made}")
+    return np.where(idx < 0, idx + dim, idx)
+
+
+def along_axis_index(idx, axis: int, shape: tuple) -> tuple:
+    """The NumPy advanced index that reads or writes, for each position of idx, the element
+    of an array of `shape` at idx along `axis` and at the same position on the other axes
+    (position 0 on an axis where the array has size 1)."""
+    grids = np.ogrid[tuple(slice(d) for d in idx.shape)]
+    return tuple(idx if k == axis else (g if shape[k] != 1 else 0)
+                 for k, g in enumerate(grids))
+
+
+def _gather_impl(args, attrs, shape):
+    x, idx = args
+    idx = checked_indices("gather", idx, x.shape[attrs["axis"]])
+    return x[along_axis_index(idx, attrs["axis"], x.shape)]
+
+
+def _scatter_add_impl(args, attrs, shape):
+    base, idx, src = args
+    idx = checked_indices("scatter_add", idx, base.shape[attrs["axis"]])
+    out = np.array(base)
+    np.add.at(out, along_axis_index(idx, attrs["axis"], base.shape), src)
+    return out
+
+
+def _index_raises(shapes, attrs) -> bool:
+    """An index out of range raises; indices of no elements cannot be out of range."""
+    return 0 not in shapes[1]
 
 
 # --- reference semantics ---------------------------------------------------------------
@@ -414,6 +495,12 @@ OPS: dict[str, OpDef] = dict(
         _row("one_hot", "other", 1, {"depth": "positive", "dtype": "dtype"}, _infer_one_hot,
              lambda a, at, s: _one_hot(a[0], at["depth"], at["dtype"]),
              raises=lambda shapes, attrs: True),
+        # --- indexing by data (h-index): torch.gather / np.take_along_axis and its
+        # gradient; take, take_along_axis, x[idx] and embedding are built on them.
+        _row("gather", "other", 2, {"axis": "int"}, _infer_gather, _gather_impl,
+             raises=_index_raises),
+        _row("scatter_add", "other", 3, {"axis": "int"}, _infer_scatter_add,
+             _scatter_add_impl, raises=_index_raises),
         # --- sliding windows (h-conv): convolution, its two gradients, max pooling and
         # its gradient; type rules and reference NumPy in graphc/windows.py. The convs
         # are of the matmul kind: contractions a backend computes whole, which fusion

@@ -16,6 +16,7 @@ ROOT is the scope outside every `with`; its path is ().
 from __future__ import annotations
 
 import contextvars
+import functools
 from contextlib import contextmanager
 
 
@@ -60,6 +61,16 @@ def scope(name: str):
         raise ValueError(f"a scope name must be an identifier, got {name!r}")
     with within(Scope(name, current())) as opened:
         yield opened
+
+
+def composite(fn):
+    """fn(..., name=None) builds its nodes in a scope named `name`, else fn's own name
+    (how gc.nn's composites each become one box in a picture)."""
+    @functools.wraps(fn)
+    def in_scope(*args, name=None, **kwargs):
+        with scope(name or fn.__name__):
+            return fn(*args, **kwargs)
+    return in_scope
 
 
 @contextmanager

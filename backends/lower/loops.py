@@ -346,6 +346,13 @@ class _Lowering:
         return Load(self.operand_of[node], tuple(index), node.dtype)
 
 
+def operand_load(kernel: Kernel, shapes: dict, node: Node, index: tuple) -> Load:
+    """Where a body node that is a kernel input seen through layout ops is read at
+    `index`: the load of the input (what a hand-written kernel, such as triton's gather,
+    reads its operands by; raises Unsupported for a node computed in the body)."""
+    return _Lowering(kernel, shapes, {}, None)._operand_load(node, index)
+
+
 # --- layout ops: where their operand is read ---------------------------------------------
 
 def _broadcast(index: tuple, shape: tuple) -> tuple:

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from graphc import ops
 from graphc.backends.base import label_error
 from graphc.errors import GraphcError
 
@@ -23,6 +24,21 @@ def one_hot(labels, out, loc):
     # class, and the cost of the loss's one_hot is mostly this call's (256 x 10 in a step)
     out.fill(0)
     out.reshape(labels.size, depth)[np.arange(labels.size), labels.reshape(-1)] = 1
+
+
+def gather(x, idx, axis, out, loc):
+    """out = x at idx along axis (np.take_along_axis, x read at 0 on its size-1 axes),
+    every index checked (ops.checked_indices) before anything is read."""
+    idx = ops.checked_indices("gather", idx, x.shape[axis], loc)
+    out[...] = x[ops.along_axis_index(idx, axis, x.shape)]
+
+
+def scatter_add(base, idx, src, axis, out, loc):
+    """out = base with src added at idx along axis (repeats accumulate: np.add.at)."""
+    idx = ops.checked_indices("scatter_add", idx, base.shape[axis], loc)
+    if out is not base:
+        np.copyto(out, base)
+    np.add.at(out, ops.along_axis_index(idx, axis, base.shape), src)
 
 
 def run_chunks(kernel, total: int, rows: int, scratch: tuple):
@@ -59,5 +75,5 @@ def address(array: np.ndarray) -> int:
     return array.ctypes.data
 
 
-HELPERS = {"_one_hot": one_hot, "_run_chunks": run_chunks, "_address": address,
+HELPERS = {"_one_hot": one_hot, "_gather": gather, "_scatter_add": scatter_add, "_run_chunks": run_chunks, "_address": address,
            "_label_error": label_error, **windows.HELPERS}

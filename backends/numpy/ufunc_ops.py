@@ -183,6 +183,13 @@ EMIT = {
     "concat": lambda node, args, out, dims: [
         f"np.concatenate(({', '.join(args)},), axis={node.attrs['axis']}, out={out})"],
     "one_hot": _one_hot,
+    # --- indexing by data (h-index): NumPy advanced indexing after the range check, in
+    # runtime.py (no loop nest reads at a data-dependent index).
+    "gather": lambda node, args, out, dims: [
+        f"_gather({args[0]}, {args[1]}, {node.attrs['axis']}, {out}, {node.loc!r})"],
+    "scatter_add": lambda node, args, out, dims: [
+        f"_scatter_add({args[0]}, {args[1]}, {args[2]}, {node.attrs['axis']}, {out}, "
+        f"{node.loc!r})"],
     # sliding windows (h-conv): strided windows + BLAS, backends/numpy/windows.py
     "conv": _window("_conv", _CONV),
     "conv_input_grad": _window("_conv_input_grad", _CONV),

@@ -92,7 +92,7 @@ class TritonExecutable:
         for check, found in zip(host.check_buffers(self.program), self.checks):
             found = found.cpu().numpy()
             if found.any():
-                label_error(found, check.depth, check.loc)
+                _index_error(found, check)
         arrays = dict(zip(self.program.sources, sources))
         plan = self.program.plan
         arrays.update(zip([n for n in plan.order if n in plan.buffer], self.values))
@@ -122,3 +122,10 @@ def kernel_info(launch: programs.Launch) -> KernelInfo:
         strategy="triton", reason=launch.note, source=k.source,
         extra={"grid": k.grid, "blocks": dict(k.blocks), "num_warps": k.num_warps,
                "index_dtype": k.index_dtype, "node": launch.node})
+
+
+def _index_error(found, check):
+    """The error every backend raises for the first bad label (one_hot) or index."""
+    if check.op == "one_hot":
+        label_error(found, check.depth, check.loc)
+    ops.checked_indices(check.op, found, check.depth, check.loc)

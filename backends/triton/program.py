@@ -31,6 +31,7 @@ from graphc.passes.schedule import BufferPlan, plan_buffers
 from graphc.types import format_shape
 
 from . import blocks as bl
+from .indexing import KERNELS as INDEXING_KERNELS
 from .render import TritonKernel, render
 
 
@@ -94,15 +95,14 @@ class _Planner:
             return self._place(node)
         kernel = kernel_of(node)
         try:
-            launch = self._launch(kernel)
+            launches = self._launch(kernel)
         except Unsupported as why:
             if node.op != "fused":
                 raise GraphcError(f"the triton backend cannot generate {node.op} on "
                                   f"{', '.join(str(i.type) for i in node.inputs)} (made at "
                                   f"{node.loc}): {why}") from None
             return self._split(kernel, f"fused {kernel.kind} kernel split into its ops: {why}")
-        if launch is not None:
-            self.launches.append(launch)
+        self.launches += launches
         return self._place(node)
 
     def _place(self, node: Node) -> Node:
@@ -110,21 +110,26 @@ class _Planner:
         self.placed.add(node)
         return node
 
-    def _launch(self, kernel: Kernel) -> Launch | None:
+    def _launch(self, kernel: Kernel) -> list:
+        """The kernel's launches: none for an empty output, two for a scatter_add."""
         kernel = reading_bases(kernel, view_of)
         shapes = {n: n.type.concrete_shape(self.dims) for n in kernel.body.nodes}
         shapes.update({p: o.type.concrete_shape(self.dims)
                        for p, o in zip(kernel.params, kernel.operands)})
         _refuse_empty_max(kernel, shapes)
         if bl.numel(shapes[kernel.result]) == 0:   # nothing to compute: no launch
-            return None
-        nest = lower(kernel, shapes)
-        self.body_consts.update((o, None) for o in kernel.operands
-                                if o.op == "const" and o not in self.placed)
+            return []
         name = f"k{len(self.launches)}_{kernel.kind}_" + "_".join(dict.fromkeys(
             n.op for n in kernel.steps if not ops.has(n.op, "view")))[:40].rstrip("_")
-        rendered = render(name, nest, [shapes[p] for p in kernel.params], self.max_row_block)
-        return Launch(rendered, kernel.node, kernel.operands, tuple(kernel.steps))
+        by_hand = INDEXING_KERNELS.get(kernel.result.op)
+        if by_hand is not None:   # reads or writes at data-dependent places: no loop nest
+            rendered = by_hand(name, kernel, shapes)
+        else:
+            rendered = [render(name, lower(kernel, shapes), [shapes[p] for p in kernel.params],
+                               self.max_row_block)]
+        self.body_consts.update((o, None) for o in kernel.operands
+                                if o.op == "const" and o not in self.placed)
+        return [Launch(r, kernel.node, kernel.operands, tuple(kernel.steps)) for r in rendered]
 
     def _split(self, kernel: Kernel, note: str) -> Node:
         """The kernel's body ops as outer nodes, each added on its own (the consts they

@@ -45,6 +45,7 @@ class CheckBuffer:
     loc: str | None
     size: int
     dtype: str
+    op: str = "one_hot"   # gather, scatter_add: indices in [-depth, depth) (indexing.py)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from .elementwise import ELEMENTWISE, literal
 
 # Pseudo-axes for the lanes' own positions; a domain has fewer axes than this.
 LANE_AXES = {"offs": 1000, "rows": 1001, "r": 1002, "rm": 1003, "rn": 1004, "rk": 1005,
-             "pid_b": 1006}
+             "pid_b": 1006, "pick": 1007}   # pick: the position a gather reads (indexing.py)
 
 
 def lane(name: str, size: int) -> ix.Affine:

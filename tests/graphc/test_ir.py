@@ -212,6 +212,8 @@ ROUND_TRIP = {
     "concat": lambda v: gc.concat([v["x"], v["x"] * 2], axis=1),
     "matmul": lambda v: v["x"] @ v["W"],
     "one_hot": lambda v: gc.one_hot(v["labels"], 4),
+    "gather": lambda v: gc.take(v["y"], v["labels"] - 1),
+    "scatter_add": lambda v: gc.scatter_add(v["y"], 0, np.array([2, -3, 2]), v["y"] * 2),
     # sliding windows (h-conv): x as (n, 1, 3) signals
     "conv": lambda v: gc.conv(_signal(v), _FILTERS, padding=((1, 0),), dilation=2),
     "conv_input_grad": lambda v: gc.vjp(gc.conv(_signal(v), _FILTERS, padding=1), v["x"],

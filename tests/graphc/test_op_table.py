@@ -80,6 +80,10 @@ EXAMPLES = {
     "concat": lambda x, y, w, i, b, labels: gc.concat([x, y * 2, i], axis=1),
     "matmul": lambda x, y, w, i, b, labels: gc.relu(y @ w + 1.0),
     "one_hot": lambda x, y, w, i, b, labels: gc.one_hot(labels, 5) * 3,
+    # indexing by data (h-index): labels in [0, 5) as indices into the columns
+    "gather": lambda x, y, w, i, b, labels: gc.take(x, labels - 5, axis=1) * 2,
+    "scatter_add": lambda x, y, w, i, b, labels: gc.scatter_add(
+        y, 1, gc.broadcast_to(labels, y.shape), x),
     # sliding windows (h-conv): x as a 1-D signal of one channel
     "conv": lambda x, y, w, i, b, labels: gc.conv(_signal(x), _FILTERS, stride=2, padding=1),
     "conv_input_grad": lambda x, y, w, i, b, labels: gc.vjp(
