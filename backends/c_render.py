@@ -43,6 +43,13 @@ def _zero(t):
     return f"({C_TYPES[t]})0"
 
 
+def _mod(t, a, b):
+    """NumPy's floating mod (npy_divmod): fmod, moved by b where its sign is not b's, and
+    a zero of b's sign; nan stays nan (the first branch, nan + b)."""
+    m = _libm("fmod")(t, a, b)
+    return f"(({m} != 0 && ({m} < 0) != ({b} < 0)) ? {m} + {b} : {_libm('copysign')(t, m, b)})"
+
+
 # op -> (result dtype, operand expressions, already in the dtype the op computes in) ->
 # C expression.
 OPS_C = {
@@ -65,12 +72,31 @@ OPS_C = {
     "eq": lambda t, a, b: f"({a} == {b})", "ne": lambda t, a, b: f"({a} != {b})",
     "where": lambda t, c, a, b: f"({c} ? {a} : {b})",
     "cast": lambda t, a: f"({a} != 0)" if t == "bool" else f"(({C_TYPES[t]}){a})",
+    # --- issue 14's elementwise ops (h-elem) ---
+    "sin": _libm("sin"), "cos": _libm("cos"), "erf": _libm("erf"), "floor": _libm("floor"),
+    "tan": _libm("tan"), "ceil": _libm("ceil"), "trunc": _libm("trunc"),
+    "round": _libm("rint"),            # the default rounding mode: half to even
+    "reciprocal": lambda t, a: f"(({C_TYPES[t]})1 / {a})",
+    "rsqrt": lambda t, a: f"(({C_TYPES[t]})1 / {_libm('sqrt')(t, a)})",
+    "square": lambda t, a: f"({a} * {a})",
+    "fmod": _libm("fmod"),
+    "mod": lambda t, a, b: _mod(t, a, b),
+    "isnan": lambda t, a: f"({a} != {a})",
+    "isinf": lambda t, a: f"({a} == INFINITY || {a} == -INFINITY)",
+    "isfinite": lambda t, a: f"({a} == {a} && {a} != INFINITY && {a} != -INFINITY)",
+    "logical_not": lambda t, a: f"({a} == 0)",
+    "logical_and": lambda t, a, b: f"({a} != 0 && {b} != 0)",
+    "logical_or": lambda t, a, b: f"({a} != 0 || {b} != 0)",
+    "logical_xor": lambda t, a, b: f"(({a} != 0) != ({b} != 0))",
 }
 # Ops on integers C may compute (exactly as NumPy does): selecting, comparing, casting.
 INTEGER_OPS = ("where", "cast", "gt", "ge", "lt", "le", "eq", "ne")
 # reduction -> (initial value, how the accumulator takes a value); max passes NaN on
 REDUCTIONS = {"sum": ("0", "{acc} + {v}"),
-              "max": ("-INFINITY", "(({acc} != {acc} || {acc} >= {v}) ? {acc} : {v})")}
+              "max": ("-INFINITY", "(({acc} != {acc} || {acc} >= {v}) ? {acc} : {v})"),
+              # --- issue 14's reductions (h-elem) ---
+              "min": ("INFINITY", "(({acc} != {acc} || {acc} <= {v}) ? {acc} : {v})"),
+              "prod": ("1", "{acc} * {v}")}
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,16 @@ library's SHA-256 is recorded beside it when it is built, and checked before it 
 loaded: a cached file that is truncated, empty or another library (which the loader
 would map as it is: a SIGBUS, or missing functions) is built again instead.
 
+The cache is bounded: past `Options.cache_bytes` (libraries, digests and the failed/
+folder together), the build that goes over it removes the least recently used entries
+(a library's use time is its digest file's mtime, touched at each load) until it fits,
+sparing those used in the last STALE_AFTER_S seconds (another process may be about to
+load them). Several processes may build the same library at once: each builds in a
+folder of its own and renames its library and digest into place as a pair, under an
+exclusive lock of the cache folder (`cache.lock`), while a check and load of a library
+and an eviction hold it shared or exclusive, so a library is never loaded half-replaced
+or paired with another build's digest.
+
 Each compiler run works in its own folder `build-XXXX` of the cache, locked (flock) while
 its process lives; the next build removes the folders of builds that were killed.
 `available(options)` says whether a compiler works here at all, tried once a process on
@@ -29,6 +39,7 @@ a small program; without one the numpy backend keeps to NumPy calls.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import functools
@@ -57,6 +68,7 @@ STALE_AFTER_S = 60
 # Folders `tmpXXXX` of graphc before builds were locked: nothing else writes there, and
 # no build ran this long.
 LEGACY_STALE_AFTER_S = 3600
+LOCK_NAME = "cache.lock"
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,7 @@ class Options:
     unit_lines: int = 4000    # a compilation unit gathers kernels up to this many lines
     #                           (the numpy backend runs a longer kernel as NumPy calls)
     jobs: int | None = None   # compiler runs at a time (None: the cores)
+    cache_bytes: int = 256 * 2**20  # the on-disk cache's cap; least recently used go first
 
 
 class CompileFailed(GraphcError):
@@ -123,7 +136,13 @@ def _probe(command: tuple, options: Options) -> bool:
         return False
 
 
-def compile_kernels(named_sources: dict, options: Options | None = None) -> dict:
+class Kernels(dict):
+    """{name: ctypes function}, and `files`: the paths of the libraries they were loaded
+    from (what a saved Function copies, graphc/artifacts.py)."""
+    files: tuple = ()
+
+
+def compile_kernels(named_sources: dict, options: Options | None = None) -> Kernels:
     """{name: ctypes function} for {name: C99 source of the function `name`} (PRELUDE
     is added); raises CompileFailed if any of them cannot be built and loaded."""
     options = options or Options()
@@ -139,7 +158,35 @@ def compile_kernels(named_sources: dict, options: Options | None = None) -> dict
     functions = {}
     for unit in units:
         functions.update(unit.load())
-    return {name: functions[same_as[name]] for name in named_sources}
+    kernels = Kernels((name, functions[same_as[name]]) for name in named_sources)
+    kernels.files = tuple(unit.path for unit in units)
+    return kernels
+
+
+def install(file_name: str, source: str, digest: str) -> None:
+    """Puts a library built elsewhere (a saved Function's copy at `source`, whose
+    SHA-256 is `digest`) into the cache as `file_name`, so that loading its kernels
+    compiles nothing; one already cached intact is kept. The copy is checked against
+    `digest` first (CompileFailed if it differs: a damaged file is never loaded), then
+    written to a temporary file and renamed into place under the cache's lock."""
+    if not re.fullmatch(r"kernels_[0-9a-f]{24}\.so", file_name):
+        raise CompileFailed(f"{file_name!r} is not the name of a graphc kernel library")
+    with open(source, "rb") as f:
+        data = f.read()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise CompileFailed(f"the library {source} is damaged: its SHA-256 is not the one "
+                            "recorded when it was saved")
+    if any(_is_intact(os.path.join(folder, file_name)) for folder in _readable_folders()):
+        return
+    folder = _writable_folder()
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=BUILD_PREFIX, delete=False) as f:
+        f.write(data)
+    with open(f.name + ".sha256", "w") as d:
+        d.write(digest + "\n")
+    path = os.path.join(folder, file_name)
+    with cache_lock(folder, fcntl.LOCK_EX):
+        os.replace(f.name, path)
+        os.replace(f.name + ".sha256", path + ".sha256")
 
 
 def _same_functions(named_sources: dict) -> dict:
@@ -240,14 +287,46 @@ class _Unit:
         return next((path for path in paths if _is_intact(path)), None)
 
     def load(self) -> dict:
-        path = self.cached()
-        if path is None:  # built just now, then gone (a concurrent cleanup of the cache)
-            raise CompileFailed(f"graphc's compiled kernels {self.file_name} vanished")
+        """The unit's functions, from its library checked and loaded under the cache's
+        shared lock (no store or eviction in between); its use time touched."""
+        for folder in _readable_folders():
+            path = os.path.join(folder, self.file_name)
+            with cache_lock(folder, fcntl.LOCK_SH):
+                if _is_intact(path):
+                    return self._open(path)
+        # built just now, then gone (an eviction or cleanup of the cache by another process)
+        raise CompileFailed(f"graphc's compiled kernels {self.file_name} vanished")
+
+    def _open(self, path: str) -> dict:
         try:
             library = ctypes.CDLL(path)
-            return {name: getattr(library, name) for name in self.names}
+            functions = {name: getattr(library, name) for name in self.names}
         except (OSError, AttributeError) as e:  # built and checked: the loader refuses it
             raise CompileFailed(f"cannot load graphc's compiled kernels {path}: {e}") from None
+        _touch(path + ".sha256")
+        self.path = path
+        return functions
+
+
+@contextlib.contextmanager
+def cache_lock(folder: str, mode: int):
+    """The cache folder's lock, shared (LOCK_SH: checking and loading) or exclusive
+    (LOCK_EX: storing, evicting); a folder where the lock file cannot be made (a
+    read-only cache, which no one writes) is used without it."""
+    try:
+        lock = open(os.path.join(folder, LOCK_NAME), "a")
+    except OSError:
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, mode)
+        yield
+
+
+def _touch(path: str) -> None:
+    """Marks a cache entry used now (its use time, for eviction); not in a read-only cache."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
 
 
 # --- building ---------------------------------------------------------------------------
@@ -260,8 +339,10 @@ def _build_all(command: tuple, units: list, folder: str, options: Options) -> No
         for unit in units:
             builds.append(_Build(unit, folder))
         _run(command, builds, options)
-        for build in builds:
-            build.store(folder)
+        with cache_lock(folder, fcntl.LOCK_EX):
+            for build in builds:
+                build.store(folder)
+            evict(folder, options.cache_bytes)
     except OSError as e:
         raise CompileFailed(f"cannot build C kernels in {folder}: {e}") from None
     finally:
@@ -354,8 +435,9 @@ class _Build:
             digest = hashlib.sha256(f.read()).hexdigest()
         with open(self.library + ".sha256", "w") as f:
             f.write(digest + "\n")
-        # Each replace is atomic. A concurrent build may pair its library with our digest
-        # (builds differ by their temporary paths): then the next load builds it again.
+        # Each replace is atomic, and the pair is made under the cache's exclusive lock: a
+        # concurrent build of the same unit replaces both files, or neither, never
+        # pairing its library with our digest.
         path = os.path.join(folder, self.unit.file_name)
         os.replace(self.library, path)
         os.replace(self.library + ".sha256", path + ".sha256")
@@ -371,14 +453,59 @@ class _Build:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
+# --- the cache's cap ----------------------------------------------------------------------
+
+def cache_entries(folder: str) -> list:
+    """[(use time, bytes, [paths])] of the cache's libraries (each with its digest) and of
+    the files kept under failed/."""
+    entries = []
+    for entry in os.scandir(folder):
+        if entry.name.startswith("kernels_") and entry.name.endswith(".so"):
+            paths = [entry.path, entry.path + ".sha256"]
+            entries.append(_entry(paths, use=entry.path + ".sha256"))
+    failed = os.path.join(folder, "failed")
+    if os.path.isdir(failed):
+        entries += [_entry([entry.path], use=entry.path) for entry in os.scandir(failed)]
+    return [entry for entry in entries if entry is not None]
+
+
+def _entry(paths: list, use: str):
+    sizes = [os.stat(path).st_size for path in paths if os.path.exists(path)]
+    try:
+        used = os.stat(use).st_mtime
+    except OSError:  # a library without its digest: never loaded, the first to go
+        used = 0.0
+    return (used, sum(sizes), paths) if sizes else None
+
+
+def evict(folder: str, cap: int) -> None:
+    """Removes the least recently used entries of the cache until it holds at most `cap`
+    bytes, sparing those used in the last STALE_AFTER_S seconds (the caller holds the
+    cache's exclusive lock)."""
+    entries = sorted(cache_entries(folder))
+    total = sum(size for _, size, _ in entries)
+    recent = time.time() - STALE_AFTER_S
+    for used, size, paths in entries:
+        if total <= cap or used > recent:
+            break
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        total -= size
+
+
 def _remove_stale_builds(folder: str) -> None:
     """Removes the build folders of killed compiles: unlocked ones, and graphc's old
-    unlocked `tmpXXXX` folders once they are an hour old."""
+    unlocked `tmpXXXX` folders once they are an hour old; and the temporary files of
+    killed installs (`build-XXXX` files), once they are STALE_AFTER_S old."""
     now = time.time()
     for entry in os.scandir(folder):
-        if not entry.is_dir(follow_symlinks=False):
-            continue
         age = now - entry.stat(follow_symlinks=False).st_mtime
+        if not entry.is_dir(follow_symlinks=False):  # a killed install's temporary file
+            if entry.name.startswith(BUILD_PREFIX) and age > STALE_AFTER_S:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(entry.path)
+            continue
         if (entry.name.startswith(BUILD_PREFIX) and age > STALE_AFTER_S
                 and not _is_locked(entry.path)) or (
                 entry.name.startswith("tmp") and age > LEGACY_STALE_AFTER_S):

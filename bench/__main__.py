@@ -22,6 +22,8 @@ BENCHMARKS = {
                      "O2 pipeline time on MLP training graphs of 2..200 layers (linear scaling)"),
     "first_call": ("bench.first_call",
                    "first call of 2k- and 10k-op elementwise chains, C compiler cache empty"),
+    "save_load": ("bench.save_load",
+                  "a fresh process's first call of a saved function vs a cold compile"),
     "gpu_traffic": ("bench.gpu_traffic",
                     "D: modelled GPU memory traffic of the MLP step, fused kernels vs one per op"),
     "large_graphs": ("bench.large_graphs",

@@ -7,13 +7,19 @@
 
 from graphc import nn, optim, testing
 from graphc.autodiff import grad, vjp
-from graphc.compile import Function, compile
+from graphc.checkpoint import load, save
+from graphc.compile import Function, compile, load_function
 from graphc.dsl import (
     abs, add, broadcast_to, cast, concat, const, conv, div, eq, exp, expand_dims, gather,
     ge, getitem, gt, input, le, lift, log, log1p, lt, matmul, max, max_pool, maximum, mean,
     minimum, mul, ne, neg, one_hot, pad, param, pow, relu, reshape, scatter_add, sigmoid,
     sign, size, sqrt, squeeze, step, stop_gradient, sub, sum, take, take_along_axis, tanh,
     transpose, where)
+from graphc.dsl import (  # issue 14's elementwise ops
+    ceil, clip, cos, erf, floor, fmod, isfinite, isinf, isnan, logical_and, logical_not,
+    logical_or, logical_xor, mod, reciprocal, round, rsqrt, sin, square, tan, trunc)
+from graphc.dsl import all, any, argmax, argmin, min, prod, std, var  # issue 14's reductions
+from graphc.dsl import cumprod, cumsum, einsum, flip, logcumsumexp, stack  # issue 14's scans, layout
 from graphc.explore import explore
 from graphc.errors import (
     BackendUnavailable, DtypeError, FeedError, GradError, GraphcError, GraphcWarning, ParseError,
@@ -25,7 +31,7 @@ from graphc.viz import render
 
 __all__ = [
     "Function", "Graph", "Node", "TensorType", "compile", "grad", "vjp", "render", "nn",
-    "explore", "scope",
+    "explore", "scope", "save", "load", "load_function",
     "optim", "testing", "abs", "add", "broadcast_to", "cast", "concat", "const", "conv",
     "div", "eq",
     "exp", "expand_dims", "ge", "getitem", "gt", "input", "le", "lift", "log", "log1p", "lt",
@@ -35,4 +41,8 @@ __all__ = [
     "stop_gradient", "sub", "sum", "tanh", "transpose", "where", "GraphcError", "ShapeError",
     "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable", "UsageError",
     "GraphcWarning", "pad", "take", "take_along_axis", "gather", "scatter_add",
+    "ceil", "clip", "cos", "erf", "floor", "fmod", "isfinite", "isinf", "isnan",
+    "logical_and", "logical_not", "logical_or", "logical_xor", "mod", "reciprocal", "round",
+    "rsqrt", "sin", "square", "tan", "trunc", "min", "prod", "all", "any", "argmax", "argmin", "std", "var",
+    "cumprod", "cumsum", "einsum", "flip", "logcumsumexp", "stack",
 ]

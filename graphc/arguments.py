@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import reprlib
 
-import numpy as np
 
 from graphc.ir import Node
 

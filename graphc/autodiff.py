@@ -18,11 +18,13 @@ branches of the graph that `y` needs but that do not depend on `wrt` are never v
 
 Choices where the derivative is not defined:
 - relu, step, abs, sign at 0: the derivative at 0 is taken as 0 (as in PyTorch).
-- max (reduction) ties: the cotangent is split equally among the tied maxima, as
-  torch.amax does. maximum/minimum ties: each operand gets half, as torch.maximum does.
+- max and min (reductions) ties: the cotangent is split equally among the tied maxima,
+  as torch.amax and torch.amin do. prod: each factor gets the product of the others
+  (zeros included, as torch.prod). maximum/minimum ties: each operand gets half, as torch.maximum does.
 - pow at a zero base: d/da is 0 where b = 0, and d/db is 0 where a = 0 and b >= 0
   (PyTorch's choice; for b < 0 it is a^b log a = -inf or +inf).
-- step, sign, comparisons, one_hot and size have zero gradient.
+- step, sign, comparisons, one_hot and size have zero gradient; so have the rounding
+  ops (floor, ceil, round, trunc), also at their steps, as in PyTorch.
 - max_pool: a window's cotangent goes to its first max (row-major within the window) on a
   tie, as torch's; max_pool_grad has no derivative in its cotangent (a GradError).
 """
@@ -304,11 +306,27 @@ def _where(node, g, i):
     return _op("where", cond, g, zero) if i == 1 else _op("where", cond, zero, g)
 
 
-def _max_reduce(node, g, i):
+def _extremum_reduce(node, g, i):
+    """max or min: the winners (the elements equal to the result) share the cotangent."""
     x = node.inputs[0]
     winners = _float_mask(_op("eq", x, _broadcast_back(node, node)), x)
     count = _op("sum", winners, axes=node.attrs["axes"], keepdims=True)
     return _mul(_broadcast_back(g, node), _div(winners, count))
+
+
+def _prod_reduce(node, g, i):
+    """The product of the others, as torch: result / x where no factor is 0; where one
+    is, that factor gets the product of the rest and the others 0; where two are, all 0.
+    (No division by a zero in what is selected, so no nan from 0 / 0.)"""
+    x, axes = node.inputs[0], node.attrs["axes"]
+    zero = _op("eq", x, _scalar(0.0, x))
+    zeros = _op("sum", _float_mask(zero, x), axes=axes, keepdims=True)
+    rest = _op("prod", _op("where", zero, _scalar(1.0, x), x), axes=axes, keepdims=True)
+    one_zero = _op("logical_and", zero, _op("eq", zeros, _scalar(1.0, zeros)))
+    others = _op("where", one_zero, rest, _scalar(0.0, x))
+    local = _op("where", _op("eq", zeros, _scalar(0.0, zeros)),
+                _div(_broadcast_back(node, node), x), others)
+    return _mul(_broadcast_back(g, node), local)
 
 
 def _transpose(node, g, i):
@@ -398,6 +416,21 @@ def _matmul(node, g, i):
     return _op("matmul", g, _swap_last(b)) if i == 0 else _op("matmul", _swap_last(a), g)
 
 
+def _quotient(exact: bool):
+    """mod and fmod: a - q b, with q the quotient rounded (floor for mod, trunc for
+    fmod), so d/da = 1 and d/db = -q, as torch: mod's q is read off the result,
+    round((a - node) / b), exact where a / b would round across an integer and nan where
+    a is +-inf (torch's floor division); fmod's is trunc(a / b) (torch's trunc
+    division: +-inf where a is)."""
+    def rule(node, g, i):
+        a, b = node.inputs
+        if i == 0:
+            return g
+        q = _op("round", _div(_op("sub", a, node), b)) if exact else _op("trunc", _div(a, b))
+        return _op("neg", _mul(g, q))
+    return rule
+
+
 # --- sliding windows (h-conv): conv and its two gradients are bilinear, and each one's
 # derivative in an operand is one of the other two (graphc/windows.py), so gradients of
 # gradients stay in these three ops.
@@ -461,7 +494,9 @@ RULES = {
     "where": _where,
     # reductions
     "sum": lambda n, g, i: _broadcast_back(g, n),
-    "max": _max_reduce,
+    "max": _extremum_reduce,
+    "min": _extremum_reduce,   # the same rule: ties split the cotangent equally (torch.amin)
+    "prod": _prod_reduce,
     "size": _zero,
     # layout
     "reshape": lambda n, g, i: _op("reshape", g, shape=n.inputs[0].shape),
@@ -477,6 +512,23 @@ RULES = {
     # indexing by data (h-index)
     "gather": _gather,
     "scatter_add": _scatter_add,
+    # --- issue 14's elementwise ops (h-elem) ---
+    "sin": _unary(lambda n, x, g: _mul(g, _op("cos", x))),
+    "cos": _unary(lambda n, x, g: _mul(g, _op("neg", _op("sin", x)))),
+    # d erf(x) = 2 / sqrt(pi) e^(-x^2)
+    "erf": _unary(lambda n, x, g: _mul(g, _mul(_scalar(2 / np.sqrt(np.pi), x),
+                                                _op("exp", _op("neg", _mul(x, x)))))),
+    "floor": _zero,   # piecewise constant: 0, also at the steps (as in PyTorch)
+    "ceil": _zero, "round": _zero, "trunc": _zero,
+    "tan": _unary(lambda n, x, g: _mul(g, _op("add", _scalar(1.0, n), _mul(n, n)))),
+    "reciprocal": _unary(lambda n, x, g: _op("neg", _mul(g, _mul(n, n)))),
+    "rsqrt": _unary(lambda n, x, g: _mul(g, _mul(_scalar(-0.5, n), _mul(n, _mul(n, n))))),
+    "square": _unary(lambda n, x, g: _mul(g, _mul(_scalar(2.0, x), x))),
+    "mod": _quotient(exact=True), "fmod": _quotient(exact=False),
+    "isnan": _zero, "isinf": _zero, "isfinite": _zero, "logical_not": _zero,
+    "logical_and": _zero, "logical_or": _zero, "logical_xor": _zero,
+
+
     # sliding windows (h-conv)
     "conv": _conv,
     "conv_input_grad": _conv_input_grad,

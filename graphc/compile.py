@@ -2,21 +2,31 @@
 
 The Function optimizes the graph once, when it is made. Each call checks the feeds
 (names, ranks, dims, dtypes), binds symbolic dims, has the backend build an executable
-once per distinct input-shape signature, runs it, and only then applies parameter
+once per distinct input-shape signature (the most recently used `max_executables` of
+them are kept, 32 by default: a least-recently-used cache, so a model fed many batch
+sizes does not keep every build's buffers alive), runs it, and only then applies parameter
 updates, so that a step that raises leaves every parameter as it was; from the first
 write into a param to the last, interrupts wait (graphc.commit), so a step is applied
 all or nothing. Calls of one Function take turns (a lock): its executables' buffers and
 its params are shared by every call, so two threads never run it at once.
+
+A Function pickles as what it was made from: its source graph (params with their
+values), inputs, updates, backend, opt and options; the copy optimizes its graph again
+lazily, when first called (or asked for its graph), and builds its executables anew.
+`f.save(dir)` and `gc.load_function(dir)` (graphc/artifacts.py) keep the optimized graph
+and the compiled C libraries instead, so a fresh process neither optimizes nor compiles.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 
 import numpy as np
 
-from graphc import backends
+from graphc import artifacts, backends
 from graphc.arguments import describe, node_list
 from graphc.commit import Commit
 from graphc.errors import DtypeError, FeedError, GraphcError, ShapeError, UsageError
@@ -26,8 +36,11 @@ from graphc.passes import optimize
 from graphc.types import format_shape, numpy_dtype, to_dtype
 
 
+MAX_EXECUTABLES = 32  # the default of gc.compile's max_executables
+
+
 def compile(outputs, inputs=None, updates=None, backend="numpy", opt="O2",
-            debug_dir=None, options=None) -> "Function":
+            debug_dir=None, options=None, max_executables=MAX_EXECUTABLES) -> "Function":
     """Compile `outputs` (a node or a list) into a Function called with arrays by name.
 
     inputs:  optional list of input nodes: the call's signature, in the order of
@@ -40,17 +53,25 @@ def compile(outputs, inputs=None, updates=None, backend="numpy", opt="O2",
     options: the backend's knobs, e.g. {"c_kernels": False} for numpy or
              {"max_row_block": 1024} for triton (each backend's Options dataclass
              lists them; an unknown one is an error naming the real ones).
+    max_executables: how many builds (one per input-shape signature) the Function keeps;
+             past it, the least recently used is dropped (and built again if needed).
     """
-    return Function(outputs, inputs, updates, backend, opt, debug_dir, options)
+    return Function(outputs, inputs, updates, backend, opt, debug_dir, options,
+                    max_executables)
 
 
 class Function:
-    def __init__(self, outputs, inputs, updates, backend, opt, debug_dir=None, options=None):
+    def __init__(self, outputs, inputs, updates, backend, opt, debug_dir=None, options=None,
+                 max_executables=MAX_EXECUTABLES, optimized=None, lazy=False):
+        """optimized: the graph already optimized (gc.load_function: `outputs` and
+        `updates` are its own); lazy: optimize at the first call (an unpickled copy)."""
 
         self._single = isinstance(outputs, Node)
         self.outputs = node_list(outputs, "gc.compile: outputs", UsageError)
         self.updates = _checked_updates(updates)
-        self.source_graph = Graph(self.outputs, self.updates)
+        # a loaded function's source is its optimized graph, in its scheduled order
+        self.source_graph = (optimized if optimized is not None
+                             else Graph(self.outputs, self.updates))
         self._used = self.source_graph.inputs  # Graph.inputs walks every node: once, here
         self.inputs = self._used if inputs is None else _listed_inputs(inputs)
         self._fed = list(dict.fromkeys(self._used + self.inputs))  # what a call must feed
@@ -59,15 +80,61 @@ class Function:
         _check_unique_names(self._fed, "inputs", FeedError)
         _check_unique_names(self.source_graph.params, "params", GraphcError)
         _check_dims_bound(self.source_graph)
-        self.backend_name = backend
+        if not (isinstance(max_executables, int) and max_executables >= 1):
+            raise UsageError(f"gc.compile: max_executables must be an int of at least 1, "
+                             f"got {describe(max_executables)}")
+        self.backend_name, self.opt, self.max_executables = backend, opt, max_executables
         self._backend = backends.load(backend)
         self.options = self._backend.make_options(options)
         self.log = CompileLog.for_function(self.outputs, debug_dir)
-        self.log.pipeline_start(self.source_graph, opt)
-        self.graph = optimize(self.source_graph, opt, dump=self.log.after_pass)
-        self._executables = {}
+        self._graph = optimized
+        self._loaded = optimized is not None  # source_graph is the optimized graph
+        if optimized is None and not lazy:
+            self._optimize()
+        self._executables = OrderedDict()   # signature -> executable, least recent first
         self._last = None
         self._lock = threading.Lock()
+
+    def _optimize(self) -> Graph:
+        if self._graph is None:
+            self.log.pipeline_start(self.source_graph, self.opt)
+            self._graph = optimize(self.source_graph, self.opt, dump=self.log.after_pass)
+        return self._graph
+
+    @property
+    def graph(self) -> Graph:
+        """The optimized graph (an unpickled Function optimizes it when first asked)."""
+        return self._optimize()
+
+    @property
+    def params(self) -> list:
+        """The params the function reads or updates (its optimizer state included), as
+        gc.save and gc.load take them."""
+        return self.source_graph.params
+
+    def __reduce__(self):
+        # What it was made from, not its executables (generated code, ctypes functions):
+        # the copy optimizes (unless loaded: then its graph is the optimized one) and
+        # builds again lazily.
+        settings = dict(inputs=self.inputs, backend=self.backend_name, opt=self.opt,
+                        options=option_fields(self.options),
+                        max_executables=self.max_executables, loaded=self._loaded)
+        return (_unpickled_function, (self.source_graph, self._single, settings))
+
+    def save(self, directory) -> None:
+        """Writes the function to `directory` (made if need be; what is in it is
+        replaced): its optimized graph as text IR, its param values, its signature,
+        backend and options, and the C libraries of the shapes it has been called with,
+        with their SHA-256. gc.load_function(directory) reads it back in any process:
+        no optimizing, and no C compiling where those libraries fit (the same compiler)."""
+        with self._lock:
+            libraries = [path for executable in self._executables.values()
+                         for path in getattr(executable, "libraries", ())]
+            artifacts.write(directory, graph=self.graph, single=self._single,
+                            inputs=self.inputs, backend=self.backend_name, opt=self.opt,
+                            options=option_fields(self.options),
+                            max_executables=self.max_executables,
+                            libraries=libraries)
 
     def __call__(self, *args, **feeds):
         feeds = self._bind_positional(args, feeds)
@@ -91,7 +158,11 @@ class Function:
         if executable is None:
             executable = self._backend.build(self.graph, dims, self.options)
             self._executables[signature] = executable
+            while len(self._executables) > self.max_executables:
+                self._executables.popitem(last=False)
             self.log.built(executable, dims)
+        else:
+            self._executables.move_to_end(signature)
         self._last = executable
         return executable
 
@@ -131,6 +202,32 @@ class Function:
         if not hasattr(executable, "compile_for"):
             raise GraphcError(f"compile_for needs backend='triton', not {self.backend_name!r}")
         return executable.compile_for(arch)
+
+
+def load_function(directory) -> Function:
+    """The Function that f.save(directory) wrote, ready to call: its optimized graph read
+    back (not optimized again), its params holding the saved values, its C libraries
+    put in the compile cache (each checked against its SHA-256). A directory of another
+    format version, or a damaged or truncated file, is a GraphcError saying which."""
+    saved = artifacts.read(directory)
+    outputs = saved.graph.outputs[0] if saved.single else list(saved.graph.outputs)
+    return Function(outputs, saved.inputs, saved.graph.updates, saved.backend, saved.opt,
+                    options=saved.options, max_executables=saved.max_executables,
+                    optimized=saved.graph)
+
+
+def option_fields(options) -> dict:
+    """A backend's options as {knob: value}, one level deep (make_options takes it)."""
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+
+
+def _unpickled_function(source_graph, single, settings) -> Function:
+    outputs = source_graph.outputs[0] if single else list(source_graph.outputs)
+    loaded = settings["loaded"]
+    return Function(outputs, settings["inputs"], source_graph.updates, settings["backend"],
+                    settings["opt"], options=settings["options"],
+                    max_executables=settings["max_executables"],
+                    optimized=source_graph if loaded else None, lazy=not loaded)
 
 
 def _check_dims_bound(graph: Graph):

@@ -141,11 +141,21 @@ class Graph:
             if expected != node.type:
                 raise AssertionError(f"{node!r}: recorded type {node.type}, inferred {expected}")
 
+    def __reduce__(self):
+        # Its nodes in order, each pickled after its inputs: pickle then saves every
+        # node's inputs as references to nodes already saved, never recursing down a
+        # deep graph; the order (a schedule) survives.
+        return (_unpickled_graph, (self.nodes, self.outputs, self.updates))
+
     def __str__(self) -> str:
         return format_graph(self)
 
     def __repr__(self) -> str:
         return f"<Graph {len(self.nodes)} nodes, {len(self.outputs)} outputs>"
+
+
+def _unpickled_graph(nodes, outputs, updates) -> Graph:
+    return Graph(outputs, updates, order=nodes)
 
 
 def _lint_value(node: Node) -> None:

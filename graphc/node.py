@@ -112,6 +112,15 @@ class Node:
     def ndim(self) -> int:
         return self.type.ndim
 
+    def __reduce__(self):
+        # Pickled by what it is made of: its attrs are a read-only mappingproxy, which
+        # does not pickle, and its id is this process's. Its inputs are pickled first, so
+        # a node alone pickles its whole graph recursively (deep chains: pickle a
+        # gc.Graph, which saves its nodes in order, each after its inputs, iteratively).
+        return (_unpickled_node, (self.op, self.inputs, dict(self.attrs), self.type,
+                                  self.name, self.loc, self.tags, self._value, self.scope,
+                                  self.body))
+
     def attrs_key(self) -> tuple:
         """The attributes as a hashable, order-independent tuple (for CSE and lookups)."""
         return tuple(sorted(self.attrs.items()))
@@ -174,6 +183,12 @@ class Node:
     def max(self, axis=None, keepdims=False, name=None):
         return labelled(reduction("max", self, axis, keepdims), name)
 
+    def min(self, axis=None, keepdims=False, name=None):
+        return labelled(reduction("min", self, axis, keepdims), name)
+
+    def prod(self, axis=None, keepdims=False, name=None):
+        return labelled(reduction("prod", self, axis, keepdims), name)
+
     def mean(self, axis=None, keepdims=False, name=None):
         return labelled(mean(self, axis, keepdims), name)
 
@@ -191,6 +206,11 @@ class Node:
 
     def astype(self, dtype, name=None):
         return labelled(apply("cast", self, dtype=canonical_dtype(dtype)), name)
+
+
+def _unpickled_node(op, inputs, attrs, type, name, loc, tags, value, scope, body) -> Node:
+    return Node(op, inputs, attrs, type, name=name, loc=loc, tags=tags, value=value,
+                scope=scope, body=body)
 
 
 def _own_param_value(param: Node, value) -> np.ndarray:

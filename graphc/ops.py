@@ -161,6 +161,13 @@ def _infer_where(types, attrs):
     return TensorType(_broadcast("where", types), promote(types[1].dtype, types[2].dtype))
 
 
+def _predicate(op):
+    """A test of each element (isnan, logical_not): any operand, a bool result."""
+    def infer(types, attrs):
+        return TensorType(types[0].shape, "bool")
+    return infer
+
+
 def _infer_cast(types, attrs):
     return TensorType(types[0].shape, canonical_dtype(attrs["dtype"]))
 
@@ -176,7 +183,7 @@ def _reduce(op):
         axes, keep = attrs["axes"], attrs["keepdims"]
         _check_axes(op, axes, t.ndim, t.shape)
         shape = tuple(1 if i in axes else d for i, d in enumerate(t.shape) if keep or i not in axes)
-        dtype = "int64" if (op == "sum" and t.dtype == "bool") else t.dtype
+        dtype = "int64" if (op in ("sum", "prod") and t.dtype == "bool") else t.dtype
         return TensorType(shape, dtype)
     return infer
 
@@ -397,6 +404,12 @@ def _one_hot(labels, depth, dtype):
     return (labels[..., None] == np.arange(depth)).astype(numpy_dtype(dtype))
 
 
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function elementwise (NumPy has none): libm's, through Python's math."""
+    x = np.asarray(x)
+    return np.frompyfunc(math.erf, 1, 1)(x).astype(x.dtype)
+
+
 def _unary_impl(f):
     return lambda args, attrs, shape: f(args[0])
 
@@ -418,7 +431,7 @@ def _row(name, kind, arity, attrs, infer, impl, traits=(), raises=None):
 
 
 def _empty_reduction(shapes, attrs) -> bool:
-    """A max over an axis of length 0 has no value: it raises (as NumPy's)."""
+    """A max or min over an axis of length 0 has no value: it raises (as NumPy's)."""
     return any(shapes[0][a] == 0 for a in attrs["axes"])
 
 
@@ -448,6 +461,38 @@ _COMPARE = {"gt": (np.greater, _CHEAP), "ge": (np.greater_equal, _CHEAP),
             "eq": (np.equal, _CHEAP + ("commutative",)),
             "ne": (np.not_equal, _CHEAP + ("commutative",))}  # ne: nan != nan is true
 
+# --- elementwise rows of issue 14 (h-elem) ---------------------------------------------
+# Float ops: the rounding ones keep nan and +-inf; round is half to even (np.round).
+_UNARY_FLOAT_MORE = {"sin": (np.sin, _TRANSCENDENTAL), "cos": (np.cos, _TRANSCENDENTAL),
+                     "tan": (np.tan, _TRANSCENDENTAL),
+                     "erf": (erf, ()),   # no NumPy SIMD erf to beat libm's
+                     "floor": (np.floor, _CHEAP), "ceil": (np.ceil, _CHEAP),
+                     "round": (np.round, _CHEAP), "trunc": (np.trunc, _CHEAP),
+                     "reciprocal": (np.reciprocal, ()),
+                     # rsqrt(-0.0) is -inf: not nonnegative
+                     "rsqrt": (lambda x: 1 / np.sqrt(x), _TRANSCENDENTAL)}
+_UNARY_ANY_MORE = {"square": (np.square, _NONNEGATIVE_CHEAP)}
+# Any operand (a bool too), a bool result.
+_PREDICATES = {"isnan": (np.isnan, _CHEAP), "isinf": (np.isinf, _CHEAP),
+               "isfinite": (np.isfinite, _CHEAP), "logical_not": (np.logical_not, _CHEAP)}
+# mod: the sign of b (NumPy, Python, torch.remainder); fmod: the sign of a (C, torch.fmod).
+_BINARY_FLOAT_MORE = {"mod": (np.mod, ()), "fmod": (np.fmod, ())}
+# Truth of each operand (nonzero; nan is true), a bool result.
+_LOGICAL = {"logical_and": (np.logical_and, _CHEAP + ("commutative",)),
+            "logical_or": (np.logical_or, _CHEAP + ("commutative",)),
+            "logical_xor": (np.logical_xor, _CHEAP + ("commutative",))}
+_ELEMENTWISE_MORE = (
+    [_row(n, "unary", 1, {}, _unary_float(n), _unary_impl(f), t)
+     for n, (f, t) in _UNARY_FLOAT_MORE.items()]
+    + [_row(n, "unary", 1, {}, _unary_any(n), _unary_impl(f), t)
+       for n, (f, t) in _UNARY_ANY_MORE.items()]
+    + [_row(n, "unary", 1, {}, _predicate(n), _unary_impl(f), t)
+       for n, (f, t) in _PREDICATES.items()]
+    + [_row(n, "binary", 2, {}, _binary(n, True), _binary_impl(f), t)
+       for n, (f, t) in _BINARY_FLOAT_MORE.items()]
+    + [_row(n, "compare", 2, {}, _compare(n), _binary_impl(f), t)
+       for n, (f, t) in _LOGICAL.items()])
+# --- end of issue 14's elementwise rows -------------------------------------------------
 # The window ops' attributes: padding is a flat (before, after) pair per spatial axis.
 _CONV_ATTRS = {"stride": "ints", "padding": "ints", "dilation": "ints", "groups": "positive"}
 _POOL_ATTRS = {"kernel": "ints", "stride": "ints", "padding": "ints"}
@@ -462,6 +507,7 @@ OPS: dict[str, OpDef] = dict(
        for n, (f, t) in _BINARY_FLOAT.items()]
     + [_row(n, "compare", 2, {}, _compare(n), _binary_impl(f), t)
        for n, (f, t) in _COMPARE.items()]
+    + _ELEMENTWISE_MORE
     + [
         _row("cast", "unary", 1, {"dtype": "dtype"}, _infer_cast, lambda a, at, s: a[0], _CHEAP),
         # The identity, whose gradient is zero: marks values autodiff must treat as
@@ -474,6 +520,13 @@ OPS: dict[str, OpDef] = dict(
         _row("max", "reduce", 1, {"axes": "ints", "keepdims": "bool"}, _reduce("max"),
              lambda a, at, s: np.max(a[0], axis=at["axes"], keepdims=at["keepdims"]),
              raises=_empty_reduction),
+        # --- issue 14's reductions (h-elem): min passes nan on, as max; prod of nothing is 1
+        _row("min", "reduce", 1, {"axes": "ints", "keepdims": "bool"}, _reduce("min"),
+             lambda a, at, s: np.min(a[0], axis=at["axes"], keepdims=at["keepdims"]),
+             raises=_empty_reduction),
+        _row("prod", "reduce", 1, {"axes": "ints", "keepdims": "bool"}, _reduce("prod"),
+             lambda a, at, s: np.prod(a[0], axis=at["axes"], keepdims=at["keepdims"])),
+        # --- end of issue 14's reductions
         _row("size", "other", 1, {"axes": "ints", "dtype": "dtype"}, _infer_size,
              lambda a, at, s: np.prod([a[0].shape[i] for i in at["axes"]])),
         _row("reshape", "layout", 1, {"shape": "shape"}, _infer_reshape,

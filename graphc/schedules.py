@@ -40,7 +40,7 @@ def cosine(lr: float, total_steps: int, min_lr=0.0):
     (CosineAnnealingLR's closed form), then min_lr (where torch's would rise again)."""
     def schedule(t):
         progress = dsl.minimum(t, float(total_steps)) / total_steps
-        return min_lr + (lr - min_lr) * (1 + _cos_pi(progress)) / 2
+        return min_lr + (lr - min_lr) * (1 + dsl.cos(math.pi * progress)) / 2
     return schedule
 
 
@@ -66,20 +66,3 @@ def sequential(schedules: list, milestones: list):
             lr = dsl.where(t >= start, later(dsl.maximum(t - start, 0.0)), lr)
         return lr
     return schedule
-
-
-# sin(u) = u - u^3/3! + ... to the u^21 term: for |u| <= pi/2 the first term left out,
-# (pi/2)^23 / 23!, is below 1e-17, under float64's rounding of the result.
-_SIN_TERMS = 11
-
-
-def _cos_pi(x):
-    """cos(pi x) for x in [0, 1], as -sin(pi (x - 1/2)) by its Taylor series (graphc has
-    no cos primitive; Horner's rule keeps it a few fused multiply-adds)."""
-    u = math.pi * (x - 0.5)
-    u2 = u * u
-    total = dsl.const(0.0, x.dtype)
-    for n in reversed(range(_SIN_TERMS)):
-        sign = -1.0 if n % 2 else 1.0
-        total = sign / math.factorial(2 * n + 1) + u2 * total
-    return -(u * total)

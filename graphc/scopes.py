@@ -44,6 +44,12 @@ class Scope:
     def __repr__(self) -> str:
         return f"<Scope {self}>"
 
+    def __reduce__(self):
+        # ROOT unpickles as ROOT itself (code asks `scope.parent is None`; one root);
+        # another scope as a new scope of that name in its parent, compared by identity
+        # as before: the scopes of one pickle stay shared by the nodes that were in them.
+        return "ROOT" if self is ROOT else (Scope, (self.name, self.parent))
+
 
 ROOT = Scope("", None)
 _open = contextvars.ContextVar("graphc_open_scope", default=ROOT)

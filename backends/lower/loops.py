@@ -315,8 +315,8 @@ class _Lowering:
 
     def _reduce(self, node: Node, arg: int) -> int:
         arg = self._cast(arg, node.dtype)
-        if node.op == "max" and any(self.domain[a] == 0 for a in self.reduced):
-            raise Unsupported("max over an empty axis (the reference raises)")
+        if ops.may_raise(node.op, [self.domain], node.attrs):
+            raise Unsupported(f"{node.op} over an empty axis (the reference raises)")
         axes = self.axes[arg] - set(self.reduced)
         return self._add(Reduce(node.op, arg, node.dtype), axes)
 

@@ -189,9 +189,12 @@ class FunctionWriter:
         stats = {"kernels": len(kernels), "peak_bytes": self.plan.peak_bytes,
                  "naive_bytes": self.plan.naive_bytes, "buffers": len(self.plan.sizes),
                  "scratch_bytes": self.ns.scratch.nbytes}
-        return NumpyExecutable(self.ns.globals[f"_{fn_name}"], self.graph.inputs, source,
-                               [info for info, _ in kernels], stats, format_plan(self.plan),
-                               RunErrors(filename, line_nodes, self.dims))
+        executable = NumpyExecutable(self.ns.globals[f"_{fn_name}"], self.graph.inputs,
+                                     source, [info for info, _ in kernels], stats,
+                                     format_plan(self.plan),
+                                     RunErrors(filename, line_nodes, self.dims))
+        executable.libraries = library.files if library is not None else ()
+        return executable
 
     # values ------------------------------------------------------------------------
 

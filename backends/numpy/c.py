@@ -135,6 +135,7 @@ class Library:
     def __init__(self, options: ccompile.Options):
         self.functions = []
         self.options = options      # the compiler's run: timeout, budget, unit size
+        self.files = ()             # the libraries' paths, once loaded
 
     def next_name(self) -> str:
         """The next kernel's name: `_k<n>` (a generated name, see namespace.py)."""
@@ -152,6 +153,7 @@ class Library:
         source = "\n".join(f.source for f in self.functions)
         functions = ccompile.compile_kernels({f.name: f.source for f in self.functions},
                                              self.options)
+        self.files = functions.files
         for f in self.functions:
             function = functions[f.name]
             function.argtypes = [ctypes.c_void_p] * (len(f.operands) + 1 + bool(f.scratch))

@@ -39,6 +39,7 @@ class NumpyExecutable:
         self.source, self.kernels, self.stats = source, kernels, stats
         self.plan_text = plan_text
         self._errors = errors
+        self.libraries = ()   # the paths of its C kernels' libraries (a saved Function's)
 
     def __call__(self, feeds: dict, begin_commit=lambda: None) -> list:
         """The outputs and update values for {input node: array}; `begin_commit()` is

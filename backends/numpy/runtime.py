@@ -41,6 +41,12 @@ def scatter_add(base, idx, src, axis, out, loc):
     np.add.at(out, ops.along_axis_index(idx, axis, base.shape), src)
 
 
+def erf(x, out):
+    """The error function into `out`: the op table's (NumPy has no erf ufunc). Slow, a
+    Python call an element: C kernels compute erf wherever C works."""
+    out[...] = ops.erf(np.asarray(x))
+
+
 def run_chunks(kernel, total: int, rows: int, scratch: tuple):
     """Run kernel(lo, hi, *scratch arrays) over the rows [0, total), split into one range
     of whole chunks per scratch set: the first on this thread, the others on the pool's.
@@ -75,5 +81,6 @@ def address(array: np.ndarray) -> int:
     return array.ctypes.data
 
 
-HELPERS = {"_one_hot": one_hot, "_gather": gather, "_scatter_add": scatter_add, "_run_chunks": run_chunks, "_address": address,
-           "_label_error": label_error, **windows.HELPERS}
+HELPERS = {"_one_hot": one_hot, "_erf": erf, "_gather": gather, "_scatter_add": scatter_add,
+           "_run_chunks": run_chunks, "_address": address, "_label_error": label_error,
+           **windows.HELPERS}

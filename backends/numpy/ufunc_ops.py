@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc import ops
+from graphc.errors import GraphcError
 from graphc.types import promote
 
 # --- layout ops: views -----------------------------------------------------------------
@@ -66,6 +67,12 @@ UFUNCS = {
     "pow": "np.power", "maximum": "np.maximum", "minimum": "np.minimum",
     "gt": "np.greater", "ge": "np.greater_equal", "lt": "np.less", "le": "np.less_equal",
     "eq": "np.equal", "ne": "np.not_equal",
+    # --- issue 14's elementwise ops (h-elem) ---
+    "sin": "np.sin", "cos": "np.cos", "floor": "np.floor",
+    "tan": "np.tan", "ceil": "np.ceil", "round": "np.rint", "trunc": "np.trunc",
+    "reciprocal": "np.reciprocal", "square": "np.square", "mod": "np.remainder",
+    "fmod": "np.fmod", "logical_and": "np.logical_and", "logical_or": "np.logical_or",
+    "logical_xor": "np.logical_xor",
 }
 
 
@@ -177,6 +184,7 @@ EMIT = {
     # call, and a step has a dozen small reductions)
     "sum": _reduce("np.add.reduce"),
     "max": _reduce("np.maximum.reduce"),
+    "min": _reduce("np.minimum.reduce"), "prod": _reduce("np.multiply.reduce"),   # issue 14
     "size": _size,
     "matmul": lambda node, args, out, dims: [
         f"np.matmul({args[0]}, {args[1]}, out={out}{_loop_dtype(node)})"],
@@ -190,6 +198,14 @@ EMIT = {
     "scatter_add": lambda node, args, out, dims: [
         f"_scatter_add({args[0]}, {args[1]}, {args[2]}, {node.attrs['axis']}, {out}, "
         f"{node.loc!r})"],
+    # --- issue 14's elementwise ops (h-elem) ---
+    "erf": lambda node, args, out, dims: [f"_erf({args[0]}, {out})"],   # NumPy has no erf
+    "rsqrt": lambda node, args, out, dims: [f"np.sqrt({args[0]}, out={out})",
+                                            f"np.divide(1, {out}, out={out})"],
+    # tests of any dtype into bools: no dtype= (that would pick the bool loop)
+    **{op: (lambda name: lambda node, args, out, dims: [f"{name}({args[0]}, out={out})"])(name)
+       for op, name in (("isnan", "np.isnan"), ("isinf", "np.isinf"),
+                        ("isfinite", "np.isfinite"), ("logical_not", "np.logical_not"))},
     # sliding windows (h-conv): strided windows + BLAS, backends/numpy/windows.py
     "conv": _window("_conv", _CONV),
     "conv_input_grad": _window("_conv_input_grad", _CONV),
@@ -198,7 +214,8 @@ EMIT = {
     "max_pool_grad": _window("_max_pool_grad", _POOL),
 }
 
-SAFE_IN_PLACE = frozenset(UFUNCS) | {"relu", "step", "sigmoid", "cast", "size"}
+SAFE_IN_PLACE = frozenset(UFUNCS) | {"relu", "step", "sigmoid", "cast", "size", "erf", "rsqrt",
+                                     "isnan", "isinf", "isfinite", "logical_not"}
 
 
 def emit(node, args: list, out: str, dims: dict, filled) -> list:
@@ -212,6 +229,10 @@ def emit(node, args: list, out: str, dims: dict, filled) -> list:
     if node.op in ("relu", "maximum", "minimum") and node.dtype.startswith("float") and all(
             i.dtype == node.dtype for i in node.inputs):
         args = [filled(a) if _finite_number(a) else a for a in args]
+    if node.op not in EMIT:
+        raise GraphcError(f"the numpy backend cannot generate {node.op} on "
+                          f"{', '.join(str(i.type) for i in node.inputs)} (made at {node.loc}): "
+                          f"{node.op} has no NumPy form")
     return EMIT[node.op](node, args, out, dims)
 
 

@@ -62,6 +62,26 @@ def _pow(em, t, x, y):
     return f"tl.where({y} == 0, 1.0, tl.where({x} == 1, 1.0, {value}))"
 
 
+def _round_half_even(em, t, x):
+    # floor(x) + 1 where the fraction x - floor(x) (exact) is over a half, or is a half
+    # and floor(x) is odd; a zero result keeps x's sign (x * 0), as rint's does. nan and
+    # +-inf: their fraction is nan, so floor(x), itself.
+    f = em.var(f"tl.floor({x})")
+    d = em.var(f"{x} - {f}")
+    odd = em.var(f"{f} - 2 * tl.floor({f} * 0.5) != 0")
+    up = em.var(f"tl.where({d} > 0.5, 1.0, tl.where({d} == 0.5, tl.where({odd}, 1.0, 0.0), 0.0))")
+    r = em.var(f"({f} + {up}).to({TL_DTYPE[t]})")
+    return f"tl.where({r} == 0, {x} * 0, {r})"
+
+
+def _mod(em, t, a, b):
+    # NumPy's floating mod: fmod, moved by b where its sign is not b's, a zero of b's
+    # sign; nested wheres on one condition each (see _pow)
+    m = em.var(f"{a} % {b}")
+    zero = f"tl.where({b} < 0, -0.0, 0.0).to({TL_DTYPE[t]})"
+    return f"tl.where({m} == 0, {zero}, tl.where(({m} < 0) != ({b} < 0), {m} + {b}, {m}))"
+
+
 def cast(x: str, have: str, want: str) -> str:
     """x (of dtype `have`) as `want`: for tiles and accumulators, which the lowering's
     own casts do not reach."""
@@ -98,6 +118,28 @@ ELEMENTWISE = {
     "eq": lambda em, t, a, b: f"{a} == {b}",
     "ne": lambda em, t, a, b: f"{a} != {b}",
     "where": lambda em, t, c, a, b: f"tl.where({c}, {a}, {b})",
+    # --- issue 14's elementwise ops (h-elem) ---
+    "sin": lambda em, t, x: f"tl.sin({x})",
+    "cos": lambda em, t, x: f"tl.cos({x})",
+    "erf": lambda em, t, x: f"tl.erf({x})",
+    "floor": lambda em, t, x: f"tl.floor({x})",
+    "tan": lambda em, t, x: f"tl.sin({x}) / tl.cos({x})",      # no tl.tan
+    "ceil": lambda em, t, x: f"tl.ceil({x})",
+    "trunc": lambda em, t, x: f"tl.where({x} < 0, tl.ceil({x}), tl.floor({x}))",
+    "round": _round_half_even,
+    "reciprocal": lambda em, t, x: f"1 / {x}",
+    "rsqrt": lambda em, t, x: f"1 / tl.sqrt({x})",             # tl.rsqrt is approximate
+    "square": lambda em, t, x: f"{x} * {x}",
+    "fmod": lambda em, t, a, b: f"{a} % {b}",                   # a float % is C's fmod
+    "mod": _mod,
+    "isnan": lambda em, t, x: f"{x} != {x}",
+    "isinf": lambda em, t, x: f"tl.abs({x}.to(tl.float64)) == float('inf')",
+    "isfinite": lambda em, t, x: f"tl.abs({x}.to(tl.float64)) < float('inf')",  # nan: false
+    "logical_not": lambda em, t, x: f"{x} == 0",
+    # wheres, not & and |: the interpreter cannot combine a scalar and a block with those
+    "logical_and": lambda em, t, a, b: f"tl.where({a} != 0, {b} != 0, False)",
+    "logical_or": lambda em, t, a, b: f"tl.where({a} != 0, True, {b} != 0)",
+    "logical_xor": lambda em, t, a, b: f"({a} != 0) != ({b} != 0)",
 }
 
 
@@ -121,11 +163,25 @@ COMBINE = {
     "sum": ("{acc} + {v}", "tl.sum({tile}, axis=1)"),
     "max": ("tl.maximum({acc}, {v}, propagate_nan=tl.PropagateNan.ALL)",
             "tl.reduce({tile}, 1, _max_propagating_nan)"),
+    # --- issue 14's reductions (h-elem) ---
+    "min": ("tl.minimum({acc}, {v}, propagate_nan=tl.PropagateNan.ALL)",
+            "tl.reduce({tile}, 1, _min_propagating_nan)"),
+    "prod": ("{acc} * {v}", "tl.reduce({tile}, 1, _product)"),
 }
 # Defined once at the top of every generated module, for the kernels that use it.
 PRELUDE = """@triton.jit
 def _max_propagating_nan(a, b):
     return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
+def _min_propagating_nan(a, b):
+    return tl.minimum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
+def _product(a, b):
+    return a * b
 """
 
 
@@ -135,8 +191,15 @@ def accumulator_dtype(dtype: str) -> str:
 
 def identity(op: str, dtype: str) -> str:
     """What a reduction starts from (and what masked lanes contribute)."""
-    if op == "sum" or dtype == "bool":
-        return "0"
+    if op in NEUTRAL:
+        return NEUTRAL[op]
+    highest = op == "min"                   # max starts from the lowest value, min the highest
+    if dtype == "bool":
+        return "1" if highest else "0"
     if dtype.startswith("float"):
-        return "float('-inf')"
-    return str(np.iinfo(np.dtype(dtype)).min)
+        return "float('inf')" if highest else "float('-inf')"
+    info = np.iinfo(np.dtype(dtype))
+    return str(info.max if highest else info.min)
+
+
+NEUTRAL = {"sum": "0", "prod": "1"}        # whatever the dtype

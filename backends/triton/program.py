@@ -151,10 +151,14 @@ class _Planner:
 
 
 def _refuse_empty_max(kernel: Kernel, shapes: dict):
-    """A max over an axis of length 0 has no value: raise what the reference raises."""
+    """A max or min over an axis of length 0 has no value: raise what the reference
+    raises."""
     for n in kernel.steps:
         shape = shapes[n.inputs[0]]
-        if n.op == "max" and ops.may_raise("max", [shape], n.attrs):
-            raise GraphcError(f"max failed on operands of shapes {format_shape(shape)} (made "
-                              f"at {n.loc}): zero-size array to reduction operation maximum "
-                              "which has no identity")
+        if ops.OPS[n.op].kind == "reduce" and ops.may_raise(n.op, [shape], n.attrs):
+            raise GraphcError(f"{n.op} failed on operands of shapes {format_shape(shape)} (made "
+                              f"at {n.loc}): zero-size array to reduction operation "
+                              f"{_NUMPY_NAME[n.op]} which has no identity")
+
+
+_NUMPY_NAME = {"max": "maximum", "min": "minimum"}     # as NumPy's message names them

@@ -10,6 +10,7 @@ the function running on NumPy kernels, with one GraphcWarning that says why."""
 import ast
 import fcntl
 import json
+import multiprocessing
 import os
 import hashlib
 import pathlib
@@ -379,3 +380,105 @@ def test_a_kernel_longer_than_a_compilation_unit_runs_numpy_calls(fresh):
                                np.tanh(np.tanh(np.ones((2, 3))) * 2 + 1), rtol=1e-6)
     assert len(f.kernels) == 1 and not runs_c(f)
     assert "more than a compilation unit's 10 (option cc)" in f.source
+
+
+# --- a bounded cache, and builds that race (issue 16) ---------------------------------------
+
+def _entry_bytes(library) -> int:
+    return library.stat().st_size + pathlib.Path(f"{library}.sha256").stat().st_size
+
+
+def _used(library, hours_ago: float) -> None:
+    """Marks a cached library as last loaded `hours_ago` (its digest's mtime)."""
+    stamp = time.time() - hours_ago * 3600
+    os.utime(f"{library}.sha256", (stamp, stamp))
+
+
+def test_the_cache_keeps_under_its_cap_by_evicting_the_least_recently_used(fresh):
+    cache = fresh["cache"] / "graphc"
+    library = {k: pathlib.Path(compile_model(k)._last.libraries[0]) for k in (1, 2, 3)}
+    (cache / "failed").mkdir()
+    kept_source = cache / "failed" / "old.c"  # a failed compile's source, kept long ago
+    kept_source.write_text("int broken(\n")
+    os.utime(kept_source, (time.time() - 9 * 3600,) * 2)
+    for k, hours in ((1, 3), (2, 2), (3, 1)):
+        _used(library[k], hours)
+    compile_model(1)  # loaded from the cache: used now
+    assert _used_hours(library[1]) < 0.1
+    library[4] = pathlib.Path(compile_model(4, cache_bytes=10**9)._last.libraries[0])
+    assert kept_source.exists() and all(p.exists() for p in library.values())  # under the cap
+    _used(library[4], 0.5)
+    # (the compiler's probe, run again for these new options, is in this cache too)
+    recent = [p for p in cache.glob("kernels_*.so") if p not in library.values()]
+    # room for the libraries 1, 3, 4, the probe's and the next one (the same kernel, another
+    # constant: the same size, give or take), not for library 2 or the kept source as well
+    cap = sum(_entry_bytes(p) for p in [library[1], library[3], library[4], *recent])
+    cap += _entry_bytes(library[1]) + 100
+    library[5] = pathlib.Path(compile_model(5, cache_bytes=cap)._last.libraries[0])
+    # the oldest went first: the kept source (9 h), then library 2 (2 h)
+    assert not kept_source.exists() and not library[2].exists()
+    assert not pathlib.Path(f"{library[2]}.sha256").exists()
+    assert all(library[k].exists() for k in (1, 3, 4, 5))
+    # entries used in the last minute are spared even over the cap (about to be loaded)
+    compile_model(6, cache_bytes=1)
+    assert library[1].exists() and library[5].exists()
+    assert not library[3].exists() and not library[4].exists()
+    assert runs_c(compile_model(2))  # an evicted library is simply built again
+
+
+def test_a_killed_installs_temporary_file_is_removed_at_the_next_build(fresh):
+    cache = fresh["cache"] / "graphc"
+    compile_model(1)
+    stale, young = cache / "build-k1ll3d", cache / "build-young"  # files, not folders
+    stale.write_bytes(b"half a library")
+    young.write_bytes(b"an install under way")
+    os.utime(stale, (time.time() - 2 * 3600,) * 2)
+    compile_model(2)
+    assert not stale.exists() and young.exists()
+
+
+def _used_hours(library) -> float:
+    return (time.time() - os.stat(f"{library}.sha256").st_mtime) / 3600
+
+
+RACE_SOURCE = "int graphc_race(void) { return 7; }\n"
+
+
+def _race(barrier, queue):
+    replace = os.replace
+
+    def slow_replace(source, target):  # (in this forked process only) a wide window
+        replace(source, target)        # between a library's rename and its digest's
+        if target.endswith(".so"):
+            time.sleep(0.2)
+    os.replace = slow_replace
+    barrier.wait()
+    try:
+        queue.put(ccompile.compile_kernels({"graphc_race": RACE_SOURCE})["graphc_race"]())
+    except ccompile.CompileFailed as failed:  # (before the cache's lock: "vanished")
+        queue.put(failed.reason)
+
+
+def test_processes_that_build_the_same_library_at_once_all_load_it_intact(fresh):
+    runs = fresh["tmp"] / "runs"
+    # each build differs (a random build id), and all overlap (they sleep first)
+    cc = fake_cc(fresh["tmp"], f'echo run >> {runs}; sleep 0.5; exec cc -Wl,--build-id=uuid "$@"\n')
+    os.environ["CC"] = cc  # for the forked processes (restored below)
+    try:
+        context = multiprocessing.get_context("fork")
+        barrier, queue = context.Barrier(4), context.Queue()
+        processes = [context.Process(target=_race, args=(barrier, queue)) for _ in range(4)]
+        for process in processes:
+            process.start()
+        results = [queue.get(timeout=120) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+    finally:
+        del os.environ["CC"]
+    assert results == [7] * 4 and [p.exitcode for p in processes] == [0] * 4
+    assert runs.read_text().count("run") == 4  # four builds of one library, at once
+    cache = fresh["cache"] / "graphc"
+    (library,) = cache.glob("kernels_*.so")
+    recorded = pathlib.Path(f"{library}.sha256").read_text().strip()
+    assert hashlib.sha256(library.read_bytes()).hexdigest() == recorded
+    assert not list(cache.glob("build-*"))

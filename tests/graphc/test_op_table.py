@@ -84,6 +84,33 @@ EXAMPLES = {
     "gather": lambda x, y, w, i, b, labels: gc.take(x, labels - 5, axis=1) * 2,
     "scatter_add": lambda x, y, w, i, b, labels: gc.scatter_add(
         y, 1, gc.broadcast_to(labels, y.shape), x),
+    # --- issue 14's elementwise ops (h-elem) ---
+    "sin": lambda x, y, w, i, b, labels: gc.sin(x),
+    "cos": lambda x, y, w, i, b, labels: gc.cos(x) * y,
+    "erf": lambda x, y, w, i, b, labels: gc.erf(x),
+    "floor": lambda x, y, w, i, b, labels: gc.floor(x * 3),
+    "tan": lambda x, y, w, i, b, labels: gc.tan(x),
+    "ceil": lambda x, y, w, i, b, labels: gc.ceil(x * 3),
+    "round": lambda x, y, w, i, b, labels: gc.round(x * 2),          # halves: ties to even
+    "trunc": lambda x, y, w, i, b, labels: gc.trunc(x * 3),
+    "reciprocal": lambda x, y, w, i, b, labels: gc.reciprocal(x),
+    "rsqrt": lambda x, y, w, i, b, labels: gc.rsqrt(gc.abs(x)),
+    "square": lambda x, y, w, i, b, labels: gc.square(x) + gc.cast(gc.square(i), "float32"),
+    "isnan": lambda x, y, w, i, b, labels: gc.isnan(x),
+    "isinf": lambda x, y, w, i, b, labels: gc.logical_or(gc.isinf(x), gc.isinf(i)),
+    "isfinite": lambda x, y, w, i, b, labels: gc.isfinite(x * y),
+    "logical_not": lambda x, y, w, i, b, labels: gc.logical_and(gc.logical_not(b),
+                                                                         gc.logical_not(x)),
+    "mod": lambda x, y, w, i, b, labels: gc.mod(x, y),
+    "fmod": lambda x, y, w, i, b, labels: gc.fmod(x, y[:1]),
+    "logical_and": lambda x, y, w, i, b, labels: gc.logical_and(x, b),
+    "logical_or": lambda x, y, w, i, b, labels: gc.logical_or(y > 1, i),
+    "logical_xor": lambda x, y, w, i, b, labels: gc.logical_xor(b, x),
+    "min": lambda x, y, w, i, b, labels: (gc.min(y, axis=1, keepdims=True) + gc.min(x, axis=0)
+                                          + gc.cast(gc.min(b, axis=1, keepdims=True), "float32")
+                                          + gc.cast(gc.min(i, axis=1, keepdims=True), "float32")),
+    "prod": lambda x, y, w, i, b, labels: (gc.prod(x, axis=0) + gc.prod(y[:, :9] * 0.5, axis=1,
+                                                                        keepdims=True)),
     # sliding windows (h-conv): x as a 1-D signal of one channel
     "conv": lambda x, y, w, i, b, labels: gc.conv(_signal(x), _FILTERS, stride=2, padding=1),
     "conv_input_grad": lambda x, y, w, i, b, labels: gc.vjp(

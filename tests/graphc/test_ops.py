@@ -28,12 +28,21 @@ UNARY = {
     "sigmoid": lambda v: 1 / (1 + np.exp(-v.astype(np.float64))),
     "relu": lambda v: np.maximum(v, 0), "step": lambda v: (v > 0).astype(v.dtype),
     "stop_gradient": lambda v: v,
+    # issue 14's elementwise ops (more in tests/graphc/test_elementwise_more.py)
+    "sin": np.sin, "cos": np.cos, "floor": np.floor,
+    "erf": lambda v: torch.erf(torch.from_numpy(v)).numpy(),
+    "tan": np.tan, "ceil": np.ceil, "round": np.round, "trunc": np.trunc,
+    "reciprocal": np.reciprocal, "rsqrt": lambda v: 1 / np.sqrt(v), "square": np.square,
 }
-POSITIVE_DOMAIN = ("log", "log1p", "sqrt")
+# unary tests of each element: bools out (tests/graphc/test_elementwise_more.py)
+PREDICATES = {"isnan": np.isnan, "isinf": np.isinf, "isfinite": np.isfinite,
+              "logical_not": np.logical_not}
+POSITIVE_DOMAIN = ("log", "log1p", "sqrt", "rsqrt")
 
 
 def test_the_unary_table_covers_every_unary_op():
-    assert set(UNARY) | {"cast"} == {n for n, d in ops.OPS.items() if d.kind == "unary"}
+    assert set(UNARY) | set(PREDICATES) | {"cast"} == {
+        n for n, d in ops.OPS.items() if d.kind == "unary"}
 
 
 @pytest.mark.parametrize("op", sorted(UNARY))
@@ -59,7 +68,9 @@ def test_unary_int_keeps_int(op, backend):
     np.testing.assert_array_equal(backend.run(y, x=value), UNARY[op](value))
 
 
-@pytest.mark.parametrize("op", ["exp", "log", "log1p", "sqrt", "tanh", "sigmoid"])
+@pytest.mark.parametrize("op", ["exp", "log", "log1p", "sqrt", "tanh", "sigmoid", "sin", "cos",
+                                "erf", "floor", "tan", "ceil", "round", "trunc", "reciprocal",
+                                "rsqrt"])
 def test_float_only_unary_rejects_ints(op):
     with pytest.raises(DtypeError, match=op):
         getattr(gc, op)(gc.input("x", (2,), "int32"))
@@ -103,9 +114,11 @@ def test_cast(src, dst, value, expected, backend):
 # --- elementwise binary -------------------------------------------------------------
 
 BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-          "pow": np.power, "maximum": np.maximum, "minimum": np.minimum}
+          "pow": np.power, "maximum": np.maximum, "minimum": np.minimum,
+          "mod": np.mod, "fmod": np.fmod}
 COMPARE = {"gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal,
-           "eq": np.equal, "ne": np.not_equal}
+           "eq": np.equal, "ne": np.not_equal, "logical_and": np.logical_and,
+           "logical_or": np.logical_or, "logical_xor": np.logical_xor}
 BROADCAST_CASES = [((2, 3), (2, 3)), ((2, 3), (3,)), ((4, 1, 3), (2, 1)), ((), (2, 2)),
                    ((1,), (5, 1, 4))]
 
