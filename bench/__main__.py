@@ -31,6 +31,8 @@ BENCHMARKS = {
     "large_graphs": ("bench.large_graphs",
                      "O2 and first-call time and peak memory of 10k..300k-node chains and "
                      "fan-outs (growth exponents)"),
+    "cnn_step": ("bench.cnn_step",
+                 "E: LeNet-style CNN Adam step at batch 256 vs torch eager on the CPU"),
 }
 
 # The bench extra: threadpoolctl reads and limits the BLAS's threads, torch is a peer row.

@@ -10,10 +10,11 @@ from graphc.autodiff import grad, vjp
 from graphc.checkpoint import load, save
 from graphc.compile import Function, compile, load_function
 from graphc.dsl import (
-    abs, add, all_reduce, broadcast_to, cast, concat, const, div, eq, exp, expand_dims, ge, getitem, gt,
-    input, le, lift, log, log1p, lt, matmul, max, maximum, mean, minimum, mul, ne, neg,
-    one_hot, pad, param, pow, relu, reshape, scatter_add, sigmoid, sign, size, sqrt, squeeze,
-    step, stop_gradient, sub, sum, take, take_along_axis, tanh, transpose, where, gather)
+    abs, add, all_reduce, broadcast_to, cast, concat, const, conv, div, eq, exp, expand_dims, gather,
+    ge, getitem, gt, input, le, lift, log, log1p, lt, matmul, max, max_pool, maximum, mean,
+    minimum, mul, ne, neg, one_hot, pad, param, pow, relu, reshape, scatter_add, sigmoid,
+    sign, size, sqrt, squeeze, step, stop_gradient, sub, sum, take, take_along_axis, tanh,
+    transpose, where)
 from graphc.dsl import (  # issue 14's elementwise ops
     ceil, clip, cos, erf, floor, fmod, isfinite, isinf, isnan, logical_and, logical_not,
     logical_or, logical_xor, mod, reciprocal, round, rsqrt, sin, square, tan, trunc)
@@ -31,9 +32,11 @@ from graphc.viz import render
 __all__ = [
     "Function", "Graph", "Node", "TensorType", "compile", "grad", "vjp", "render", "nn",
     "explore", "scope", "save", "load", "load_function",
-    "optim", "parallel", "testing", "abs", "add", "all_reduce", "broadcast_to", "cast", "concat", "const", "div", "eq",
+    "optim", "parallel", "testing", "abs", "add", "all_reduce", "broadcast_to", "cast", "concat", "const", "conv",
+    "div", "eq",
     "exp", "expand_dims", "ge", "getitem", "gt", "input", "le", "lift", "log", "log1p", "lt",
-    "matmul", "max", "maximum", "mean", "minimum", "mul", "ne", "neg", "one_hot", "param",
+    "matmul", "max", "maximum", "max_pool", "mean", "minimum", "mul", "ne", "neg", "one_hot",
+    "param",
     "pow", "relu", "reshape", "sigmoid", "sign", "size", "sqrt", "squeeze", "step",
     "stop_gradient", "sub", "sum", "tanh", "transpose", "where", "GraphcError", "ShapeError",
     "DtypeError", "FeedError", "GradError", "ParseError", "BackendUnavailable", "UsageError",

@@ -25,6 +25,8 @@ Choices where the derivative is not defined:
   (PyTorch's choice; for b < 0 it is a^b log a = -inf or +inf).
 - step, sign, comparisons, one_hot and size have zero gradient; so have the rounding
   ops (floor, ceil, round, trunc), also at their steps, as in PyTorch.
+- max_pool: a window's cotangent goes to its first max (row-major within the window) on a
+  tie, as torch's; max_pool_grad has no derivative in its cotangent (a GradError).
 
 Collectives: all_reduce(x, op) on each worker is differentiated as part of the objective
 that is the sum over the workers of each worker's y (what data-parallel training
@@ -435,6 +437,49 @@ def _quotient(exact: bool):
     return rule
 
 
+# --- sliding windows (h-conv): conv and its two gradients are bilinear, and each one's
+# derivative in an operand is one of the other two (graphc/windows.py), so gradients of
+# gradients stay in these three ops.
+
+def _conv_attrs(node) -> dict:
+    return {k: node.attrs[k] for k in ("stride", "padding", "dilation", "groups")}
+
+
+def _conv(node, g, i):
+    x, w = node.inputs
+    if i == 0:
+        return _op("conv_input_grad", g, w, size=x.shape[2:], **_conv_attrs(node))
+    return _op("conv_weight_grad", x, g, kernel=w.shape[2:], **_conv_attrs(node))
+
+
+def _conv_input_grad(node, g, i):
+    """node = A_w^T c (c: the conv's cotangent): d/dc is conv(g, w); d/dw pairs g with c
+    as a conv's input with its cotangent."""
+    c, w = node.inputs
+    if i == 0:
+        return _op("conv", g, w, **_conv_attrs(node))
+    return _op("conv_weight_grad", g, c, kernel=w.shape[2:], **_conv_attrs(node))
+
+
+def _conv_weight_grad(node, g, i):
+    """node = correlation of x with c: d/dx is conv_input_grad(c, g); d/dc is conv(x, g)."""
+    x, c = node.inputs
+    if i == 0:
+        return _op("conv_input_grad", c, g, size=x.shape[2:], **_conv_attrs(node))
+    return _op("conv", x, g, **_conv_attrs(node))
+
+
+def _max_pool(node, g, i):
+    return _op("max_pool_grad", node.inputs[0], g, **node.attrs)
+
+
+def _max_pool_grad(node, g, i):
+    if i == 0:
+        return None  # piecewise constant in x: which entry is the max
+    raise GradError(f"gc.grad: no derivative rule for max_pool_grad in its cotangent "
+                    f"({_describe(node)}): a second derivative of max_pool is not supported")
+
+
 RULES = {
     # elementwise unary
     "neg": _unary(lambda n, x, g: _op("neg", g)),
@@ -490,4 +535,12 @@ RULES = {
     "mod": _quotient(exact=True), "fmod": _quotient(exact=False),
     "isnan": _zero, "isinf": _zero, "isfinite": _zero, "logical_not": _zero,
     "logical_and": _zero, "logical_or": _zero, "logical_xor": _zero,
+
+
+    # sliding windows (h-conv)
+    "conv": _conv,
+    "conv_input_grad": _conv_input_grad,
+    "conv_weight_grad": _conv_weight_grad,
+    "max_pool": _max_pool,
+    "max_pool_grad": _max_pool_grad,
 }

@@ -566,3 +566,64 @@ def matmul(a, b) -> Node:
 def one_hot(labels, depth: int, dtype="float32") -> Node:
     depth = int(depth) if isinstance(depth, (int, np.integer)) else depth  # else: an error
     return apply("one_hot", lift(labels), depth=depth, dtype=canonical_dtype(dtype))
+
+
+# --- sliding windows (h-conv): convolution and max pooling -------------------------------
+
+def _per_axis(value, nd: int, what: str, op: str) -> tuple:
+    """An int or one int per spatial axis, as a tuple of nd ints."""
+    values = (value,) * nd if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(values) != nd or not builtins.all(isinstance(v, (int, np.integer)) for v in values):
+        raise shape_error(f"{op}: {what} must be an int or {nd} ints, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def _padding(padding, nd: int, kernel: tuple, dilation: tuple, stride: tuple, op: str):
+    """Padding as the op's flat (before, after) pairs, from an int, one int per axis,
+    one (before, after) pair per axis, "valid" (none) or "same" (the output keeps the
+    input's size; the odd one of a split goes after, as torch's)."""
+    if padding == "valid":
+        return (0,) * (2 * nd)
+    if padding == "same":
+        if builtins.any(s != 1 for s in stride):
+            raise shape_error(f"{op}: padding='same' needs stride 1, got stride {stride}")
+        total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return tuple(v for t in total for v in (t // 2, t - t // 2))
+    if isinstance(padding, str):
+        raise shape_error(f"{op}: padding must be an int, ints, pairs, 'same' or 'valid', "
+                          f"got {padding!r}")
+    if not isinstance(padding, (int, np.integer)) and builtins.all(
+            isinstance(p, (tuple, list)) for p in padding):
+        pairs = [_per_axis(p, 2, "each padding pair", op) for p in padding]
+        if len(pairs) != nd:
+            raise shape_error(f"{op}: padding needs {nd} (before, after) pairs, got {padding!r}")
+        return tuple(v for p in pairs for v in p)
+    return tuple(v for p in _per_axis(padding, nd, "padding (or one (before, after) "
+                                      "pair per axis, 'same', 'valid')", op) for v in (p, p))
+
+
+@_nameable
+def conv(x, w, stride=1, padding=0, dilation=1, groups=1) -> Node:
+    """Convolution (cross-correlation, as torch's): x (N, C, *spatial), NCL or NCHW;
+    w (O, C / groups, *kernel), OIHW. padding: an int, one per axis, (before, after)
+    pairs, "same" or "valid". groups = C is a depthwise convolution. Add a bias as
+    `out + b.reshape(O, 1, 1)` (gc.nn.conv2d does)."""
+    x, w = lift(x), lift(w)
+    nd = w.ndim - 2 if w.ndim >= 3 else 1
+    stride = _per_axis(stride, nd, "stride", "conv")
+    dilation = _per_axis(dilation, nd, "dilation", "conv")
+    pad = _padding(padding, nd, w.shape[2:], dilation, stride, "conv")
+    return apply("conv", x, w, stride=stride, padding=pad, dilation=dilation,
+                 groups=int(groups) if isinstance(groups, (int, np.integer)) else groups)
+
+
+@_nameable
+def max_pool(x, kernel, stride=None, padding=0) -> Node:
+    """The max of each window (stride: the kernel's by default; padding at most half the
+    kernel, with -inf). Its gradient goes to each window's first max (torch's tie rule)."""
+    x = lift(x)
+    nd = x.ndim - 2 if x.ndim >= 3 else 1
+    kernel = _per_axis(kernel, nd, "kernel", "max_pool")
+    stride = kernel if stride is None else _per_axis(stride, nd, "stride", "max_pool")
+    pad = _padding(padding, nd, kernel, (1,) * nd, stride, "max_pool")
+    return apply("max_pool", x, kernel=kernel, stride=stride, padding=pad)

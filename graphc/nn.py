@@ -239,6 +239,62 @@ def mlp(x, sizes, activation=dsl.relu, rng=None, name="layer"):
     return out, params
 
 
+# --- sliding windows (h-conv): conv layers, their initialiser, average pooling -------------
+
+@composite
+def conv2d(x, W, b=None, stride=1, padding=0, dilation=1, groups=1, activation=None):
+    """activation(conv(x, W) + b): x (N, C, H, W), W (O, C / groups, KH, KW), b (O,)."""
+    return _conv_layer(x, W, b, stride, padding, dilation, groups, activation)
+
+
+@composite
+def conv1d(x, W, b=None, stride=1, padding=0, dilation=1, groups=1, activation=None):
+    """activation(conv(x, W) + b): x (N, C, L), W (O, C / groups, K), b (O,)."""
+    return _conv_layer(x, W, b, stride, padding, dilation, groups, activation)
+
+
+def _conv_layer(x, W, b, stride, padding, dilation, groups, activation):
+    out = dsl.conv(x, W, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    if b is not None:  # over the channel axis: an add the fusion pass fuses
+        out = out + dsl.reshape(b, (-1,) + (1,) * (out.ndim - 2))
+    return activation(out) if activation else out
+
+
+def init_conv(name: str, c_in: int, c_out: int, kernel, rng: np.random.Generator,
+              groups: int = 1):
+    """Weight {name}_W (c_out, c_in / groups, *kernel) and bias {name}_b (c_out,), drawn
+    as torch's Conv layers draw them: uniform in +-1/sqrt(fan_in) (kaiming_uniform with
+    a = sqrt(5)), fan_in = c_in / groups * taps."""
+    kernel = (kernel,) if isinstance(kernel, int) else tuple(kernel)
+    shape = (c_out, c_in // groups) + kernel
+    bound = 1.0 / np.sqrt(np.prod(shape[1:]))
+    W = dsl.param(f"{name}_W", rng.uniform(-bound, bound, shape))
+    b = dsl.param(f"{name}_b", rng.uniform(-bound, bound, c_out))
+    return W, b
+
+
+@composite
+def avg_pool(x, kernel, stride=None, padding=0):
+    """The mean of each window, padding counted as zeros (torch's count_include_pad):
+    a depthwise conv with weights 1 / taps, so its gradient is conv's."""
+    x = dsl.lift(x)
+    nd = x.ndim - 2
+    if nd < 1 or not isinstance(x.shape[1], int):
+        raise dsl._shape_error(f"avg_pool: input {format_shape(x.shape)} needs (N, C, "
+                               "*spatial) with a fixed number of channels")
+    kernel = (kernel,) * nd if isinstance(kernel, int) else tuple(kernel)
+    weight = np.full((x.shape[1], 1) + kernel, 1.0 / np.prod(kernel))
+    return dsl.conv(x, dsl.const(weight, x.dtype), stride=kernel if stride is None else stride,
+                    padding=padding, groups=x.shape[1])
+
+
+@composite
+def global_avg_pool(x, keepdims=False):
+    """The mean over every spatial axis: (N, C, *spatial) -> (N, C)."""
+    x = dsl.lift(x)
+    return dsl.mean(x, axis=tuple(range(2, x.ndim)), keepdims=keepdims)
+
+
 # --- attention ---------------------------------------------------------------------------
 
 @composite

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from graphc import windows
 from graphc.errors import DtypeError, GraphcError, ShapeError
 from graphc.types import (
     DTYPES, TensorType, broadcast_shapes, canonical_dtype, format_shape, is_float,
@@ -515,6 +516,9 @@ _ELEMENTWISE_MORE = (
     + [_row(n, "compare", 2, {}, _compare(n), _binary_impl(f), t)
        for n, (f, t) in _LOGICAL.items()])
 # --- end of issue 14's elementwise rows -------------------------------------------------
+# The window ops' attributes: padding is a flat (before, after) pair per spatial axis.
+_CONV_ATTRS = {"stride": "ints", "padding": "ints", "dilation": "ints", "groups": "positive"}
+_POOL_ATTRS = {"kernel": "ints", "stride": "ints", "padding": "ints"}
 
 OPS: dict[str, OpDef] = dict(
     [_row(n, "unary", 1, {}, _unary_any(n), _unary_impl(f), t)
@@ -583,6 +587,18 @@ OPS: dict[str, OpDef] = dict(
              raises=_index_raises),
         _row("scatter_add", "other", 3, {"axis": "int"}, _infer_scatter_add,
              _scatter_add_impl, raises=_index_raises),
+        # --- sliding windows (h-conv): convolution, its two gradients, max pooling and
+        # its gradient; type rules and reference NumPy in graphc/windows.py. The convs
+        # are of the matmul kind: contractions a backend computes whole, which fusion
+        # gives a pointwise epilogue (bias, activation, relu's backward mask).
+        _row("conv", "matmul", 2, _CONV_ATTRS, windows.infer_conv, windows.conv),
+        _row("conv_input_grad", "matmul", 2, {**_CONV_ATTRS, "size": "ints"},
+             windows.infer_conv_input_grad, windows.conv_input_grad),
+        _row("conv_weight_grad", "matmul", 2, {**_CONV_ATTRS, "kernel": "ints"},
+             windows.infer_conv_weight_grad, windows.conv_weight_grad),
+        _row("max_pool", "other", 1, _POOL_ATTRS, windows.infer_max_pool, windows.max_pool),
+        _row("max_pool_grad", "other", 2, _POOL_ATTRS, windows.infer_max_pool_grad,
+             windows.max_pool_grad),
         # A kernel: its body (Node.body) says what it computes; the reference backend runs
         # the body, so the row has no impl of its own.
         _row("fused", "fused", None, {"kind": "name"}, _infer_fused, None),

@@ -162,6 +162,8 @@ def _fits_matmul(state, node, users):
         if _swaps_last_two(node) and len(users) == 1:
             return None
         return f"matmul operands are kernel inputs; {node.op} would be a prologue"
+    if r == "layout" and node.inputs[0].op in SOURCE_OPS:
+        return None  # moves an operand (a conv's bias to (O, 1, 1)), not the product
     if r == "layout" and node.op != "broadcast_to":
         return f"{node.op} in a matmul epilogue would move the matmul's output"
     if node.shape != mm.shape:

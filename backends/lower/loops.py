@@ -180,6 +180,11 @@ class _Lowering:
 
     def _product_shape(self):
         matmuls = [s for s in self.kernel.steps if s.op == "matmul"]
+        others = [s.op for s in self.kernel.steps
+                  if ops.OPS[s.op].kind == "matmul" and s.op != "matmul"]
+        if others:  # conv and its gradients: contractions with no loop nest here
+            raise Unsupported(f"{others[0]} has no loop nest (the lowering contracts "
+                              "matmul only)")
         if len(matmuls) != 1:
             raise Unsupported(f"a matmul kernel needs exactly one matmul, found {len(matmuls)}")
         self.matmul = matmuls[0]

@@ -10,6 +10,8 @@ from graphc import ops
 from graphc.backends.base import label_error
 from graphc.errors import GraphcError
 
+from . import windows
+
 
 def one_hot(labels, out, loc):
     depth = out.shape[-1]
@@ -80,4 +82,5 @@ def address(array: np.ndarray) -> int:
 
 
 HELPERS = {"_one_hot": one_hot, "_erf": erf, "_gather": gather, "_scatter_add": scatter_add,
-           "_run_chunks": run_chunks, "_address": address, "_label_error": label_error}
+           "_run_chunks": run_chunks, "_address": address, "_label_error": label_error,
+           **windows.HELPERS}

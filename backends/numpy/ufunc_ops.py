@@ -163,6 +163,17 @@ def _one_hot(node, args, out, dims):
     return [f"_one_hot({args[0]}, {out}, {node.loc!r})"]
 
 
+def _window(helper, names):
+    """A sliding-window op as a call of its run-time function (windows.py) into out."""
+    def emit(node, args, out, dims):
+        attrs = ", ".join(f"{k}={node.attrs[k]!r}" for k in names)
+        return [f"{helper}({', '.join(args)}, {out}, {attrs})"]
+    return emit
+
+
+_CONV = ("stride", "padding", "dilation", "groups")
+_POOL = ("kernel", "stride", "padding")
+
 EMIT = {
     **{op: _ufunc(name) for op, name in UFUNCS.items()},
     "relu": lambda node, args, out, dims: [f"np.maximum({args[0]}, {args[1]}, out={out})"],
@@ -200,6 +211,12 @@ EMIT = {
     **{op: (lambda name: lambda node, args, out, dims: [f"{name}({args[0]}, out={out})"])(name)
        for op, name in (("isnan", "np.isnan"), ("isinf", "np.isinf"),
                         ("isfinite", "np.isfinite"), ("logical_not", "np.logical_not"))},
+    # sliding windows (h-conv): strided windows + BLAS, backends/numpy/windows.py
+    "conv": _window("_conv", _CONV),
+    "conv_input_grad": _window("_conv_input_grad", _CONV),
+    "conv_weight_grad": _window("_conv_weight_grad", _CONV),
+    "max_pool": _window("_max_pool", _POOL),
+    "max_pool_grad": _window("_max_pool_grad", _POOL),
 }
 
 SAFE_IN_PLACE = frozenset(UFUNCS) | {"relu", "step", "sigmoid", "cast", "size", "erf", "rsqrt",

@@ -76,6 +76,21 @@ def test_mlp_digits_learns_in_a_few_epochs(tmp_path, capsys):
     assert ET.parse(graph).getroot().tag.endswith("svg")
 
 
+def test_cnn_digits_learns_in_a_few_epochs_and_draws_both_graphs(tmp_path, capsys):
+    module = example("cnn_digits")
+    graph = tmp_path / "cnn.svg"
+    assert module.main(["--epochs", "3", "--channels", "8", "16", "--graph", str(graph)]) == 0
+    captured = capsys.readouterr()
+    accuracy = float(captured.out.split("test accuracy ")[1].split("%")[0]) / 100
+    assert accuracy >= 0.85
+    assert "epoch 3/3" in captured.err and "accuracy=" in captured.err  # the progress bar
+    words = lambda root: " ".join(t.text or "" for t in root.iter())  # noqa: E731
+    forward = words(ET.parse(graph).getroot())
+    assert "conv" in forward and "max_pool" in forward and "conv_input_grad" not in forward
+    fused = words(ET.parse(tmp_path / "cnn_fused.svg").getroot())
+    assert "kernel k0" in fused and "conv_weight_grad" in fused
+
+
 def test_mlp_digits_trains_with_sgd_too():
     module = example("mlp_digits")
     X_train, y_train, X_test, y_test = module.load_digits()

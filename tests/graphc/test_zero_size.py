@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from tests.graphc.test_op_table import EXAMPLES, assert_agree, example
+from tests.graphc.test_op_table import EXAMPLES, REFUSED, assert_agree, example
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -94,6 +94,9 @@ def test_zero_size_dims_on_every_backend(backend, tmp_path):
     for name, (node, feeds) in cases().items():
         want = outcome(lambda n: gc.compile(n, backend="reference", opt="O0"), node, feeds)
         got = results[name]
+        if got[0] == "raised" and name.split(" on ")[0] in REFUSED.get(backend.name, ()):
+            assert "cannot generate" in got[2], got  # an op this backend refuses
+            continue
         assert got[0] == want[0], f"{name}: {backend} {got[0]}, the reference {want}"
         if want[0] == "ok":
             assert_agree(got[1], want[1], name)
