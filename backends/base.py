@@ -37,6 +37,8 @@ class Executable(Protocol):
     source: str
     kernels: list
     stats: dict
+    plan_text: str            # its buffer plan as text ("" for a backend without one)
+    libraries: tuple          # paths of compiled libraries a saved Function copies
     collectives: object       # backends/collectives.Collectives of the graph it runs
 
     def __call__(self, feeds: dict) -> list: ...
@@ -50,6 +52,9 @@ class Backend:
     # () -> None: raises BackendUnavailable, saying what to do, where the backend cannot
     # run here (backends.load calls it, so gc.compile fails at once)
     check: Callable = lambda: None
+    # whether its executables have compile_for(arch): kernels compiled ahead of time for
+    # a GPU that is not here (gc.Function.compile_for)
+    ahead_of_time: bool = False
 
     def make_options(self, given: dict | None):
         """The backend's options from a dict of knobs; unknown ones are an error."""

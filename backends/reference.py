@@ -86,6 +86,7 @@ class ReferenceExecutable:
         self.source = str(graph)  # nothing is generated: the IR is what runs
         self.kernels = []
         self.stats = {"nodes": len(graph.nodes)}
+        self.plan_text, self.libraries = "", ()   # no buffers, nothing compiled
         self.collectives = Collectives(graph, dims)
 
     def __call__(self, feeds: dict, begin_commit=None) -> list:

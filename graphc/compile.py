@@ -129,7 +129,7 @@ class Function:
         no optimizing, and no C compiling where those libraries fit (the same compiler)."""
         with self._lock:
             libraries = [path for executable in self._executables.values()
-                         for path in getattr(executable, "libraries", ())]
+                         for path in executable.libraries]
             artifacts.write(directory, graph=self.graph, single=self._single,
                             inputs=self.inputs, backend=self.backend_name, opt=self.opt,
                             options=option_fields(self.options),
@@ -204,10 +204,9 @@ class Function:
     def compile_for(self, arch: str = "sm_90") -> list:
         """Compile the last call's kernels ahead of time for a GPU arch, no GPU needed
         (triton backend): one dict per kernel (registers, spills, shared memory, ...)."""
-        executable = self._executable()
-        if not hasattr(executable, "compile_for"):
+        if not self._backend.ahead_of_time:
             raise GraphcError(f"compile_for needs backend='triton', not {self.backend_name!r}")
-        return executable.compile_for(arch)
+        return self._executable().compile_for(arch)
 
 
 def _run_agreed(executable, arrays: dict, commit: Commit) -> list:

@@ -103,7 +103,7 @@ class CompileLog:
         if not self.active:
             return
         tag = "_".join(f"{k}{v}" for k, v in sorted(dims.items())) or "static"
-        plan = getattr(executable, "plan_text", None)  # backends with a buffer plan
+        plan = executable.plan_text  # "" for a backend without a buffer plan
         if plan:
             self._emit("schedule", f"buffer plan for {dims}", plan, f"plan_{tag}.txt")
         self._emit("output_code", f"code for {dims}", executable.source, f"source_{tag}.txt")

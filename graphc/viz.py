@@ -1,7 +1,7 @@
 """Drawing graphs with graphviz: `gc.render(outputs, backward=..., stage=..., values=...)`.
 
-Every node gets a role (input, param, const, op, grad-op, collective) and its look comes
-from the ROLE_STYLES table (collectives, communication with the other workers of a
+Every node is drawn as what it is (input, param, const, op, grad-op, collective), its look
+taken from the LOOKS table (collectives, communication with the other workers of a
 data-parallel run, are orange hexagons, and a start's edge to its wait is dashed, "in
 flight"); edges carry the shape of the value that flows along them. With
 `backward=True` the gradient of each scalar output with respect to the graph's params
@@ -43,9 +43,9 @@ from graphc.scopes import ROOT, Scope
 from graphc.types import DTYPES, is_float
 from graphc.values import evaluate, forward_gradients, value_text
 
-# role -> graphviz node attributes. "fused" styles a kernel's cluster, "scope" and
+# look -> graphviz node attributes. "fused" styles a kernel's cluster, "scope" and
 # "grad-scope" a scope's cluster, "box" and "grad-box" a collapsed scope's box.
-ROLE_STYLES = {
+LOOKS = {
     "input": {"shape": "box", "style": "rounded,filled", "fillcolor": "#cfe2f3",
               "color": "#3d85c6"},
     "param": {"shape": "box", "style": "filled", "fillcolor": "#fff2cc", "color": "#bf9000"},
@@ -66,7 +66,7 @@ ROLE_STYLES = {
                  "color": "#cc0000"},
 }
 IN_FLIGHT_EDGE = {"style": "dashed", "color": "#e69138", "penwidth": "2"}
-# Graph outputs are drawn with a double border on top of their role's style.
+# Graph outputs are drawn with a double border on top of their look.
 OUTPUT_STYLE = {"peripheries": "2"}
 GRAPH_STYLE = {"rankdir": "TB", "fontname": "Helvetica", "fontsize": "11"}
 NODE_STYLE = {"fontname": "Helvetica", "fontsize": "11"}
@@ -238,8 +238,8 @@ class _Drawing:
                                **_style(item, item in self.outputs))
         for child in place.children[scope]:
             with container.subgraph(name=place.cluster_ids[child]) as cluster:
-                role = "grad-scope" if _all_grad(place.members(child)) else "scope"
-                cluster.attr(label=child.name, **ROLE_STYLES[role])
+                look = "grad-scope" if _all_grad(place.members(child)) else "scope"
+                cluster.attr(label=child.name, **LOOKS[look])
                 self._emit(cluster, child)
 
     def label(self, node: Node, caption=None) -> str:
@@ -257,7 +257,7 @@ class _Drawing:
         ops = [n.op for n in members if n.op not in SOURCE_OPS]
         lines = [str(scope)] + textwrap.wrap(_op_counts(ops), LABEL_WIDTH // 2)
         lines += [self.captions[n] for n in members if n in self.captions]
-        style = dict(ROLE_STYLES["grad-box" if _all_grad(members) else "box"])
+        style = dict(LOOKS["grad-box" if _all_grad(members) else "box"])
         if any(n in self.outputs for n in members):
             style.update(OUTPUT_STYLE)
         container.node(self.placement.box_ids[scope], NEWLINE.join(lines), **style)
@@ -270,7 +270,7 @@ class _Drawing:
         ops = [n.op for n in body.nodes if n.op not in SOURCE_OPS]
         with container.subgraph(name=f"cluster_{kernel_id}") as cluster:
             cluster.attr(label=kernel_label(fused.attrs["kind"], kernel_id, ops),
-                         **ROLE_STYLES["fused"])
+                         **LOOKS["fused"])
             for node in body.nodes:
                 if node.op != "input":
                     is_result = node is body.outputs[0]
@@ -297,7 +297,7 @@ def kernel_label(kind: str, kernel_id: str, op_names: list) -> str:
                                       LABEL_WIDTH))
 
 
-def role(node: Node) -> str:
+def look(node: Node) -> str:
     if node.op in SOURCE_OPS:
         return node.op
     if ops.has(node.op, "collective"):
@@ -306,7 +306,7 @@ def role(node: Node) -> str:
 
 
 def _style(node: Node, is_output: bool) -> dict:
-    style = dict(ROLE_STYLES[role(node)])
+    style = dict(LOOKS[look(node)])
     if is_output:
         style.update(OUTPUT_STYLE)
     return style

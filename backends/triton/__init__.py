@@ -23,4 +23,4 @@ from graphc.backends.base import Backend
 from .build import Options, build
 from .device import check
 
-BACKEND = Backend("triton", Options, build, check)
+BACKEND = Backend("triton", Options, build, check, ahead_of_time=True)

@@ -56,6 +56,7 @@ class TritonExecutable:
                       "splits": list(program.notes), "peak_bytes": plan.peak_bytes,
                       "naive_bytes": plan.naive_bytes, "buffers": len(plan.sizes)}
         self.plan_text = format_plan(plan)
+        self.libraries = ()   # Triton caches its own compiled kernels
         self.values = self._value_buffers()
         self.checks = [torch.zeros(c.size, dtype=self._dtype(c.dtype), device=where)
                        for c in host.check_buffers(program)]

@@ -53,10 +53,10 @@ def test_render_writes_the_picture_named_by_the_suffix(model, tmp_path, capsys):
 def test_render_without_output_prints_dot_text(model, capsys):
     assert cli.main(["render", model]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("digraph") and viz.ROLE_STYLES["grad-op"]["fillcolor"] not in out
+    assert out.startswith("digraph") and viz.LOOKS["grad-op"]["fillcolor"] not in out
     assert cli.main(["render", model, "--backward"]) == 0
     out = capsys.readouterr().out
-    assert viz.ROLE_STYLES["grad-op"]["fillcolor"] in out and "dL/dW" in out
+    assert viz.LOOKS["grad-op"]["fillcolor"] in out and "dL/dW" in out
 
 
 def test_render_fused_draws_the_optimized_graph(model, capsys):
@@ -64,7 +64,7 @@ def test_render_fused_draws_the_optimized_graph(model, capsys):
     assert "subgraph cluster_k" not in capsys.readouterr().out  # scopes only: no kernels
     assert cli.main(["render", model, "--backward", "--fused"]) == 0
     out = capsys.readouterr().out
-    assert "subgraph cluster_k0" in out and viz.ROLE_STYLES["fused"]["fillcolor"] in out
+    assert "subgraph cluster_k0" in out and viz.LOOKS["fused"]["fillcolor"] in out
 
 
 def test_render_reports_a_module_without_build(tmp_path, capsys):

@@ -67,7 +67,7 @@ def mlp3():
 
 
 def fill(role):
-    return viz.ROLE_STYLES[role]["fillcolor"]
+    return viz.LOOKS[role]["fillcolor"]
 
 
 def test_sources_and_ops_are_styled_by_role():
@@ -165,7 +165,7 @@ def test_fused_kernel_is_a_labelled_cluster_of_its_body_ops():
     nodes, edges, clusters = parse_dot(viz.draw(Graph([out])))
     (cluster,) = clusters.values()
     assert cluster["label"] == "pointwise kernel k0: add, relu"
-    assert cluster["fillcolor"] == viz.ROLE_STYLES["fused"]["fillcolor"]
+    assert cluster["fillcolor"] == viz.LOOKS["fused"]["fillcolor"]
     assert sorted(nodes[m]["label"] for m in cluster["members"]) == ["add", "relu"]
     # The body's inputs are wired to the fused node's inputs; its result feeds the sum.
     pairs = {(nodes[s]["label"], nodes[d]["label"]) for s, d, _ in edges}
@@ -371,8 +371,8 @@ def test_scopes_are_nested_clusters_named_after_them():
     layer1 = next(c for c in clusters.values() if c["label"] == "layer1" and not c["parent"])
     assert {"layer1_W", "layer1_b"} <= set(layer1["members"])  # the layer's params in it
     grad_root = next(c for c in clusters.values() if c["label"] == "grad")
-    assert grad_root["color"] == viz.ROLE_STYLES["grad-scope"]["color"]
-    assert layer1["color"] == viz.ROLE_STYLES["scope"]["color"]
+    assert grad_root["color"] == viz.LOOKS["grad-scope"]["color"]
+    assert layer1["color"] == viz.LOOKS["scope"]["color"]
 
 
 def test_collapse_by_name_reads_as_layers_and_a_loss():
