@@ -123,14 +123,16 @@ def silu(x):
 
 
 @composite
-def gelu(x, approximate="tanh"):
-    """Gaussian error linear unit, approximate="tanh": 0.5 x (1 + tanh(sqrt(2/pi) (x +
-    0.044715 x^3))), torch's F.gelu(x, approximate="tanh"). graphc has no erf primitive
-    yet, so the exact form x * Phi(x) (approximate="none") is not offered."""
-    if approximate != "tanh":
-        raise dsl.user_error(UsageError, f"gelu: approximate={approximate!r}: only the "
-                             "'tanh' form is built (the exact form needs an erf primitive)")
+def gelu(x, approximate="none"):
+    """Gaussian error linear unit, as torch's F.gelu: approximate="none" (the default) is
+    exact, x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)); approximate="tanh" is 0.5 x (1 +
+    tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    if approximate not in ("none", "tanh"):
+        raise dsl.user_error(UsageError, f"gelu: approximate={approximate!r}; choose "
+                             "'none' (exact, erf) or 'tanh'")
     x = dsl.lift(x)
+    if approximate == "none":
+        return 0.5 * x * (1.0 + dsl.erf(x * (1.0 / np.sqrt(2.0))))
     inner = np.sqrt(2.0 / np.pi) * (x + 0.044715 * (x * x * x))
     return 0.5 * x * (1.0 + dsl.tanh(inner))
 

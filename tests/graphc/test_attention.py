@@ -22,13 +22,19 @@ def test_silu_like_torch(backend):
 
 
 def test_gelu_tanh_form_like_torch(backend):
-    assert_like_torch(backend, gc.nn.gelu, lambda x: F.gelu(x, approximate="tanh"),
+    assert_like_torch(backend, lambda x: gc.nn.gelu(x, approximate="tanh"),
+                      lambda x: F.gelu(x, approximate="tanh"),
                       {"x": np.concatenate([EXTREME, RNG.standard_normal(7)])})
 
 
-def test_exact_gelu_is_refused_until_there_is_an_erf():
-    with pytest.raises(UsageError, match="approximate='none': only the 'tanh' form"):
-        gc.nn.gelu(gc.input("x", (3,)), approximate="none")
+def test_exact_gelu_like_torch(backend):
+    assert_like_torch(backend, gc.nn.gelu, F.gelu,
+                      {"x": np.concatenate([EXTREME, RNG.standard_normal(7)])})
+
+
+def test_gelu_names_an_unknown_form():
+    with pytest.raises(UsageError, match="gelu: approximate='exact'; choose 'none'"):
+        gc.nn.gelu(gc.input("x", (3,)), approximate="exact")
 
 
 MASK = np.array([[True, False, True, True], [False, False, False, False],
