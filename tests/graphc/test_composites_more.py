@@ -10,28 +10,11 @@ import torch
 import graphc as gc
 from graphc.testing import check_grads
 from tests.strategies import assert_close
+from tests.torch_like import run_reading as run, special_values as values, torch_of
 
 SCANS = {"cumsum": torch.cumsum, "cumprod": torch.cumprod, "logcumsumexp": torch.logcumsumexp}
 # (shape, axis): odd sizes along and across the axis, a zero-size dim either way
 CASES = [((7, 129), 1), ((7, 129), 0), ((1,), 0), ((0, 7), 1), ((7, 0), 1), ((3, 7, 5), -2)]
-
-
-def values(shape, dtype, seed=0, special=True):
-    rng = np.random.default_rng(seed)
-    x = (rng.standard_normal(shape)).astype(dtype)
-    if special and x.size > 100:
-        flat = x.reshape(-1)
-        flat[3::101], flat[50::131], flat[77::211] = np.nan, np.inf, -np.inf
-    return x
-
-
-def torch_of(array):
-    return torch.from_numpy(np.ascontiguousarray(array))
-
-
-def run(backend, outs, feeds):
-    names = {n.name for n in gc.Graph(outs).inputs}
-    return backend.compile(outs)(**{k: v for k, v in feeds.items() if k in names})
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

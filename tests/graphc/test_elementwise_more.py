@@ -19,6 +19,7 @@ from graphc.ir import Node
 from graphc.testing import check_grads
 from tests.graphc.test_op_table import assert_agree, example
 from tests.strategies import assert_close
+from tests.torch_like import run_reading as run, torch_of
 
 # op -> (the torch function, what the inputs are mapped to first: the op's domain)
 UNARY = {
@@ -51,17 +52,6 @@ def values(shape, dtype, seed=0) -> np.ndarray:
     for k, v in enumerate([np.nan, np.inf, -np.inf, 1e4, -1e4, 0.5, -0.5, 2.5, -1.5, 0.0]):
         flat[k * 11::97] = v
     return x
-
-
-def torch_of(array):
-    return torch.from_numpy(np.ascontiguousarray(array))
-
-
-def run(backend, outs, feeds) -> list:
-    """The outputs on `backend`, fed only the inputs they read (floor's gradient reads
-    none: it is zeros)."""
-    names = {n.name for n in gc.Graph(outs).inputs}
-    return backend.compile(outs)(**{k: v for k, v in feeds.items() if k in names})
 
 
 def mapped(op, x, table=UNARY):

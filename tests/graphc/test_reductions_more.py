@@ -11,6 +11,7 @@ import torch
 import graphc as gc
 from graphc.testing import check_grads
 from tests.strategies import assert_close
+from tests.torch_like import run_reading as run, special_values, torch_of
 
 # (shape, axis, keepdims): odd sizes, one axis, two, all (None), a zero-size dim
 CASES = [((7, 129), 1, False), ((7, 129), 0, True), ((3, 7, 5), (0, 2), False),
@@ -18,25 +19,11 @@ CASES = [((7, 129), 1, False), ((7, 129), 0, True), ((3, 7, 5), (0, 2), False),
 
 
 def values(shape, dtype, seed=0, special=True):
-    rng = np.random.default_rng(seed)
-    x = (rng.standard_normal(shape) * 2).astype(dtype)
-    if special and x.size > 100:
-        flat = x.reshape(-1)
-        flat[3::101], flat[50::131], flat[77::211] = np.nan, np.inf, -np.inf
-    return x
-
-
-def torch_of(array):
-    return torch.from_numpy(np.ascontiguousarray(array))
+    return special_values(shape, dtype, seed, special, scale=2.0)
 
 
 def torch_dims(axis, ndim):
     return tuple(range(ndim)) if axis is None else axis
-
-
-def run(backend, outs, feeds):
-    names = {n.name for n in gc.Graph(outs).inputs}
-    return backend.compile(outs)(**{k: v for k, v in feeds.items() if k in names})
 
 
 def torch_min(t, axis, keepdims):
