@@ -113,13 +113,25 @@ def known_numbers(nodes, shapes: dict, known: dict) -> dict:
     return known
 
 
-def _known_number(node: Node, shapes: dict, known: dict):
-    if node.op == "const":
-        return node.value.reshape(()) if node.value.size == 1 else None
+def one_element_const(node: Node):
+    """A one-element const's number, as a 0-d array; None for any other node."""
+    return node.value.reshape(()) if node.op == "const" and node.value.size == 1 else None
+
+
+def fixed_number(node: Node, shapes: dict):
+    """The number a one-element const or a size (an element count, fixed once the dims
+    are) holds, as a 0-d array; None for any other node. shapes: node -> concrete shape,
+    for a size's operand."""
     if node.op == "size":
         shape = shapes[node.inputs[0]]
         count = np.prod([shape[a] for a in node.attrs["axes"]], dtype=np.int64)
         return np.asarray(count).astype(numpy_dtype(node.dtype))
+    return one_element_const(node)
+
+
+def _known_number(node: Node, shapes: dict, known: dict):
+    if node.op in ("const", "size"):
+        return fixed_number(node, shapes)
     numbers = [known.get(i) for i in node.inputs]
     if not numbers or any(n is None for n in numbers):
         return None

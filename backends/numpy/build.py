@@ -39,7 +39,7 @@ from graphc.backends import blas, ccompile
 from graphc.backends.base import KernelInfo
 from graphc.backends.collectives import Collectives
 from graphc.backends.lower.index import row_major_strides
-from graphc.backends.lower.kernel import kernel_of
+from graphc.backends.lower.kernel import fixed_number, kernel_of
 from graphc.ir import SOURCE_OPS, Graph, Node, node_names
 from graphc.passes.schedule import format_plan, plan_buffers
 from graphc.types import numpy_dtype
@@ -50,7 +50,6 @@ from .executable import NumpyExecutable, RunErrors
 from .job import Job, Operand, body_shapes, memory_root
 from .namespace import Namespace
 from .ufunc_ops import alias_of
-from .ufuncs import one_element_const
 
 _fn_ids = itertools.count()
 
@@ -127,12 +126,8 @@ def _can_raise(node: Node, dims: dict) -> bool:
 
 def known_number(node: Node, dims: dict):
     """The number every element of a node holds, as a 0-d array, if the build knows it: a
-    one-element const, or a size (an element count, fixed once the dims are)."""
-    if node.op == "size":
-        shape = node.inputs[0].type.concrete_shape(dims)
-        count = np.prod([shape[a] for a in node.attrs["axes"]], dtype=np.int64)
-        return np.asarray(count).astype(numpy_dtype(node.dtype))
-    return one_element_const(node)
+    one-element const, or a size (lower.kernel.fixed_number)."""
+    return fixed_number(node, {i: i.type.concrete_shape(dims) for i in node.inputs})
 
 
 def describe(node: Node, names: dict) -> str:

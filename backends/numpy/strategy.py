@@ -24,12 +24,13 @@ from typing import Callable
 
 from graphc import ops
 from graphc.backends.lower.loops import Unsupported
+from graphc.backends.lower.kernel import one_element_const
 from graphc.ir import topological_order
 
 from . import c
 from .chunks import THREADS, chunking
 from .gemm import product_end
-from .ufuncs import BodyWriter, one_element_const
+from .ufuncs import BodyWriter
 
 # Kernels of at most this many elements are C even with exp, log, tanh in them: below it
 # one C call beats a NumPy call a step, above it NumPy's SIMD loops beat libm's scalar

@@ -19,7 +19,7 @@ from collections import defaultdict
 import numpy as np
 
 from graphc import ops
-from graphc.backends.lower.kernel import known_numbers
+from graphc.backends.lower.kernel import known_numbers, one_element_const
 from graphc.ir import Node
 from graphc.types import numpy_dtype
 
@@ -260,11 +260,6 @@ class BodyWriter:
             note = self.job.title + (f"  ({note})" if note else "")
         self.lines.append((f"{lines[0]}  # {note}", node))
         self.lines += [(line, node) for line in lines[1:]]
-
-
-def one_element_const(node: Node):
-    """A one-element const's number, as a 0-d array; None for any other node."""
-    return node.value.reshape(()) if node.op == "const" and node.value.size == 1 else None
 
 
 def _literal_for(node: Node, user) -> bool:

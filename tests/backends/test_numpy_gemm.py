@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import graphc as gc
 from graphc.backends import blas
 from graphc.backends.numpy.gemm import gemm_chains
-from graphc.backends.numpy.ufuncs import one_element_const
+from graphc.backends.lower.kernel import one_element_const
 from graphc.ir import SOURCE_OPS, Graph
 from tests.backends.test_numpy import (  # noqa: F401 (fixtures)
     fused, numpy_kernels_only, run_both, use_blas)
