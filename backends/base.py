@@ -6,6 +6,12 @@ BackendUnavailable where it cannot run (a backend with optional packages). `gc.c
 knobs against that dataclass, so a misspelt knob is an error that lists the real ones,
 and tests set knobs through it rather than patching module globals.
 
+A build may serve more bindings of the graph's symbolic dims than the one it was made
+for: `fixed_dims(graph)(dims)` says which of them it is fixed to (their sizes), and its
+executable serves every binding that agrees with `dims` there, taking the others at
+run time from the feeds' shapes. The driver keeps one executable per such key. By
+default a backend is fixed to every dim: one build per input shape.
+
 An `Executable` runs one build: called with {input node: array}, it returns the graph's
 outputs, then its update values, as NumPy arrays. It shows what it runs: `source` (the
 generated code), `kernels` (one `KernelInfo` each), `stats`, and runs its graph's
@@ -55,6 +61,10 @@ class Backend:
     # whether its executables have compile_for(arch): kernels compiled ahead of time for
     # a GPU that is not here (gc.Function.compile_for)
     ahead_of_time: bool = False
+    # graph -> (dims -> {dim: size}): for that graph, the dims a build for `dims` is
+    # fixed to; it serves every binding of the others (see the module). The driver
+    # asks once per graph, then once per call.
+    fixed_dims: Callable = lambda graph: lambda dims: dict(dims)
 
     def make_options(self, given: dict | None):
         """The backend's options from a dict of knobs; unknown ones are an error."""

@@ -13,6 +13,11 @@ are not the innermost one (a bias gradient sums over the batch), the reduced loo
 outside the kept ones instead, with one accumulator a kept point, so the inner loop
 still walks memory in order ("accumulators outside").
 
+Sizes may be symbolic (index.py): a loop over an axis of symbolic size runs to an
+`int64_t` argument of that size's name (`_dim_batch`), after the pointers; a number
+fixed only at each call (loops.Scalar: a mean's 1 / batch) is an argument `n<k>` after
+those. So one compiled function serves every binding of the symbolic dims.
+
 NaN behaves as in NumPy: maximum, minimum, relu and max pass it on, a compare gives
 false. Sums accumulate float32 in double. Values of integer dtype are read, compared,
 cast and selected; arithmetic on them stays NumPy's.
@@ -26,7 +31,7 @@ import numpy as np
 
 from graphc.backends.lower import index as ix
 from graphc.backends.lower.loops import (
-    Apply, Load, LoopNest, Number, Position, Product, Reduce, Unsupported)
+    Apply, Load, LoopNest, Number, Position, Product, Reduce, Scalar, Unsupported)
 
 C_TYPES = {"float32": "float", "float64": "double", "bool": "unsigned char",
            "int32": "int32_t", "int64": "int64_t"}
@@ -116,15 +121,19 @@ class CFunction:
     name: str
     source: str
     operands: tuple          # the kernel operands it reads, in the order of its in<k>
-    scratch: tuple = ()      # (elements, dtype) of the accumulator array it needs
+    scratch: tuple = ()      # (elements, dtype) of the accumulator array it needs (the
+                             # elements an int, or source over symbolic sizes)
+    sizes: tuple = ()        # the symbolic sizes it takes, after the pointers
+    numbers: tuple = ()      # the loops.Scalar values it takes as n<k>, after those
 
 
 class _Writer:
     def __init__(self, name, nest: LoopNest, operands, out_dtype):
         self.name, self.nest, self.operands, self.out_dtype = name, nest, operands, out_dtype
         self._check(nest, out_dtype)
-        self.kept = [a for a in nest.kept if nest.domain[a] > 1]
-        self.reduced = [a for a in nest.reduced if nest.domain[a] > 1]
+        self.kept = [a for a in nest.kept if _loops(nest.domain[a])]
+        self.reduced = [a for a in nest.reduced if _loops(nest.domain[a])]
+        self.scalars = [v for v, value in enumerate(nest.values) if isinstance(value, Scalar)]
         self.position = {a: k for k, a in enumerate(self.kept)}
         self.users = {}
         self.reductions = [v for v, value in enumerate(nest.values) if isinstance(value, Reduce)]
@@ -198,7 +207,10 @@ class _Writer:
         scratch = ()
         if self.outside:
             params.append("double *acc")
-            scratch = (len(self.reductions) * self._kept_size(), "float64")
+            scratch = (_times(len(self.reductions), self._kept_size()), "float64")
+        sizes = sorted({d for d in nest.domain if ix.is_symbolic(d)})
+        params += [f"int64_t {d}" for d in sizes]
+        params += [f"{C_TYPES[nest.values[v].dtype]} n{k}" for k, v in enumerate(self.scalars)]
         lines = [f"int {self.name}({', '.join(params)}) {{"]
         lines += [f"    const {C_TYPES[self.operands[k].dtype]} *a{k} = "
                   f"(const {C_TYPES[self.operands[k].dtype]} *)in{k};" for k in used]
@@ -209,7 +221,8 @@ class _Writer:
             body = self._accumulated_outside() if self.outside else self._kept_loops(0, set())
             lines += _indent(body, 4) + ["    return 0;"]
         lines.append("}")
-        return CFunction(self.name, "\n".join(lines) + "\n", tuple(used), scratch)
+        return CFunction(self.name, "\n".join(lines) + "\n", tuple(used), scratch,
+                         tuple(sizes), tuple(nest.values[v] for v in self.scalars))
 
     def _kept_loops(self, depth: int, defined: set) -> list:
         """The values of this depth, then the next kept loop around the deeper ones; at
@@ -274,7 +287,7 @@ class _Writer:
         lines = []
         for k, r in enumerate(self.reductions):
             init, _ = REDUCTIONS[nest.values[r].op]
-            lines.append(f"for (int64_t p = 0; p < {K}; p++) acc[{k * K} + p] = {init};")
+            lines.append(f"for (int64_t p = 0; p < {K}; p++) acc[{_times(k, K)} + p] = {init};")
         inner, defined = [], set()
         for k, r in enumerate(self.reductions):
             arg = nest.values[r].arg
@@ -283,8 +296,8 @@ class _Writer:
                     defined.add(v)
                     inner += self._define(v)
             _, take = REDUCTIONS[nest.values[r].op]
-            inner.append(f"acc[{k * K} + {p}] = "
-                         f"{take.format(acc=f'acc[{k * K} + {p}]', v=self._name(arg))};")
+            at = f"acc[{_times(k, K)} + {p}]"
+            inner.append(f"{at} = {take.format(acc=at, v=self._name(arg))};")
         loops = self.reduced + self.kept
         for axis in reversed(loops):
             inner = [self._for(axis)] + _indent(inner, 4) + ["}"]
@@ -292,7 +305,7 @@ class _Writer:
         epilogue = []
         for k, r in enumerate(self.reductions):
             t = C_TYPES[nest.values[r].dtype]
-            epilogue.append(f"{t} {self._name(r)} = ({t})acc[{k * K} + {p}];")
+            epilogue.append(f"{t} {self._name(r)} = ({t})acc[{_times(k, K)} + {p}];")
         done = set(self.reductions)
         for v in self._cone([nest.result], lambda u: u in done):
             if v not in done:
@@ -311,8 +324,11 @@ class _Writer:
                 lines.append(f"if ({name} < 0 || {name} >= {check.depth}) return 1;")
         return lines
 
-    def _kept_size(self) -> int:
-        return int(np.prod([self.nest.domain[a] for a in self.kept], dtype=np.int64))
+    def _kept_size(self):
+        """The kept loops' points: an int, or source over symbolic sizes."""
+        sizes = [self.nest.domain[a] for a in self.kept]
+        count, names = ix.product(sizes)
+        return count if not names else ix.size_source(sizes)
 
     def _for(self, axis: int) -> str:
         return f"for (int64_t i{axis} = 0; i{axis} < {self.nest.domain[axis]}; i{axis}++) {{"
@@ -322,11 +338,13 @@ class _Writer:
 
     def _name(self, v: int) -> str:
         value = self.nest.values[v]
+        if isinstance(value, Scalar):
+            return f"n{self.scalars.index(v)}"
         return _literal(value.value, value.dtype) if isinstance(value, Number) else f"v{v}"
 
     def _define(self, v: int) -> list:
         value, t = self.nest.values[v], C_TYPES[self.nest.values[v].dtype]
-        if isinstance(value, Number):
+        if isinstance(value, (Number, Scalar)):
             return []
         if isinstance(value, Load):
             return [f"{t} v{v} = {self._load(value)};"]
@@ -347,6 +365,18 @@ class _Writer:
         conditions = " && ".join(f"({low} <= {self._index(e)} && {self._index(e)} < {high})"
                                  for e, low, high in load.mask)
         return f"(({conditions}) ? {read} : ({C_TYPES[load.dtype]})0)"
+
+
+def _loops(size) -> bool:
+    """Whether an axis needs a loop: a symbolic size always (it may be 1 or more)."""
+    return ix.is_symbolic(size) or size > 1
+
+
+def _times(k: int, size):
+    """k times a size (an int, or source over symbolic sizes)."""
+    if isinstance(size, int):
+        return k * size
+    return f"{k} * {size}" if k > 1 else ("0" if k == 0 else size)
 
 
 def _args(value) -> tuple:

@@ -47,6 +47,13 @@ def call_source(collectives: str, node, x: str, out: str) -> str:
     return f"{collectives}.{node.op}({x}, {out}{attrs})"
 
 
+def symbolic_dims_of_collectives(graph) -> set:
+    """The symbolic dims in the shapes of a graph's collectives: a build is fixed to
+    them (`abandon` issues zeros of each remaining collective's shape)."""
+    return {d for n in graph.nodes if ops.has(n.op, "collective")
+            for d in n.shape if isinstance(d, str)}
+
+
 def process_group():
     """torch.distributed when its default process group is set up, else None (one
     worker). torch is never imported here: a group exists only if someone imported it."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from graphc import ops
 from graphc.backends.base import Backend, NoOptions
-from graphc.backends.collectives import Collectives
+from graphc.backends.collectives import Collectives, symbolic_dims_of_collectives
 from graphc.errors import GraphcError
 from graphc.ir import Graph, Node
 from graphc.types import format_shape
@@ -19,6 +19,13 @@ from graphc.types import format_shape
 
 def build(graph: Graph, dims: dict, options=None) -> "ReferenceExecutable":
     return ReferenceExecutable(graph, dict(dims))
+
+
+def fixed_dims(graph: Graph):
+    """Interpreting is generic over every symbolic dim but a collective's (its runtime
+    issues zeros of that shape for a failed step): each call binds them from its feeds."""
+    collective = symbolic_dims_of_collectives(graph)
+    return lambda dims: {d: size for d, size in dims.items() if d in collective}
 
 
 def run_graph(graph: Graph, feeds: dict, dims: dict, collectives=None) -> dict:
@@ -90,9 +97,13 @@ class ReferenceExecutable:
         self.collectives = Collectives(graph, dims)
 
     def __call__(self, feeds: dict, begin_commit=None) -> list:
-        values = run_graph(self.graph, feeds, self.dims, self.collectives)
+        dims = dict(self.dims)
+        for node in self.graph.inputs:  # this call's sizes (the feeds were checked)
+            dims.update((d, n) for d, n in zip(node.shape, feeds[node].shape)
+                        if isinstance(d, str))
+        values = run_graph(self.graph, feeds, dims, self.collectives)
         results = list(self.graph.outputs) + list(self.graph.updates.values())
         return [np.array(values[node]) for node in results]
 
 
-BACKEND = Backend("reference", NoOptions, build)
+BACKEND = Backend("reference", NoOptions, build, fixed_dims=fixed_dims)

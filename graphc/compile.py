@@ -2,9 +2,13 @@
 
 The Function optimizes the graph once, when it is made. Each call checks the feeds
 (names, ranks, dims, dtypes), binds symbolic dims, has the backend build an executable
-once per distinct input-shape signature (the most recently used `max_executables` of
-them are kept, 32 by default: a least-recently-used cache, so a model fed many batch
-sizes does not keep every build's buffers alive), runs it, and only then applies parameter
+once per distinct key: the sizes of the dims the backend's builds are fixed to
+(backends/base.py `fixed_dims`: every dim for triton, one build per shape; only
+zero-size dims for numpy, whose code takes the other sizes at run time, so one build
+serves every batch size; the feeds' dtypes are the graph's, they are converted to it).
+The most recently used `max_executables` of them are kept, 32 by default: a
+least-recently-used cache, so a model fed many shapes does not keep every build's
+buffers alive. It runs the executable, and only then applies parameter
 updates, so that a step that raises leaves every parameter as it was; from the first
 write into a param to the last, interrupts wait (graphc.commit), so a step is applied
 all or nothing. Calls of one Function take turns (a lock): its executables' buffers and
@@ -53,8 +57,10 @@ def compile(outputs, inputs=None, updates=None, backend="numpy", opt="O2",
     options: the backend's knobs, e.g. {"c_kernels": False} for numpy or
              {"max_row_block": 1024} for triton (each backend's Options dataclass
              lists them; an unknown one is an error naming the real ones).
-    max_executables: how many builds (one per input-shape signature) the Function keeps;
-             past it, the least recently used is dropped (and built again if needed).
+    max_executables: how many builds the Function keeps (one per binding of the dims
+             the backend fixes, backends/base.py: per input shape on triton, one for
+             every nonzero batch size on numpy); past it, the least recently used is
+             dropped (and built again if needed).
     """
     return Function(outputs, inputs, updates, backend, opt, debug_dir, options,
                     max_executables)
@@ -92,6 +98,7 @@ class Function:
         if optimized is None and not lazy:
             self._optimize()
         self._executables = OrderedDict()   # signature -> executable, least recent first
+        self._fixed_dims = None   # dims -> the part of them the backend's builds fix
         self._last = None
         self._lock = threading.Lock()
 
@@ -139,7 +146,9 @@ class Function:
     def __call__(self, *args, **feeds):
         feeds = self._bind_positional(args, feeds)
         arrays, dims = check_feeds(self._fed, feeds)
-        signature = tuple((node.name, arrays[node].shape) for node in self._used)
+        if self._fixed_dims is None:
+            self._fixed_dims = self._backend.fixed_dims(self.graph)
+        signature = tuple(sorted(self._fixed_dims(dims).items()))
         # One call at a time; a signal held back by the commit is handled once the lock
         # is released (its handler may call this function again).
         with Commit() as commit, self._lock:

@@ -55,6 +55,8 @@ class BufferPlan:
     last_use: dict    # node -> index in order of its last use (roots: len(order))
     peak_bytes: int   # live buffer bytes at the peak of this plan (= sum of sizes)
     naive_bytes: int  # sum of nbytes of every non-source value
+    held: list = None  # per buffer: the types of the values it holds (its size at
+                       # another binding of the symbolic dims is their largest nbytes)
 
 
 def _last_uses(graph: Graph) -> dict:
@@ -101,7 +103,9 @@ def _can_write_in_place(node: Node, inp: Node, dims, owner, live_until, buffer, 
                         viewed) -> bool:
     return (inp in buffer and owner[inp] is inp and live_until[inp] == i
             and inp.dtype == node.dtype
-            and inp.type.concrete_shape(dims) == node.type.concrete_shape(dims)
+            # the same shape at every binding of the symbolic dims (a plan made at one
+            # binding serves all of them in a shape-generic build)
+            and inp.type.shape == node.type.shape
             # a view of inp read by the same op would see its input overwritten
             and inp not in viewed)
 
@@ -206,7 +210,7 @@ def plan_buffers(graph: Graph, dims: dict, alias_of=lambda node: None) -> Buffer
     for node in order:
         live_until[owner[node]] = max(live_until.get(owner[node], -1), last_use[node])
 
-    buffer, sizes, in_place, holder = {}, [], {}, {}
+    buffer, sizes, in_place, holder, held = {}, [], {}, {}, []
     free = _FreeList(node.type.nbytes(dims) for node in order if node.op not in SOURCE_OPS)
     release_at = defaultdict(list)
     naive = 0
@@ -224,13 +228,16 @@ def plan_buffers(graph: Graph, dims: dict, alias_of=lambda node: None) -> Buffer
                 if index is None:
                     index = len(sizes)
                     sizes.append(0)
+                    held.append([])
             sizes[index] = max(sizes[index], nbytes)
+            if node.type not in held[index]:
+                held[index].append(node.type)
             buffer[node], holder[index] = index, node
             release_at[live_until[node]].append((index, node))
         for index, value in release_at.pop(i, ()):
             if holder[index] is value:  # not handed on to an in-place user
                 free.add(sizes[index], index)
-    return BufferPlan(order, buffer, sizes, in_place, last_use, sum(sizes), naive)
+    return BufferPlan(order, buffer, sizes, in_place, last_use, sum(sizes), naive, held)
 
 
 def format_plan(plan: BufferPlan) -> str:

@@ -17,21 +17,34 @@ so C's truncating division and Python's floor division agree on them.
 Renderers print an expression with `render(expr, name_of_var, floordiv)`, and ask
 `coefficient(expr, var)` for the stride of a variable (None where it sits inside a
 division): that is how contiguity and vectorization are decided.
+
+A size may be symbolic: a name (a str, the generated code's name of a symbolic dim,
+known only at run time, never 0: a binding with a dim of 0 gets a build of its own). A
+variable over a symbolic size has no upper bound here, so no simplification assumes
+one; a stride, a divisor or a remainder that would depend on a symbolic size raises
+`Unsupported` (generic code takes sizes as loop bounds only).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+
+class Unsupported(Exception):
+    """Why a kernel has no loop nest (one line); the backend then does it another way."""
 
 
 @dataclass(frozen=True)
 class Var:
     """Loop variable number `axis` of a domain, ranging over [0, size)."""
     axis: int
-    size: int
+    size: int | str       # a str: a symbolic size, bound at run time
 
     @property
     def bounds(self) -> tuple:
+        if isinstance(self.size, str):
+            return 0, math.inf
         return 0, max(self.size - 1, 0)
 
 
@@ -44,7 +57,7 @@ class Div:
     @property
     def bounds(self) -> tuple:
         low, high = self.expr.bounds
-        return low // self.divisor, high // self.divisor
+        return low // self.divisor, high if high == math.inf else high // self.divisor
 
 
 @dataclass(frozen=True)
@@ -103,9 +116,12 @@ def lit(value: int) -> Affine:
 ZERO = lit(0)
 
 
-def var(axis: int, size: int) -> Affine:
-    """The loop variable of an axis; an axis of size 1 (or 0) only ever indexes 0."""
-    return ZERO if size <= 1 else Affine(((Var(axis, size), 1),), 0)
+def var(axis: int, size) -> Affine:
+    """The loop variable of an axis; an axis of size 1 (or 0) only ever indexes 0 (a
+    symbolic size may be 1 at run time: its variable then only ever is 0)."""
+    if not isinstance(size, str) and size <= 1:
+        return ZERO
+    return Affine(((Var(axis, size), 1),), 0)
 
 
 def add(*exprs: Affine) -> Affine:
@@ -166,11 +182,37 @@ def mod(e: Affine, d: int) -> Affine:
 # --- whole indices: one expression per dim of a shape ------------------------------------
 
 def row_major_strides(shape) -> tuple:
-    strides, acc = [], 1
+    """Element strides of a C-contiguous array of `shape`; a symbolic size may only
+    lead (no stride may depend on one: Unsupported)."""
+    strides, acc, symbolic = [], 1, None
     for d in reversed(shape):
+        if symbolic is not None:
+            raise Unsupported(f"a stride that depends on the symbolic size {symbolic}")
         strides.append(acc)
-        acc *= d
+        if isinstance(d, str):
+            symbolic = d
+        else:
+            acc *= d
     return tuple(reversed(strides))
+
+
+def is_symbolic(size) -> bool:
+    return isinstance(size, str)
+
+
+def product(shape) -> tuple:
+    """The element count of a shape as (product of its int sizes, its symbolic sizes
+    sorted): equal for equal counts at every binding."""
+    ints = [d for d in shape if not isinstance(d, str)]
+    return math.prod(ints), tuple(sorted(d for d in shape if isinstance(d, str)))
+
+
+def size_source(shape) -> str:
+    """The element count of a shape as source (C and Python alike): `64`, `8 * _dim_batch`."""
+    count, names = product(shape)
+    if not names:
+        return str(count)
+    return " * ".join(([str(count)] if count != 1 else []) + list(names))
 
 
 def flatten(index: tuple, shape: tuple) -> Affine:
@@ -183,7 +225,11 @@ def unflatten(flat: Affine, shape: tuple) -> tuple:
     elements: every index is 0)."""
     if 0 in shape:
         return tuple(ZERO for _ in shape)
-    return tuple(mod(floordiv(flat, s), d) if d > 1 else ZERO
+    # A symbolic size can only lead (row_major_strides) and needs no remainder: a
+    # position in the shape is below its element count, so its quotient by the leading
+    # stride is below the leading size.
+    return tuple(floordiv(flat, s) if isinstance(d, str) else
+                 mod(floordiv(flat, s), d) if d > 1 else ZERO
                  for s, d in zip(row_major_strides(shape), shape))
 
 

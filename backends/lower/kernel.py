@@ -10,6 +10,7 @@ memory only through its params.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -98,12 +99,23 @@ def _substituted(body: Graph, stands_for: dict) -> Graph:
     return Graph([new[o] for o in body.outputs])
 
 
+@dataclass(frozen=True, eq=False)
+class Runtime:
+    """A number every element of a value holds that is fixed at each call, not at the
+    build: it depends on symbolic sizes (the count of a `size` over a symbolic axis,
+    and what elementwise ops make of it: a mean's 1 / batch). Generated code takes it
+    as an argument; `at(sizes)` computes it, sizes: {symbolic size name: int}."""
+    at: Callable
+    dtype: str
+
+
 def known_numbers(nodes, shapes: dict, known: dict) -> dict:
-    """Body node -> the number (a 0-d array) every element of it holds, where the build
-    knows it: the numbers given (an operand that is a size, say), one-element consts,
-    sizes, and what views and elementwise ops make of known numbers alone (the gradient
-    of a mean divides by the batch size). Every rendering of a body (loop nests, NumPy
-    calls) folds with this, once."""
+    """Body node -> the number (a 0-d array, or a Runtime where it depends on symbolic
+    sizes) every element of it holds, where the build knows it: the numbers given (an
+    operand that is a size, say), one-element consts, sizes, and what views and
+    elementwise ops make of known numbers alone (the gradient of a mean divides by the
+    batch size). Every rendering of a body (loop nests, NumPy calls) folds with this,
+    once."""
     known = dict(known)
     for node in nodes:  # (inputs before users)
         if node not in known:
@@ -120,13 +132,27 @@ def one_element_const(node: Node):
 
 def fixed_number(node: Node, shapes: dict):
     """The number a one-element const or a size (an element count, fixed once the dims
-    are) holds, as a 0-d array; None for any other node. shapes: node -> concrete shape,
-    for a size's operand."""
+    are) holds, as a 0-d array (a Runtime for a count of symbolic sizes); None for any
+    other node. shapes: node -> its shape (ints, and names of symbolic sizes), for a
+    size's operand."""
     if node.op == "size":
         shape = shapes[node.inputs[0]]
-        count = np.prod([shape[a] for a in node.attrs["axes"]], dtype=np.int64)
-        return np.asarray(count).astype(numpy_dtype(node.dtype))
+        counted = [shape[a] for a in node.attrs["axes"]]
+        dtype = numpy_dtype(node.dtype)
+        if any(isinstance(d, str) for d in counted):
+            return Runtime(lambda sizes: _count([sizes.get(d, d) for d in counted], dtype),
+                           node.dtype)
+        return _count(counted, dtype)
     return one_element_const(node)
+
+
+def _count(sizes: list, dtype) -> np.ndarray:
+    return np.asarray(np.prod(sizes, dtype=np.int64)).astype(dtype)
+
+
+def at_run_time(number, sizes: dict) -> np.ndarray:
+    """A known number's value (a 0-d array) at a binding of the symbolic sizes."""
+    return number.at(sizes) if isinstance(number, Runtime) else number
 
 
 def _known_number(node: Node, shapes: dict, known: dict):
@@ -137,7 +163,13 @@ def _known_number(node: Node, shapes: dict, known: dict):
         return None
     if ops.has(node.op, "view"):
         return numbers[0]
-    if ops.is_elementwise(node.op):
-        return np.asarray(ops.evaluate(node.op, numbers, node.attrs,
-                                       TensorType((), node.dtype), {}))
-    return None
+    if not ops.is_elementwise(node.op):
+        return None
+    if any(isinstance(n, Runtime) for n in numbers):
+        return Runtime(lambda sizes: _evaluate(node, [at_run_time(n, sizes) for n in numbers]),
+                       node.dtype)
+    return _evaluate(node, numbers)
+
+
+def _evaluate(node: Node, numbers: list) -> np.ndarray:
+    return np.asarray(ops.evaluate(node.op, numbers, node.attrs, TensorType((), node.dtype), {}))

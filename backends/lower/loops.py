@@ -23,6 +23,11 @@ what elementwise and layout ops make of them) are folded here once. The casts th
 ops.evaluate makes implicitly (operands to the result dtype; compare operands to their
 common dtype) are explicit `cast` applications, so no renderer restates those rules.
 
+Sizes may be symbolic (names bound at run time, index.py): a domain axis of a symbolic
+size is a loop whose bound the generated code takes as an argument, and a number that
+depends on symbolic sizes (a mean's 1 / batch) is a `Scalar`, also an argument. What
+would need more (a stride, an offset or a divisor that depends on one) is Unsupported.
+
 What a loop nest cannot hold raises `Unsupported` with a one-line reason, the same for
 every backend.
 """
@@ -38,11 +43,8 @@ from graphc.ir import Node
 from graphc.types import promote
 
 from . import index as ix
-from .kernel import Kernel, known_numbers
-
-
-class Unsupported(Exception):
-    """Why a kernel has no loop nest (one line); the backend then does it another way."""
+from .index import Unsupported
+from .kernel import Kernel, Runtime, known_numbers
 
 
 # --- values -------------------------------------------------------------------------------
@@ -58,6 +60,13 @@ class Load:
 @dataclass(frozen=True)
 class Number:
     value: object         # a Python number, in the dtype's kind
+    dtype: str
+
+
+@dataclass(frozen=True, eq=False)
+class Scalar:
+    """A number known at each call, not at the build (kernel.Runtime): an argument."""
+    number: Runtime
     dtype: str
 
 
@@ -201,7 +210,7 @@ class _Lowering:
         if tuple(out_shape) == self.domain:
             return self.vars
         kept = [self.domain[a] for a in self.kept]
-        if int(np.prod(out_shape, dtype=np.int64)) != int(np.prod(kept, dtype=np.int64)):
+        if ix.product(out_shape) != ix.product(kept):
             raise Unsupported(f"output shape {out_shape} is neither the domain {self.domain} "
                               "nor its reduction")
         flat = ix.flatten([self.vars[a] for a in self.kept], kept)
@@ -277,6 +286,10 @@ class _Lowering:
         return self.memo[key]
 
     def _number(self, number, dtype) -> int:
+        if isinstance(number, Runtime):
+            if number.dtype != dtype:
+                number = Runtime(_cast_at(number, dtype), dtype)
+            return self._add(Scalar(number, dtype))
         value = np.asarray(number).astype(np.dtype(TYPES[dtype])).item()
         return self._add(Number(value, dtype))
 
@@ -292,6 +305,8 @@ class _Lowering:
         number = self.values[v]
         if isinstance(number, Number):
             return self._number(number.value, dtype)
+        if isinstance(number, Scalar):
+            return self._number(number.number, dtype)
         return self._add(Apply("cast", (v,), dtype, (("dtype", dtype),)), self.axes[v])
 
     def _dtype(self, v: int) -> str:
@@ -389,6 +404,9 @@ def _slice_index(lowering, node, index):
     shape = lowering.shapes[node.inputs[0]]
     picked = []
     for e, d, r in zip(index, shape, node.attrs["index"]):
+        if ix.is_symbolic(d):  # a symbolic dim is sliced whole only (the type rule)
+            picked.append(e)
+            continue
         start, _, step = slice(*r).indices(d)
         picked.append(ix.add(ix.lit(start), ix.scale(e, step)))
     return [(node.inputs[0], tuple(picked))]
@@ -397,11 +415,19 @@ def _slice_index(lowering, node, index):
 def _concat_index(lowering, node, index):
     """Each piece at its own offset along the axis (read under a mask, see _concat)."""
     axis, start, needs = node.attrs["axis"], 0, []
+    _static_axis(lowering, node, axis)
     for piece in node.inputs:
         local = ix.add(index[axis], ix.lit(-start))
         needs.append((piece, index[:axis] + (local,) + index[axis + 1:]))
         start += lowering.shapes[piece][axis]
     return needs
+
+
+def _static_axis(lowering, node, axis):
+    sizes = [lowering.shapes[p][axis] for p in node.inputs]
+    if any(ix.is_symbolic(d) for d in sizes):
+        raise Unsupported(f"a {node.op} along a symbolic axis (its pieces' offsets are "
+                          "run-time sizes)")
 
 
 def _one_hot_index(lowering, node, index):
@@ -440,6 +466,7 @@ def _concat(lowering, node, index, args):
     """where(i < end0, piece0, where(i < end1, piece1, ...)): each piece's loads masked
     to its own range, so no piece is read outside its bounds."""
     axis, e = node.attrs["axis"], index[node.attrs["axis"]]
+    _static_axis(lowering, node, axis)
     ends = np.cumsum([lowering.shapes[p][axis] for p in node.inputs])
     masked = [lowering._cast(_masked(lowering, a, ix.add(e, ix.lit(int(size - end))), int(size)),
                              node.dtype)
@@ -471,6 +498,10 @@ VALUE_RULES = {
     "concat": _concat,
 }
 
+def _cast_at(number: Runtime, dtype: str):
+    return lambda sizes: np.asarray(number.at(sizes)).astype(TYPES[dtype])
+
+
 TYPES = {"float32": np.float32, "float64": np.float64, "int32": np.int32,
          "int64": np.int64, "bool": np.bool_}
 
@@ -492,6 +523,8 @@ def _describe(value) -> str:
         return text + (f" if {' and '.join(masks)}" if masks else "")
     if isinstance(value, Number):
         return f"{value.value!r}"
+    if isinstance(value, Scalar):
+        return "a number fixed at each call"
     if isinstance(value, Apply):
         extra = "".join(f", {k}={v!r}" for k, v in value.attrs)
         return f"{value.op}({', '.join(f'%{a}' for a in value.args)}{extra})"

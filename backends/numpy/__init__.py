@@ -15,6 +15,6 @@ One module an idea:
 
 from graphc.backends.base import Backend
 
-from .build import Options, build
+from .build import Options, build, fixed_dims
 
-BACKEND = Backend("numpy", Options, build)
+BACKEND = Backend("numpy", Options, build, fixed_dims=fixed_dims)

@@ -37,18 +37,18 @@ from numpy.lib.stride_tricks import as_strided
 from graphc import ops
 from graphc.backends import blas, ccompile
 from graphc.backends.base import KernelInfo
-from graphc.backends.collectives import Collectives
+from graphc.backends.collectives import Collectives, symbolic_dims_of_collectives
 from graphc.backends.lower.index import row_major_strides
 from graphc.backends.lower.kernel import fixed_number, kernel_of
 from graphc.ir import SOURCE_OPS, Graph, Node, node_names
-from graphc.passes.schedule import format_plan, plan_buffers
+from graphc.passes.schedule import SYMBOLIC_DIM_ESTIMATE, format_plan, plan_buffers
 from graphc.types import numpy_dtype
 
 from . import c, runtime, strategy, ufunc_ops
 from .chunks import CHUNK_ELEMENTS
 from .executable import NumpyExecutable, RunErrors
-from .job import Job, Operand, body_shapes, memory_root
-from .namespace import Namespace
+from .job import Binding, Job, Operand, body_shapes, input_axes, memory_root
+from .namespace import Namespace, is_symbolic, shape_source, size_text
 from .ufunc_ops import alias_of
 
 _fn_ids = itertools.count()
@@ -64,28 +64,41 @@ class Options:
     cc: ccompile.Options = field(default_factory=ccompile.Options)  # the C compiler's run
 
 
+def fixed_dims(graph: Graph):
+    """dims -> the dims a numpy build is fixed to (base.Backend.fixed_dims): those of size 0
+    (NumPy's empty arrays need no loops, and a max over an empty axis must raise, so a
+    zero-size batch gets a build of its own) and those of a collective's shape (its
+    runtime issues zeros of that shape for a failed step); the code is generic over
+    every other symbolic dim."""
+    collective = symbolic_dims_of_collectives(graph)
+    return lambda dims: {d: size for d, size in dims.items() if size == 0 or d in collective}
+
+
 def build(graph: Graph, dims: dict, options: Options | None = None) -> NumpyExecutable:
     """Matmuls call NumPy's BLAS directly where it can be found (blas.py), and kernels are
     C loops where a C compiler works and the strategy table says so; without them, the
-    same kernels are NumPy calls."""
+    same kernels are NumPy calls. The function serves every binding of the symbolic
+    dims that agrees with `dims` on fixed_dims."""
     options = options or Options()
-    plan = plan_buffers(graph, dims, alias_of=alias_of)
+    binding = Binding.of(dims, fixed_dims(graph)(dims))
+    plan = plan_buffers(graph, binding.estimate, alias_of=alias_of)
     use_c = options.c_kernels and ccompile.available(options.cc)
     gemm = blas.find() if options.blas else None
     try:
-        return _write(graph, dims, plan, options, gemm, c.Library(options.cc) if use_c else None)
+        return _write(graph, dims, binding, plan, options, gemm,
+                      c.Library(options.cc) if use_c else None)
     except ccompile.CompileFailed as failed:  # this function still runs, on NumPy kernels
         ccompile.warn_once(f"graphc: C kernels off for this function, NumPy kernels "
                            f"instead: {failed.reason}")
-        return _write(graph, dims, plan, options, gemm, None)
+        return _write(graph, dims, binding, plan, options, gemm, None)
 
 
-def _write(graph, dims, plan, options, gemm, library) -> NumpyExecutable:
+def _write(graph, dims, binding, plan, options, gemm, library) -> NumpyExecutable:
     # the generated code runs the graph's collectives through _collectives (strategy.py)
-    namespace = Namespace({**runtime.HELPERS, "_gemm": gemm,
+    namespace = Namespace({**runtime.HELPERS, "_gemm": gemm, "_frames": runtime.Frames(),
                            "_collectives": Collectives(graph, dims)})
     tools = strategy.Tools(namespace, options, gemm, library)
-    return FunctionWriter(graph, dict(dims), plan, tools).write()
+    return FunctionWriter(graph, binding, plan, tools).write()
 
 
 def updates_in_place(graph: Graph, dims: dict) -> dict:
@@ -149,19 +162,38 @@ def stand_in(shape: tuple, dtype: np.dtype) -> np.ndarray:
 # --- the function ----------------------------------------------------------------------
 
 class FunctionWriter:
-    """Writes the function for one graph and one binding of its symbolic dims."""
+    """Writes the function for one graph, generic over the symbolic dims its Binding
+    leaves symbolic: shapes in the source name their sizes (`_dim_batch`), and what
+    depends on them is made per binding in the frame (namespace.py)."""
 
-    def __init__(self, graph: Graph, dims: dict, plan, tools: strategy.Tools):
-        self.graph, self.dims, self.plan, self.tools = graph, dims, plan, tools
+    def __init__(self, graph: Graph, binding: Binding, plan, tools: strategy.Tools):
+        self.graph, self.binding, self.plan, self.tools = graph, binding, plan, tools
+        self.dims, self.probe = binding.symbolic, binding.probe
         self.ns = tools.namespace
+        self.ns.sizes = tuple(name for _, name in binding.sizes)
         self.names = node_names(graph.nodes)
         self.values = {}      # node -> Operand: how the code reads its value
-        self.arenas = [np.empty(size, np.uint8) for size in plan.sizes]
+        self.framed = {}      # buffer index -> its arena in the frame (a symbolic size)
+        self.arenas = [self._arena(k) for k in range(len(plan.sizes))]
         self._views = {}      # (buffer index, dtype, shape) -> name of that view
+        self._arrays = {}     # name of a buffer view -> its array (a stand-in if framed)
         self._views_per_buffer = {}
-        self.into_param = updates_in_place(graph, dims)  # update value -> its param
-        numbers = ((n, known_number(n, dims)) for n in graph.nodes)
+        self.into_param = updates_in_place(graph, self.dims)  # update value -> its param
+        numbers = ((n, known_number(n, self.dims)) for n in graph.nodes)
         self.known = {n: v for n, v in numbers if v is not None}  # node -> its number
+
+    def _arena(self, k: int) -> np.ndarray:
+        """Buffer k's bytes: an array, or where its size is symbolic an arena of the
+        frame, laid out here on a stand-in of its size at the probe sizes."""
+        shapes = {(t.concrete_shape(self.dims), numpy_dtype(t.dtype).itemsize): t
+                  for t in self.plan.held[k]}
+        if not any(is_symbolic(shape) for shape, _ in shapes):
+            return np.empty(max(t.nbytes(self.dims) for t in shapes.values()), np.uint8)
+        sizes = [f"{itemsize} * {size_text(shape)}" for shape, itemsize in shapes]
+        self.framed[k] = self.ns.arena(sizes[0] if len(sizes) == 1 else
+                                       f"max({', '.join(sizes)})")
+        nbytes = max(t.nbytes(self.probe) for t in shapes.values())
+        return as_strided(np.zeros(1, np.uint8), (nbytes,), (1,))
 
     def write(self) -> NumpyExecutable:
         params, kernels = [], []
@@ -179,31 +211,37 @@ class FunctionWriter:
         fn_name = f"fn_{next(_fn_ids)}"
         filename = f"<graphc:{fn_name}>"
         lines, line_nodes = self._source(f"_{fn_name}", params, kernels)
+        if self.ns.frame:
+            lines += [""] + self.ns.frame_source(f"_frame_{fn_name}")
         source = "\n".join(lines) + "\n"
         library = self.tools.library
         source += library.load(self.ns.globals) if library is not None else ""
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         exec(compile(source, filename, "exec"), self.ns.globals)
+        if self.ns.frame:
+            self.ns.globals["_frames"].make = self.ns.globals[f"_frame_{fn_name}"]
         stats = {"kernels": len(kernels), "peak_bytes": self.plan.peak_bytes,
                  "naive_bytes": self.plan.naive_bytes, "buffers": len(self.plan.sizes),
                  "scratch_bytes": self.ns.scratch.nbytes}
         executable = NumpyExecutable(self.ns.globals[f"_{fn_name}"], self.graph.inputs,
                                      source, [info for info, _ in kernels], stats,
                                      format_plan(self.plan),
-                                     RunErrors(filename, line_nodes, self.dims),
-                                     self.ns.globals["_collectives"])
+                                     RunErrors(filename, line_nodes, self.dims,
+                                               tuple(input_axes(self.graph, self.binding))),
+                                     self.ns.globals["_collectives"], self.ns.globals["_frames"])
         executable.libraries = library.files if library is not None else ()
         return executable
 
     # values ------------------------------------------------------------------------
 
-    def _set(self, node, expr, array, per_call):
-        self.values[node] = Operand(node, expr, array, per_call, self.known.get(node))
+    def _set(self, node, expr, array, per_call, framed=False):
+        self.values[node] = Operand(node, expr, array, per_call, self.known.get(node),
+                                    framed=framed)
 
     def _source_value(self, node: Node):
         """An input or a param: the user's name where it can be written (namespace.py)."""
         name = self.ns.user(node.name, "in" if node.op == "input" else "p")
-        shape = node.type.concrete_shape(self.dims)
+        shape = node.type.concrete_shape(self.probe)
         self._set(node, name, stand_in(shape, numpy_dtype(node.dtype)), name)
 
     def _view(self, node: Node):
@@ -214,9 +252,9 @@ class FunctionWriter:
         array = None
         if base.array is not None:
             array = ops.OPS[node.op].impl([base.array], node.attrs,
-                                          node.type.concrete_shape(self.dims))
+                                          node.type.concrete_shape(self.probe))
             array = array if memory_root(array) is memory_root(base.array) else None
-        self._set(node, expr, array, base.per_call)
+        self._set(node, expr, array, base.per_call, base.framed)
 
     def _storage_root(self, node: Node) -> Node:
         while alias_of(node) is not None:
@@ -243,11 +281,17 @@ class FunctionWriter:
         index = self.plan.buffer[node]
         key = (index, dtype, shape)
         if key not in self._views:
-            nbytes = node.type.nbytes(self.dims)
+            nbytes = node.type.nbytes(self.probe)
             count = self._views_per_buffer[index] = self._views_per_buffer.get(index, -1) + 1
             name = f"_b{index}" + (f"_{count}" if count else "")
-            self.ns.globals[name] = self.arenas[index][:nbytes].view(dtype).reshape(shape)
-            self._views[key] = name
+            array = self.arenas[index][:nbytes].view(dtype).reshape(
+                node.type.concrete_shape(self.probe))
+            if index in self.framed:
+                self.ns.add_to_frame(name, f"_view(_a[{self.framed[index]}], "
+                                           f"{shape_source(shape)}, np.{dtype.name})")
+            else:
+                self.ns.globals[name] = array
+            self._views[key], self._arrays[name] = name, array
         return self._views[key]
 
     def _output(self, node: Node):
@@ -258,10 +302,15 @@ class FunctionWriter:
             self._set(node, value.expr, value.array, value.per_call)
         elif node in self.plan.buffer:
             name = self._buffer_view(node)
-            self._set(node, name, self.ns.globals[name], None)
+            self._set(node, name, self._arrays[name], None, self.plan.buffer[node] in self.framed)
         else:  # the plan left it out: give it storage of its own
-            array = np.empty(node.type.concrete_shape(self.dims), numpy_dtype(node.dtype))
-            self._set(node, self.ns.bind("v", array), array, None)
+            shape, dtype = node.type.concrete_shape(self.dims), numpy_dtype(node.dtype)
+            if is_symbolic(shape):
+                array = stand_in(node.type.concrete_shape(self.probe), dtype)
+                self._set(node, self.ns.frame_array("v", shape, dtype), array, None, True)
+            else:
+                array = np.empty(shape, dtype)
+                self._set(node, self.ns.bind("v", array), array, None)
         return self.values[node]
 
     # one kernel ----------------------------------------------------------------------
@@ -284,7 +333,7 @@ class FunctionWriter:
                                         None, None))
         return Job(node, kernel, output, spare, tuple(operands),
                    body_shapes(kernel, self.dims), self.dims, describe(node, self.names),
-                   self._overwrites_operand_elsewhere(node, own))
+                   self._overwrites_operand_elsewhere(node, own), self.binding)
 
     def _overwrites_operand_elsewhere(self, node: Node, own) -> bool:
         """Whether the kernel writes over an operand that it reads in another layout (a
@@ -316,9 +365,14 @@ class FunctionWriter:
     def _source(self, fn_name: str, params: list, kernels: list) -> tuple:
         """(the function's lines, {line number: the node it computes})."""
         inputs = [self.values[n].expr for n in self.graph.inputs]
-        lines = [f"# graphc numpy backend, dims {self.dims}: {len(kernels)} kernels, "
+        lines = [f"# graphc numpy backend, dims {self._dims_text()}: {len(kernels)} kernels, "
                  f"buffers peak {self.plan.peak_bytes} B (naive plan {self.plan.naive_bytes} B)",
                  f"def {fn_name}({', '.join(['_begin_commit'] + inputs)}):"]
+        for name, k, axis in input_axes(self.graph, self.binding):
+            lines.append(f"    {name} = {inputs[k]}.shape[{axis}]")
+        if self.ns.frame:  # this binding's arrays (made at its first call)
+            lines.append(f"    ({''.join(n + ', ' for n, _ in self.ns.frame)}) = "
+                         f"_frames.get({', '.join(self.ns.sizes)})")
         for node in params:
             lines.append(f"    {self.values[node].expr} = {self.ns.bind('param', node)}.value")
         for array, address in self.ns.per_call.items():  # for C kernels
@@ -337,6 +391,14 @@ class FunctionWriter:
         results += [self._result(n, copy=False) for n in self.graph.updates.values()]
         lines.append(f"    return [{', '.join(results)}]")
         return lines, line_nodes
+
+    def _dims_text(self) -> str:
+        if not self.binding.sizes:
+            return str(self.dims)
+        generic = ", ".join(f"{d} ({n})" for d, n in self.binding.sizes)
+        fixed = {d: v for d, v in self.dims.items() if not isinstance(v, str)}
+        return f"generic over {generic}" + (f", fixed {fixed}" if fixed else "") + (
+            f"; buffers sized at {SYMBOLIC_DIM_ESTIMATE} each" if self.plan.sizes else "")
 
     def _result(self, node: Node, copy: bool) -> str:
         # Outputs outlive the call, buffers do not; update values are copied into the

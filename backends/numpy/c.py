@@ -9,6 +9,11 @@ its data address: fixed at build time for the arrays the function owns, read at 
 start of each call for inputs and params. An operand stored where the output goes (the
 buffer plan's in-place kernels, an update written into its param) must be read only at
 the element the kernel then writes, or the kernel stays NumPy.
+
+In a shape-generic function the kernel takes the symbolic sizes (its loop bounds) and
+the numbers that depend on them as arguments, and arrays of the frame at addresses the
+frame holds; an operand whose strides would depend on a symbolic size (a multiple of
+its probe prime, job.Binding) is refused, the kernel then NumPy calls.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ def loops(job: Job, product_of=None, name: str = "_k") -> CCall:
     for k, operand in enumerate(job.operands):
         if operand.array is None and _loaded(nest, k):
             raise Unsupported("an operand is a copy (a reshape of a strided view)")
+        if _loaded(nest, k) and any(s and s % p == 0 for s in _strides(operand)
+                                    for p in job.binding.primes):
+            raise Unsupported("an operand's strides depend on a symbolic size")
     _check_in_place(nest, job, after_product=product_of is not None)
     operands = [c_render.Operand(o.node.dtype, _strides(o)) for o in job.operands]
     function = c_render.render(name, nest, operands, job.kernel.result.dtype)
@@ -111,7 +119,11 @@ def call_line(call: CCall, job: Job, namespace) -> str:
     if call.function.scratch:
         elements, dtype = call.function.scratch
         scratch = namespace.scratch.take((elements,), np.dtype(dtype), set())
-        args.append(namespace.address(namespace.scratch.arrays[scratch]))
+        args.append(namespace.address(namespace.scratch.arrays[scratch])
+                    if scratch in namespace.scratch.arrays else
+                    namespace.address_in_frame(scratch))
+    args += list(call.function.sizes)   # the generated code's names of the sizes
+    args += [namespace.runtime_number(v.number) for v in call.function.numbers]
     text = f"{call.function.name}({', '.join(args)})"
     if call.labels is not None:
         labels, depth, loc = call.labels
@@ -120,6 +132,8 @@ def call_line(call: CCall, job: Job, namespace) -> str:
 
 
 def _address(operand: Operand, namespace) -> str:
+    if operand.framed:
+        return namespace.address_in_frame(operand.expr)
     if operand.per_call is None:
         return namespace.address(operand.array)
     name = namespace.address_per_call(operand.per_call)
@@ -128,6 +142,10 @@ def _address(operand: Operand, namespace) -> str:
 
 
 # --- the library ---------------------------------------------------------------------
+
+# the ctypes of a number argument, by dtype (c_render.C_TYPES's)
+_CTYPES = {"float32": ctypes.c_float, "float64": ctypes.c_double, "bool": ctypes.c_ubyte,
+           "int32": ctypes.c_int32, "int64": ctypes.c_int64}
 
 class Library:
     """The C kernels of one generated function, compiled together (ccompile.py)."""
@@ -156,7 +174,8 @@ class Library:
         self.files = functions.files
         for f in self.functions:
             function = functions[f.name]
-            function.argtypes = [ctypes.c_void_p] * (len(f.operands) + 1 + bool(f.scratch))
+            function.argtypes = [ctypes.c_void_p] * (len(f.operands) + 1 + bool(f.scratch)) + [
+                ctypes.c_int64] * len(f.sizes) + [_CTYPES[v.dtype] for v in f.numbers]
             function.restype = ctypes.c_int
             globals_[f.name] = function
         flags = " ".join(ccompile.FLAGS)

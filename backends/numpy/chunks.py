@@ -16,6 +16,7 @@ import numpy as np
 
 from graphc import ops
 from graphc.ir import SOURCE_OPS, Node
+from graphc.passes.schedule import SYMBOLIC_DIM_ESTIMATE
 
 # A chunk is about this many elements (512 KiB of float32 an array). Measured on bench
 # C, 2 cores with 1 MiB of L2 each: on one thread 64Ki-256Ki elements run within 3%,
@@ -30,12 +31,12 @@ THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 
 @dataclass(frozen=True)
 class Chunking:
     rows: int      # rows of the first axis per chunk
-    total: int     # length of the first axis
+    total: object  # length of the first axis: an int, or a symbolic size's name
     threads: int   # how many threads share the chunks out
 
     @property
     def exact(self) -> bool:
-        return self.total % self.rows == 0
+        return isinstance(self.total, int) and self.total % self.rows == 0
 
     def loop(self, start: str, stop: str) -> list:
         bound = f"_i + {self.rows}" if self.exact else (
@@ -63,18 +64,24 @@ def chunking(node: Node, dims: dict, chunk_elements: int = CHUNK_ELEMENTS,
              threads: int = THREADS) -> Chunking | None:
     """How to run a fused pointwise kernel in cache-sized chunks, or None (small, or a
     body with ops other than elementwise ones and broadcasts). Every value whose shape
-    spans the output's first axis is then taken a chunk at a time; smaller ones whole."""
+    spans the output's first axis is then taken a chunk at a time; smaller ones whole.
+    A symbolic first axis (a generic build) is chunked if it would be at its estimate
+    (passes.schedule), its chunk loop bounded at run time; a symbolic size further in
+    is never chunked."""
     if node.op != "fused" or node.attrs["kind"] != "pointwise" or node.ndim == 0:
         return None
     shape = node.type.concrete_shape(dims)
+    if any(isinstance(d, str) for d in shape[1:]):
+        return None
     row = int(np.prod(shape[1:], dtype=np.int64))
     rows = max(1, chunk_elements // max(row, 1))
-    if shape[0] < 2 * rows:
+    symbolic = isinstance(shape[0], str)
+    if (SYMBOLIC_DIM_ESTIMATE if symbolic else shape[0]) < 2 * rows:
         return None
     for b in node.body.nodes:
         if b.op not in SOURCE_OPS and b.op != "broadcast_to" and not ops.is_elementwise(b.op):
             return None
-    return Chunking(rows, shape[0], min(threads, -(-shape[0] // rows)))
+    return Chunking(rows, shape[0], threads if symbolic else min(threads, -(-shape[0] // rows)))
 
 
 def spans_first_axis(shape: tuple, full: tuple) -> bool:

@@ -17,9 +17,10 @@ class RunErrors:
     op, its operand shapes and the user's line, found from the failing generated line."""
     filename: str
     line_nodes: dict
-    dims: dict
+    dims: dict               # the build's: sizes, or the names of symbolic ones
+    axes: tuple = ()         # (name, input index, axis) of each symbolic size
 
-    def translate(self, error: Exception) -> GraphcError:
+    def translate(self, error: Exception, inputs: list = ()) -> GraphcError:
         tb, lineno = error.__traceback__, None
         while tb is not None:
             if tb.tb_frame.f_code.co_filename == self.filename:
@@ -28,15 +29,18 @@ class RunErrors:
         node = self.line_nodes.get(lineno)
         if node is None:
             return GraphcError(f"generated code failed: {error}")
-        shapes = " and ".join(format_shape(i.type.concrete_shape(self.dims)) for i in node.inputs)
+        at = {name: inputs[k].shape[axis] for name, k, axis in self.axes}  # this call's
+        dims = {d: at.get(v, v) for d, v in self.dims.items()}
+        shapes = " and ".join(format_shape(i.type.concrete_shape(dims)) for i in node.inputs)
         return GraphcError(f"{node.op} failed on operands of shapes {shapes} (made at "
                            f"{node.loc}; {self.filename} line {lineno}): {error}")
 
 
 class NumpyExecutable:
     def __init__(self, fn, inputs, source, kernels, stats, plan_text, errors: RunErrors,
-                 collectives):
+                 collectives, frames):
         self.fn, self.inputs, self.collectives = fn, inputs, collectives
+        self.frames = frames  # runtime.Frames: a generic function's arrays per binding
         self.source, self.kernels, self.stats = source, kernels, stats
         self.plan_text = plan_text
         self._errors = errors
@@ -45,8 +49,9 @@ class NumpyExecutable:
     def __call__(self, feeds: dict, begin_commit=lambda: None) -> list:
         """The outputs and update values for {input node: array}; `begin_commit()` is
         called before the first write into a param (gc.compile's Commit.begin)."""
+        arrays = [feeds[node] for node in self.inputs]
         try:
             with np.errstate(all="ignore"):  # inf/nan are values here, as in the reference
-                return self.fn(begin_commit, *[feeds[node] for node in self.inputs])
+                return self.fn(begin_commit, *arrays)
         except (ValueError, IndexError, TypeError) as e:
-            raise self._errors.translate(e) from None
+            raise self._errors.translate(e, arrays) from None

@@ -81,6 +81,68 @@ def address(array: np.ndarray) -> int:
     return array.ctypes.data
 
 
+class Frames:
+    """A shape-generic function's frames (namespace.py): the arrays, addresses and
+    numbers that depend on its symbolic sizes, made by its frame function once per
+    binding and kept for the KEPT most recent bindings. They view arenas that only
+    grow: a binding that needs more bytes than an arena holds replaces it (forgetting
+    the frames that viewed the old one), so a smaller batch reuses a larger batch's
+    memory, and memory is that of the largest binding, not the sum of all."""
+    KEPT = 16
+
+    def __init__(self):
+        self.make = None       # the frame function: (*sizes) -> the frame's tuple
+        self.made = {}         # sizes -> frame, oldest first
+        self._arenas = []
+
+    def get(self, *sizes) -> tuple:
+        frame = self.made.get(sizes)
+        if frame is None:
+            frame = self.make(*sizes)
+            if len(self.made) >= self.KEPT:
+                del self.made[next(iter(self.made))]
+            self.made[sizes] = frame
+        return frame
+
+    def arenas(self, nbytes: tuple) -> list:
+        """The arenas, each grown to at least its bytes at this binding."""
+        for k, need in enumerate(nbytes):
+            if k == len(self._arenas):
+                self._arenas.append(np.empty(need, np.uint8))
+            elif self._arenas[k].size < need:
+                self._arenas[k] = np.empty(need, np.uint8)
+                self.made.clear()  # they view the arena just replaced
+        return self._arenas
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self._arenas)
+
+
+def view(arena: np.ndarray, shape: tuple, dtype) -> np.ndarray:
+    """An arena's first bytes as an array of that shape and dtype."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    return arena[:nbytes].view(dtype).reshape(shape)
+
+
+def fill(array: np.ndarray, value) -> np.ndarray:
+    array.fill(value)
+    array.flags.writeable = False  # (read only: a filled operand, never an output)
+    return array
+
+
+def data(array: np.ndarray) -> int:
+    """The data address of an array of the frame (a buffer view, maybe strided)."""
+    return array.__array_interface__["data"][0]
+
+
+def number(runtime, sizes: dict):
+    """A number that depends on the symbolic sizes (lower.kernel.Runtime) at a binding,
+    as a Python number (weak in NumPy's ufuncs, as a literal is)."""
+    return runtime.at(sizes).item()
+
+
 HELPERS = {"_one_hot": one_hot, "_erf": erf, "_gather": gather, "_scatter_add": scatter_add,
            "_run_chunks": run_chunks, "_address": address, "_label_error": label_error,
+           "_view": view, "_fill": fill, "_data": data, "_number": number,
            **windows.HELPERS}

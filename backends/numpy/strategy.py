@@ -24,7 +24,7 @@ from typing import Callable
 
 from graphc import ops
 from graphc.backends.lower.loops import Unsupported
-from graphc.backends.lower.kernel import one_element_const
+from graphc.backends.lower.kernel import Runtime, one_element_const
 from graphc.ir import topological_order
 
 from . import c
@@ -113,8 +113,14 @@ def _numpy_math_wins(job, tools):
     slow = sorted({s.op for s in job.kernel.steps if ops.has(s.op, "transcendental")})
     elements = job.elements()
     if slow and elements > C_TRANSCENDENTAL_ELEMENTS:
-        return (f"NumPy's SIMD {', '.join(slow)} beat libm on {elements} elements")
+        return (f"NumPy's SIMD {', '.join(slow)} beat libm on {elements} elements"
+                + _AT_ESTIMATE * job.symbolic_size())
     return None
+
+
+# The profitability rules decide once for every binding of a generic build's symbolic
+# sizes, at their estimate; a refusal made so says it.
+_AT_ESTIMATE = " (symbolic sizes taken at their estimate, 64: one choice for every binding)"
 
 
 def _chunks(job, tools):
@@ -164,7 +170,7 @@ def _product_end(job, tools):
 
     def number_of(value):
         number = known.get(value, one_element_const(value))
-        return None if number is None else number.item()
+        return None if number is None or isinstance(number, Runtime) else number.item()
 
     return product_end(kernel.steps, kernel.result, number_of,
                        lambda v: v in leaves and leaves[v].in_output, tools.gemm is not None)

@@ -19,6 +19,8 @@ from graphc.backends.collectives import call_source
 from graphc.errors import GraphcError
 from graphc.types import promote
 
+from .namespace import shape_source, size_text
+
 # --- layout ops: views -----------------------------------------------------------------
 
 
@@ -39,9 +41,9 @@ def _slice(node, a, shape):
 
 
 VIEWS = {
-    "reshape": lambda node, a, shape: f"{a}.reshape({shape})",
+    "reshape": lambda node, a, shape: f"{a}.reshape({shape_source(shape)})",
     "transpose": _transpose,
-    "broadcast_to": lambda node, a, shape: f"np.broadcast_to({a}, {shape})",
+    "broadcast_to": lambda node, a, shape: f"np.broadcast_to({a}, {shape_source(shape)})",
     "expand_dims": lambda node, a, shape: f"np.expand_dims({a}, {node.attrs['axis']})",
     "squeeze": lambda node, a, shape: f"{a}.squeeze({node.attrs['axes']})",
     "slice": _slice,
@@ -56,6 +58,7 @@ def alias_of(node):
 
 
 def view_expr(node, operand: str, dims: dict) -> str:
+    """A view's expression; dims: sizes, or the source names of symbolic ones."""
     return VIEWS[node.op](node, operand, node.type.concrete_shape(dims))
 
 
@@ -155,8 +158,10 @@ def _reduce(name):
 
 def _size(node, args, out, dims):
     shape = node.inputs[0].type.concrete_shape(dims)
-    count = int(np.prod([shape[a] for a in node.attrs["axes"]], dtype=np.int64))
-    return [f"{out}.fill({count})"]
+    counted = [shape[a] for a in node.attrs["axes"]]
+    if any(isinstance(d, str) for d in counted):  # at run time: `_dim_batch * 8`
+        return [f"{out}.fill({size_text(counted)})"]
+    return [f"{out}.fill({int(np.prod(counted, dtype=np.int64))})"]
 
 
 def _one_hot(node, args, out, dims):

@@ -19,13 +19,14 @@ from collections import defaultdict
 import numpy as np
 
 from graphc import ops
-from graphc.backends.lower.kernel import known_numbers, one_element_const
+from graphc.backends.lower.kernel import Runtime, known_numbers, one_element_const
 from graphc.ir import Node
 from graphc.types import numpy_dtype
 
 from . import ufunc_ops
 from .chunks import spans_first_axis
 from .gemm import gemm_chains
+from .namespace import is_symbolic, shape_source
 from .ufunc_ops import alias_of
 
 
@@ -149,27 +150,30 @@ class BodyWriter:
     def _shaped(self, slot: str, node: Node) -> str:
         """A slot's array viewed in a node's shape (the same elements, in order)."""
         shape = self.job.shapes[node]
-        return slot if self._array_shape(slot) == shape else f"{slot}.reshape({shape})"
+        if self._array_shape(slot) == shape:
+            return slot
+        return f"{slot}.reshape({shape_source(shape)})"
 
     def _array_shape(self, slot: str) -> tuple:
-        if slot in self.ns.scratch.arrays:
-            return self.ns.scratch.arrays[slot].shape
+        if slot in self.ns.scratch.kinds:
+            return self.ns.scratch.kinds[slot][0]
         return self.job.shape
 
     def _number(self, node: Node):
         """The number every element of a value holds, if the build knows it, else None."""
         value = self.known.get(node, one_element_const(node))
-        return None if value is None else value.item()
+        # (a number fixed only at each call is no factor gemm's alpha can hold)
+        return None if value is None or isinstance(value, Runtime) else value.item()
 
     def _wrap_in_chunk_loop(self):
-        made = list(self.ns.scratch.arrays)  # in the order made: a stable order
+        made = list(self.ns.scratch.kinds)  # in the order made: a stable order
         scratch = sorted(set(self.slot.values()) - {self.out, self.job.spare}, key=made.index)
         more, taken = [], set(scratch)
         for _ in range(self.chunk.threads - 1):
             more.append([])
             for name in scratch:
-                array = self.ns.scratch.arrays[name]
-                more[-1].append(self.ns.scratch.take(array.shape, array.dtype, taken))
+                shape, dtype = self.ns.scratch.kinds[name]
+                more[-1].append(self.ns.scratch.take(shape, dtype, taken))
                 taken.add(more[-1][-1])
         head, indent, tail = self.chunk.wrap(scratch, more)
         node = self.job.node
@@ -187,11 +191,18 @@ class BodyWriter:
 
     def _operand(self, node: Node, user) -> str:
         value = self.known.get(node, one_element_const(node))
+        runtime = isinstance(value, Runtime)
+        text = None if value is None else (
+            self.ns.runtime_number(value) if runtime else ufunc_ops.literal(value))
         if value is not None and _literal_for(node, user):
-            return ufunc_ops.literal(value)
+            return text
         if node not in self.expr:  # a known value read as an array (by a reduction)
-            array = np.full(self.job.shapes[node], value)
-            self._read(node, self.ns.bind("c", array))
+            shape = self.job.shapes[node]
+            if runtime or is_symbolic(shape):
+                dtype = numpy_dtype(node.dtype)
+                self._read(node, self.ns.filled(shape, dtype, text, fixed=not runtime))
+            else:
+                self._read(node, self.ns.bind("c", np.full(shape, value)))
         return self.expr[node]
 
     def _read(self, node: Node, array: str):
