@@ -136,6 +136,18 @@ def _probe(command: tuple, options: Options) -> bool:
         return False
 
 
+@dataclass
+class Stats:
+    """What this process asked of the compiler, for tests and benchmarks to observe
+    (`ccompile.stats`): counts only, never read to decide anything."""
+    requests: int = 0        # compile_kernels calls (one a function's library)
+    compiled_units: int = 0  # units the C compiler was run on
+    cached_units: int = 0    # units found built in the cache
+
+
+stats = Stats()
+
+
 class Kernels(dict):
     """{name: ctypes function}, and `files`: the paths of the libraries they were loaded
     from (what a saved Function copies, graphc/artifacts.py)."""
@@ -153,6 +165,8 @@ def compile_kernels(named_sources: dict, options: Options | None = None) -> Kern
     distinct = {name: named_sources[name] for name in dict.fromkeys(same_as.values())}
     units = [_Unit(command, names, distinct) for names in _group(distinct, options.unit_lines)]
     missing = [unit for unit in units if unit.cached() is None]
+    stats.requests += 1
+    stats.cached_units += len(units) - len(missing)
     if missing:
         _build_all(command, missing, _writable_folder(), options)
     functions = {}
@@ -360,6 +374,7 @@ def _run(command: tuple, builds: list, options: Options) -> None:
         while waiting and len(running) < jobs:
             running.append(waiting.pop(0))
             running[-1].start(command)
+            stats.compiled_units += 1
         for build in list(running):
             status = build.process.poll()
             if status is not None:

@@ -22,6 +22,9 @@ BENCHMARKS = {
                      "O2 pipeline time on MLP training graphs of 2..200 layers (linear scaling)"),
     "first_call": ("bench.first_call",
                    "first call of 2k- and 10k-op elementwise chains, C compiler cache empty"),
+    "batch_sizes": ("bench.batch_sizes",
+                    "first call at a new batch size after the first build; an epoch with a "
+                    "ragged last batch (one build for every batch size)"),
     "save_load": ("bench.save_load",
                   "a fresh process's first call of a saved function vs a cold compile"),
     "gpu_traffic": ("bench.gpu_traffic",

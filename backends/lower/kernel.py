@@ -172,4 +172,6 @@ def _known_number(node: Node, shapes: dict, known: dict):
 
 
 def _evaluate(node: Node, numbers: list) -> np.ndarray:
-    return np.asarray(ops.evaluate(node.op, numbers, node.attrs, TensorType((), node.dtype), {}))
+    with np.errstate(all="ignore"):  # inf and nan are values (1 / a zero-size count)
+        return np.asarray(ops.evaluate(node.op, numbers, node.attrs, TensorType((), node.dtype),
+                                       {}))

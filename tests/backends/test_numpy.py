@@ -187,12 +187,25 @@ def test_chunked_kernel_reads_a_const_that_spans_its_rows(shape, threads):
 
 
 def test_sizes_and_numbers_known_at_build_time_are_folded():
-    # d mean(x*x)/dx = 2x/n: the element count is known once the dims are, so 1/n and the
-    # ops on it are numbers in the source, not ufunc calls on a buffer holding n.
-    x = gc.input("x", ("batch", 3))
+    # d mean(x*x)/dx = 2x/n: with static dims the element count is known at the build, so
+    # 1/n and the ops on it are numbers in the source, not ufunc calls on a buffer of n.
+    x = gc.input("x", (5, 3))
     (g,) = gc.grad(gc.mean(x * x), [x])
     fn, _ = run_both([g], {"x": RNG.standard_normal((5, 3)).astype(np.float32)}, opt="O2")
     assert "np.multiply(0.06666667, x, out=" in fn.source
+
+
+def test_numbers_of_symbolic_sizes_are_fixed_at_each_binding():
+    # With a symbolic batch, 2/n is a number of the frame (one per binding), still no
+    # ufunc call on a buffer holding n; every batch size gives the reference's result.
+    x = gc.input("x", ("batch", 3))
+    (g,) = gc.grad(gc.mean(x * x), [x])
+    fn = gc.compile([g], options={"c_kernels": False})
+    for n in (5, 1, 9):
+        X = RNG.standard_normal((n, 3)).astype(np.float32)
+        np.testing.assert_allclose(fn(x=X)[0], 2 * X / X.size, rtol=1e-6)
+    assert re.search(r"np\.multiply\((_n\d+), x, out=", fn.source)
+    assert "= _number(_r" in fn.source and len(fn._executables) == 1
 
 
 def test_a_known_number_read_by_a_reduction_is_an_array():

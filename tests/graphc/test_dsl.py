@@ -176,12 +176,14 @@ def test_the_design_example_runs_forward(backend):
     print(gc.Graph([loss]))  # the IR as text prints
 
 
-def test_a_function_caches_one_executable_per_shape_signature(backend):
+def test_a_function_caches_one_executable_per_binding_its_backend_fixes(backend):
+    # triton builds per shape; numpy's and the reference's builds take the batch size at
+    # run time (backends/base.py fixed_dims): one serves both sizes
     x = gc.input("x", ("batch", 2))
     f = backend.compile(x.sum(1))
     for n in (1, 3, 1, 3):
         assert f(x=np.ones((n, 2))).shape == (n,)
-    assert len(f._executables) == 2
+    assert len(f._executables) == (2 if backend.name == "triton" else 1)
     assert "sum" in f.source and f.graph is not None
 
 
