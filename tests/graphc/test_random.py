@@ -15,6 +15,7 @@ from graphc import ops, philox
 from graphc.node import apply
 from graphc.passes import optimize
 from graphc.passes.simplify import RULES_BY_OP
+from tests.backends.test_triton_aot import assert_compiled_without_spills, compile_graph
 from tests.conftest import BACKENDS
 from tests.torch_like import assert_like_torch
 
@@ -338,3 +339,19 @@ def test_mistakes_name_the_function_and_the_argument():
         gc.random.bernoulli(gc.random.key(0), 2.0, (3,))
     with pytest.raises(gc.ShapeError, match=r"philox: the key must be int64\[2\]"):
         apply("philox", gc.const(np.zeros(3, np.int64)), shape=(2,), dtype="float32")
+
+
+def test_the_triton_draw_kernels_compile_for_sm90():
+    """Each dtype's kernel, and dropout's training step, through the real compiler
+    (PTX and a cubin for an H100; the interpreter checks the bits, this the lowering)."""
+    x = gc.input("x", ("batch", 64))
+    key = gc.random.key(0)
+    W = gc.param("W", np.eye(64))
+    loss = gc.sum(gc.nn.dropout(x @ W, 0.1, key) ** 2)
+    graph = optimize(gc.Graph([gc.random.uniform(key, x.shape, "float64"),
+                               gc.random.bits(key, x.shape), loss],
+                              {**gc.optim.sgd(loss, [W], lr=0.1), key: gc.random.next(key)}),
+                     "O2")
+    program, stats = compile_graph(graph, {"batch": 32})
+    assert sum("tl.philox" in k.source for k in program.kernels) == 3
+    assert_compiled_without_spills(program, stats)
