@@ -27,44 +27,54 @@ ROUNDS = 10
 # Random123's constants: the multipliers of the two lanes and the key's Weyl increments.
 MULTIPLIERS = (0xD2511F53, 0xCD9E8D57)
 KEY_STEPS = (0x9E3779B9, 0xBB67AE85)
+# Elements computed at once: the round's temporaries stay in cache (3x faster than a
+# whole 128k-element draw at a time, measured on this machine's NumPy).
+CHUNK = 1 << 15
 _MASK = np.uint64(0xFFFFFFFF)
-_U32 = np.uint32
+_32 = np.uint64(32)
 
 
-def _mulhilo(a: int, b: np.ndarray) -> tuple:
-    """(high, low) 32-bit halves of the 64-bit product a * b, elementwise."""
-    product = np.uint64(a) * b.astype(np.uint64)
-    return (product >> np.uint64(32)).astype(_U32), (product & _MASK).astype(_U32)
+def _rounds(c0, c1, c2, c3, k0: int, k1: int, rounds: int) -> tuple:
+    """Philox-4x32's rounds on uint64 arrays holding 32-bit words, in place: each product
+    of a 32-bit multiplier and word fits 64 bits, its high and low halves the mulhilo."""
+    p0, p1 = np.empty_like(c0), np.empty_like(c0)
+    for r in range(rounds):
+        np.multiply(c0, np.uint64(MULTIPLIERS[0]), out=p0)
+        np.multiply(c2, np.uint64(MULTIPLIERS[1]), out=p1)
+        # (c0, c1, c2, c3) <- (hi(p1) ^ c1 ^ k0, lo(p1), hi(p0) ^ c3 ^ k1, lo(p0))
+        np.right_shift(p1, _32, out=c0)
+        c0 ^= c1
+        c0 ^= np.uint64(k0)
+        np.bitwise_and(p1, _MASK, out=c1)
+        np.right_shift(p0, _32, out=c2)
+        c2 ^= c3
+        c2 ^= np.uint64(k1)
+        np.bitwise_and(p0, _MASK, out=c3)
+        k0, k1 = (k0 + KEY_STEPS[0]) & 0xFFFFFFFF, (k1 + KEY_STEPS[1]) & 0xFFFFFFFF
+    return c0, c1, c2, c3
 
 
 def philox4x32(counter: tuple, key: tuple, rounds: int = ROUNDS) -> tuple:
     """The four output words (uint32 arrays) of Philox-4x32 for counter words
-    (c0, c1, c2, c3) and key words (k0, k1), each a uint32 array or scalar (broadcast)."""
-    c0, c1, c2, c3 = np.broadcast_arrays(*(np.asarray(c, dtype=_U32) for c in counter))
-    k0, k1 = (np.asarray(k, dtype=_U32) for k in key)
-    with np.errstate(over="ignore"):   # the key schedule wraps mod 2**32, as it should
-        for r in range(rounds):
-            hi0, lo0 = _mulhilo(MULTIPLIERS[0], c0)
-            hi1, lo1 = _mulhilo(MULTIPLIERS[1], c2)
-            c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-            if r + 1 < rounds:
-                k0, k1 = k0 + _U32(KEY_STEPS[0]), k1 + _U32(KEY_STEPS[1])
-    return c0, c1, c2, c3
-
-
-def _halves(value: np.int64) -> tuple:
-    """(low, high) 32-bit words of a 64-bit value given as an int64 bit pattern."""
-    bits = np.asarray(value, dtype=np.int64).view(np.uint64)
-    return (bits & _MASK).astype(_U32), (bits >> np.uint64(32)).astype(_U32)
+    (c0, c1, c2, c3) and key words (k0, k1), the counter's arrays or ints broadcast."""
+    words = [np.array(c, dtype=np.uint64) for c in np.broadcast_arrays(*counter)]
+    out = _rounds(*words, int(key[0]), int(key[1]), rounds)
+    return tuple(w.astype(np.uint32) for w in out)
 
 
 def words(key: np.ndarray, count: int) -> tuple:
-    """Words 0 and 1 of the draw of `count` elements from key (seed, stream) (int64[2])."""
-    key = np.asarray(key, dtype=np.int64)
-    index = np.arange(count, dtype=np.uint64)
-    counter = ((index & _MASK).astype(_U32), (index >> np.uint64(32)).astype(_U32),
-               *_halves(key[1]))
-    w0, w1, _, _ = philox4x32(counter, _halves(key[0]))
+    """Words 0 and 1 (uint64 arrays of 32-bit values) of the draw of `count` elements
+    from key (seed, stream) (int64[2])."""
+    seed, stream = (int(v) for v in np.asarray(key, dtype=np.int64).view(np.uint64))
+    w0, w1 = np.empty(count, np.uint64), np.empty(count, np.uint64)
+    for lo in range(0, count, CHUNK):
+        c0 = np.arange(lo, min(count, lo + CHUNK), dtype=np.uint64)
+        c1 = c0 >> _32
+        c0 &= _MASK
+        c2, c3 = (np.full(len(c0), half, np.uint64) for half in (stream & 0xFFFFFFFF,
+                                                                  stream >> 32))
+        w0[lo:lo + len(c0)], w1[lo:lo + len(c0)], _, _ = _rounds(
+            c0, c1, c2, c3, seed & 0xFFFFFFFF, seed >> 32, ROUNDS)
     return w0, w1
 
 
@@ -74,18 +84,10 @@ def draw(key: np.ndarray, shape: tuple, dtype: str) -> np.ndarray:
     return CONVERT[dtype](w0, w1).reshape(shape)
 
 
-def _float64(w0, w1):
-    bits = ((w1 >> _U32(11)).astype(np.uint64) << np.uint64(32)) | w0.astype(np.uint64)
-    return bits.astype(np.float64) * 2.0**-53
-
-
-def _int64(w0, w1):
-    return ((w1.astype(np.uint64) << np.uint64(32)) | w0.astype(np.uint64)).view(np.int64)
-
-
 # dtype -> (words 0 and 1 -> values): the dtypes a draw may have
 CONVERT = {
-    "float32": lambda w0, w1: (w0 >> _U32(8)).astype(np.float32) * np.float32(2.0**-24),
-    "float64": _float64,
-    "int64": _int64,
+    "float32": lambda w0, w1: (w0 >> np.uint64(8)).astype(np.float32) * np.float32(2.0**-24),
+    "float64": lambda w0, w1: (((w1 >> np.uint64(11)) << _32) | w0).astype(np.float64)
+    * 2.0**-53,
+    "int64": lambda w0, w1: ((w1 << _32) | w0).view(np.int64),
 }
