@@ -56,7 +56,8 @@ def split(key: Node, n: int = 2) -> list:
     """n new keys, independent of each other and of the key's own draws: seeds drawn
     from the key (on a stream of their own), each with stream 0."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise user_error(UsageError, f"gc.random.split: n must be an int >= 1, got {describe(n)}")
+        raise user_error(UsageError, f"gc.random.split: n must be an int >= 1, got "
+                         f"{describe(n)}")
     on_split_stream = _checked(key, "split") + dsl.const(
         np.array([0, SPLIT_STREAM], dtype=np.int64))
     seeds = bits(on_split_stream, (n, 1))
@@ -70,8 +71,8 @@ def bits(key: Node, shape) -> Node:
 
 
 def uniform(key: Node, shape, dtype="float32", minval=0.0, maxval=1.0) -> Node:
-    """Floats uniform in [minval, maxval) (default [0, 1): a multiple of 2**-24 for
-    float32, of 2**-53 for float64)."""
+    """Floats uniform in [0, 1) (a multiple of 2**-24 for float32, of 2**-53 for
+    float64), or u * (maxval - minval) + minval (whose rounding may reach maxval)."""
     dtype = _float_dtype(dtype, "uniform")
     u = _draw(key, shape, dtype, "uniform")
     if (minval, maxval) == (0.0, 1.0):
@@ -114,7 +115,8 @@ def _draw(key: Node, shape, dtype: str, what: str) -> Node:
 def _float_dtype(dtype, what: str) -> str:
     dtype = canonical_dtype(dtype)
     if dtype not in ("float32", "float64"):
-        raise user_error(UsageError, f"gc.random.{what}: dtype must be float32 or float64, got {dtype}")
+        raise user_error(UsageError, f"gc.random.{what}: dtype must be float32 or float64, "
+                         f"got {dtype}")
     return dtype
 
 
