@@ -72,17 +72,23 @@ def test_triton_randint_is_our_draw_on_stream_zero():
 
 # --- the same bits on every backend ----------------------------------------------------
 
+# a seed and a stream of 2**63 or more (negative as int64 bit patterns): the key's words
+# are read as unsigned halves on every backend
+BIG_KEY = np.array([2**64 - 3, 2**63 + 5], np.uint64).view(np.int64)
+
+
 @pytest.mark.parametrize("size", SIZES)
-def test_draws_are_the_same_bits_on_every_backend(backend, size):
+@pytest.mark.parametrize("key_value", [KEY, BIG_KEY], ids=["key", "big_key"])
+def test_draws_are_the_same_bits_on_every_backend(backend, size, key_value):
     """float32, float64 and raw draws of a symbolic shape, bit for bit as philox.draw."""
     x = gc.input("x", ("batch", 3))
-    key = gc.param("key", KEY, "int64")
+    key = gc.param("key", key_value, "int64")
     draws = [gc.random.uniform(key, x.shape), gc.random.uniform(key, x.shape, "float64"),
              gc.random.bits(key, x.shape)]
     # (x among the outputs: a dim is bound by an input of the graph)
     got = backend.compile(draws + [x * 2])(x=np.zeros((size, 3), np.float32))
     for dtype, value in zip(("float32", "float64", "int64"), got):
-        want = philox.draw(KEY, (size, 3), dtype)
+        want = philox.draw(key_value, (size, 3), dtype)
         assert value.dtype == want.dtype and value.shape == (size, 3)
         np.testing.assert_array_equal(value, want, err_msg=dtype)
 
