@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from graphc import ops
+from graphc import ops, philox as philox_bits
 from graphc.backends.base import label_error
 from graphc.errors import GraphcError
 
@@ -45,6 +45,12 @@ def erf(x, out):
     """The error function into `out`: the op table's (NumPy has no erf ufunc). Slow, a
     Python call an element: C kernels compute erf wherever C works."""
     out[...] = ops.erf(np.asarray(x))
+
+
+def philox(key, out, dtype):
+    """out = the Philox draw from key of out's shape (graphc/philox.py: the bits every
+    backend computes)."""
+    out[...] = philox_bits.draw(key, out.shape, dtype)
 
 
 def run_chunks(kernel, total: int, rows: int, scratch: tuple):
@@ -143,6 +149,7 @@ def number(runtime, sizes: dict):
 
 
 HELPERS = {"_one_hot": one_hot, "_erf": erf, "_gather": gather, "_scatter_add": scatter_add,
+           "_philox": philox,
            "_run_chunks": run_chunks, "_address": address, "_label_error": label_error,
            "_view": view, "_fill": fill, "_data": data, "_number": number,
            **windows.HELPERS}
