@@ -352,10 +352,11 @@ class FunctionWriter:
                   for _, reason, shown in choice.refusals if shown]
         lines += choice.strategy.render(job, choice.plan, self.tools)
         reason = "; ".join(f"not {name}: {why}" for name, why, _ in choice.refusals)
+        reason = (reason or choice.strategy.why) + strategy.sized_choice(job)
         c_call = getattr(choice.plan, "call", choice.plan)
         c_source = c_call.function.source if isinstance(c_call, c.CCall) else None
         info = KernelInfo(job.output.expr, _kind(node), _source_nodes(job),
-                          choice.strategy.name, reason or choice.strategy.why,
+                          choice.strategy.name, reason,
                           "\n".join(text for text, _ in lines),
                           {"c_source": c_source, "node": node})
         return info, lines

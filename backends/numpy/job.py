@@ -33,9 +33,10 @@ class Binding:
     every other is symbolic, written `_dim_<dim>` in the source and taken at run time.
 
     symbolic: dim -> its size or its source name: what shapes (and the code) say;
-    probe:    dim -> its size or a large prime of its own: the sizes of the stand-in
-              arrays the build lays views out on (a stride or an offset that depends
-              on a symbolic dim is then a multiple of its prime: c.py refuses it);
+    probe:    dim -> its size or a prime of its own above 10**4: the sizes of the
+              stand-in arrays the build lays views out on (a stride that depends on a
+              symbolic dim is then a multiple of its prime: c.py refuses it; a fixed
+              stride that happens to be one is refused too, costing only speed);
     estimate: dim -> its size or passes.schedule's estimate: the sizes the buffer plan
               and size-dependent choices are made at."""
     symbolic: dict
@@ -45,7 +46,7 @@ class Binding:
     @classmethod
     def of(cls, dims: dict, fixed: dict) -> "Binding":
         free = sorted(d for d in dims if d not in fixed)
-        primes = dict(zip(free, _primes_from(1_000_003, len(free))))
+        primes = dict(zip(free, _primes_from(10_007, len(free))))
         return cls({d: fixed.get(d, f"_dim_{d}") for d in dims},
                    {d: fixed.get(d, primes.get(d)) for d in dims},
                    {d: fixed.get(d, SYMBOLIC_DIM_ESTIMATE) for d in dims})

@@ -113,14 +113,21 @@ def _numpy_math_wins(job, tools):
     slow = sorted({s.op for s in job.kernel.steps if ops.has(s.op, "transcendental")})
     elements = job.elements()
     if slow and elements > C_TRANSCENDENTAL_ELEMENTS:
-        return (f"NumPy's SIMD {', '.join(slow)} beat libm on {elements} elements"
-                + _AT_ESTIMATE * job.symbolic_size())
+        return f"NumPy's SIMD {', '.join(slow)} beat libm on {elements} elements"
     return None
 
 
-# The profitability rules decide once for every binding of a generic build's symbolic
-# sizes, at their estimate; a refusal made so says it.
-_AT_ESTIMATE = " (symbolic sizes taken at their estimate, 64: one choice for every binding)"
+def sized_choice(job) -> str:
+    """A note for the reason of a kernel whose choice depended on sizes that are
+    symbolic (the transcendental rule's, chunking's): it was made once for every
+    binding, at their estimate; else ""."""
+    if not job.symbolic_size():
+        return ""
+    slow = any(ops.has(s.op, "transcendental") for s in job.kernel.steps)
+    if slow or (job.node.op == "fused" and job.kernel.kind == "pointwise"):
+        return ("; chosen once for every binding, with the symbolic sizes at their "
+                "estimate (64 each)")
+    return ""
 
 
 def _chunks(job, tools):

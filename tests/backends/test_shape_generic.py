@@ -119,3 +119,19 @@ def test_what_each_backend_fixes():
     assert default.fixed_dims(graph)({"batch": 4}) == {"batch": 4}  # triton's, until it opts in
     assert fixed_dims(graph)({"batch": 4}) == {}
     assert fixed_dims(graph)({"batch": 0}) == {"batch": 0}
+
+
+def test_a_stride_that_depends_on_a_symbolic_size_leaves_the_kernel_to_numpy():
+    # (3, batch): its rows are batch apart, a stride C would need as a number
+    x = gc.input("x", ("batch", 3))
+    fn = gc.compile([gc.relu(x.T) * 2 + 1, gc.sum(x * x, axis=1)])
+    ref = gc.compile([gc.relu(x.T) * 2 + 1, gc.sum(x * x, axis=1)], backend="reference")
+    for n in (2, 5, 1):
+        X = RNG.standard_normal((n, 3)).astype(np.float32)
+        for got, want in zip(fn(x=X), ref(x=X)):
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+    transposed, rows = fn.kernels
+    assert "stride that depends on the symbolic size _dim_batch" in transposed.reason
+    assert transposed.strategy == "ufuncs" and len(fn._executables) == 1
+    if ccompile.available():
+        assert rows.strategy == "C loops"
