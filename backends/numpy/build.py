@@ -344,15 +344,23 @@ class FunctionWriter:
             for i in node.inputs)
 
     def _kernel(self, node: Node) -> tuple:
-        """(KernelInfo, its statements as (text, node)) of a compute node."""
+        """(KernelInfo, its statements as (text, node)) of a compute node: one way, or
+        where the strategy depends on the call's sizes (strategy.math_switch) two
+        ways, chosen at each call."""
         job = self._job(node)
-        choice = strategy.choose(job, self.tools)
-        lines = [(f"# {job.title}", node)] if node.op == "fused" else []
-        lines += [(f"# (NumPy, not C: {reason})", node)
-                  for _, reason, shown in choice.refusals if shown]
-        lines += choice.strategy.render(job, choice.plan, self.tools)
-        reason = "; ".join(f"not {name}: {why}" for name, why, _ in choice.refusals)
-        reason = (reason or choice.strategy.why) + strategy.sized_choice(job)
+        switch = strategy.math_switch(job)
+        choice, lines, reason = self._variant(job, self.tools if switch is None else
+                                              replace(self.tools, large=False))
+        if switch is not None:
+            large, large_lines, large_reason = self._variant(job, replace(self.tools,
+                                                                          large=True))
+            if large.strategy is not choice.strategy:
+                lines = ([(f"if {switch}:  # {large.strategy.name} at this call's sizes",
+                           node)] + _indented(large_lines)
+                         + [("else:", node)] + _indented(lines))
+                reason += (f"; at a call where {switch}: {large.strategy.name} "
+                           f"({large_reason})")
+        lines = ([(f"# {job.title}", node)] if node.op == "fused" else []) + lines
         c_call = getattr(choice.plan, "call", choice.plan)
         c_source = c_call.function.source if isinstance(c_call, c.CCall) else None
         info = KernelInfo(job.output.expr, _kind(node), _source_nodes(job),
@@ -360,6 +368,16 @@ class FunctionWriter:
                           "\n".join(text for text, _ in lines),
                           {"c_source": c_source, "node": node})
         return info, lines
+
+    def _variant(self, job: Job, tools) -> tuple:
+        """(Choice, statements, reason) of a kernel by the strategy table with `tools`."""
+        choice = strategy.choose(job, tools)
+        lines = [(f"# (NumPy, not C: {reason})", job.node)
+                 for _, reason, shown in choice.refusals if shown]
+        lines += choice.strategy.render(job, choice.plan, tools)
+        reason = "; ".join(f"not {name}: {why}" for name, why, _ in choice.refusals)
+        return choice, lines, (reason or choice.strategy.why) + strategy.sized_choice(
+            job, choice)
 
     # the source ----------------------------------------------------------------------
 
@@ -407,6 +425,10 @@ class FunctionWriter:
         if copy or self._storage_root(node).op in SOURCE_OPS:
             return f"np.array({self.values[node].expr})"
         return self.values[node].expr
+
+
+def _indented(lines: list) -> list:
+    return [("    " + text, node) for text, node in lines]
 
 
 def _kind(node: Node) -> str:

@@ -24,6 +24,7 @@ from typing import Callable
 
 from graphc import ops
 from graphc.backends.lower.loops import Unsupported
+from graphc.backends.lower import index as ix
 from graphc.backends.lower.kernel import Runtime, one_element_const
 from graphc.ir import topological_order
 
@@ -46,6 +47,9 @@ class Tools:
     options: object
     gemm: object
     library: c.Library | None
+    # the transcendental rule's outcome for one variant of a kernel the build writes
+    # twice, choosing at each call (math_switch); None: the rule decides here
+    large: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -111,22 +115,41 @@ def _fused_matmul(job, tools):
 
 def _numpy_math_wins(job, tools):
     slow = sorted({s.op for s in job.kernel.steps if ops.has(s.op, "transcendental")})
+    if not slow:
+        return None
     elements = job.elements()
-    if slow and elements > C_TRANSCENDENTAL_ELEMENTS:
+    if tools.large is None and elements > C_TRANSCENDENTAL_ELEMENTS:
         return f"NumPy's SIMD {', '.join(slow)} beat libm on {elements} elements"
+    if tools.large:
+        return (f"NumPy's SIMD {', '.join(slow)} beat libm on more than "
+                f"{C_TRANSCENDENTAL_ELEMENTS} elements")
     return None
 
 
-def sized_choice(job) -> str:
-    """A note for the reason of a kernel whose choice depended on sizes that are
-    symbolic (the transcendental rule's, chunking's): it was made once for every
-    binding, at their estimate; else ""."""
-    if not job.symbolic_size():
-        return ""
-    slow = any(ops.has(s.op, "transcendental") for s in job.kernel.steps)
-    if slow or (job.node.op == "fused" and job.kernel.kind == "pointwise"):
-        return ("; chosen once for every binding, with the symbolic sizes at their "
-                "estimate (64 each)")
+def math_switch(job) -> str | None:
+    """Where the transcendental rule's outcome depends on a kernel's symbolic sizes:
+    the condition, as source over them, under which NumPy's SIMD math wins (the build
+    writes the kernel both ways and chooses at each call, on the call's sizes); None
+    where one outcome holds at every binding."""
+    if not any(ops.has(s.op, "transcendental") for s in job.kernel.steps):
+        return None
+    counts = {ix.product(job.shapes[s]) for s in job.kernel.steps + [job.kernel.result]}
+    if any(count > C_TRANSCENDENTAL_ELEMENTS for count, _ in counts):
+        return None  # more elements than that at every binding: NumPy's always
+    symbolic = sorted((count, names) for count, names in counts if names)
+    if not symbolic:
+        return None
+    return " or ".join(f"{ix.size_source((count,) + names)} > {C_TRANSCENDENTAL_ELEMENTS}"
+                       for count, names in symbolic)
+
+
+def sized_choice(job, choice: Choice) -> str:
+    """A note for the reason of a NumPy kernel whose chunking depended on sizes that
+    are symbolic: decided once for every binding, at their estimate; else ""."""
+    pointwise = job.node.op == "fused" and job.kernel.kind == "pointwise"
+    if pointwise and not choice.strategy.uses_c and job.symbolic_size():
+        return ("; chunked or not once for every binding, with the symbolic sizes at "
+                "their estimate (64 each)")
     return ""
 
 

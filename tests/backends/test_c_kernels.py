@@ -191,7 +191,9 @@ def test_mlp_step_source_bias_and_relu_in_c_updates_in_gemm():
     assert "add, relu" in calls  # the bias add and relu after the first matmul, one pass
     assert any(c.startswith("gt, where") for c in calls)  # relu's backward mask, one pass
     assert any("one_hot" in c for c in calls)
-    assert "np.copyto(_b" not in step.source  # no bias copied in for a gemm to add to
+    # no bias copied in for a gemm to add to (a NumPy variant of a kernel chosen at run
+    # time, for large batches, may copy its own values)
+    assert not re.search(r"np\.copyto\(_b\w*, b\d\)", step.source)
     if blas.find() is not None:  # the SGD update accumulated into W1 by gemm itself
         assert re.search(r"_gemm\(\w+\.T, \w+, W1, -0\.1, 1\.0\)", step.source)
 

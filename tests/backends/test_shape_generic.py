@@ -135,3 +135,19 @@ def test_a_stride_that_depends_on_a_symbolic_size_leaves_the_kernel_to_numpy():
     assert transposed.strategy == "ufuncs" and len(fn._executables) == 1
     if ccompile.available():
         assert rows.strategy == "C loops"
+
+
+def test_a_choice_that_depends_on_the_batch_size_is_made_at_each_call():
+    # C loops below 65536 elements, NumPy's SIMD tanh above (strategy.py): with a
+    # symbolic batch both are built, and each call takes the one for its size
+    x = gc.input("x", ("batch", 512))
+    y = gc.tanh(x) * 2 + 1
+    fn, ref = gc.compile(y), gc.compile(y, backend="reference")
+    for n in (4, 200, 1, 128, 129):
+        X = RNG.standard_normal((n, 512)).astype(np.float32)
+        np.testing.assert_allclose(fn(x=X), ref(x=X), rtol=1e-5, atol=1e-6)
+    (kernel,) = fn.kernels
+    assert len(fn._executables) == 1
+    if ccompile.available():
+        assert "if 512 * _dim_batch > 65536:" in fn.source and kernel.strategy == "C loops"
+        assert "at a call where 512 * _dim_batch > 65536: ufuncs" in kernel.reason
