@@ -515,7 +515,10 @@ def _remove_stale_builds(folder: str) -> None:
     killed installs (`build-XXXX` files), once they are STALE_AFTER_S old."""
     now = time.time()
     for entry in os.scandir(folder):
-        age = now - entry.stat(follow_symlinks=False).st_mtime
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:  # another process's build or install, just finished
+            continue
         if not entry.is_dir(follow_symlinks=False):  # a killed install's temporary file
             if entry.name.startswith(BUILD_PREFIX) and age > STALE_AFTER_S:
                 with contextlib.suppress(FileNotFoundError):
