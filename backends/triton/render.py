@@ -69,6 +69,7 @@ class TritonKernel:
     checks: list = field(default_factory=list)   # CheckBuffer of each chk{j}_ptr
     num_stages: int = 3            # software pipeline stages (a matmul's K loop)
     workspace: int = 0             # float32 elements of scratch at ws_ptr (split-K)
+    split: int = 1                 # split-K: s > 1 writes s shares, -s sums them, 1 neither
 
     @property
     def config(self) -> bl.Config:
@@ -336,8 +337,10 @@ def _matmul(name, nest, shapes, blocks, idx_t, precision, split=1, workspace=0):
     grid = (-(-m // blocks["BLOCK_M"]) * -(-n // blocks["BLOCK_N"]), bl.numel(batch), shares)
     grid_src = (f"lambda meta: (triton.cdiv({m}, meta['BLOCK_M']) * "
                 f"triton.cdiv({n}, meta['BLOCK_N']), {bl.numel(batch)}, {shares})")
-    return _finish(name, "matmul", len(shapes), em, values, checks, blocks, grid, grid_src,
-                   idx_t, bl.matmul_warps(blocks), workspace)
+    kernel = _finish(name, "matmul", len(shapes), em, values, checks, blocks, grid, grid_src,
+                     idx_t, bl.matmul_warps(blocks), workspace)
+    kernel.split = split
+    return kernel
 
 
 def _tile_position(em: Emitter, m: int, n: int, idx_t: str):
