@@ -182,3 +182,15 @@ def test_autotuned_programs_carry_the_heuristic_config_first():
     sizes = {c.blocks["BLOCK_M"] * c.blocks["BLOCK_N"] for c in
              autotune_configs("matmul", heuristic)}
     assert min(sizes) < 64 * 64 < max(sizes)        # smaller and larger tiles than 64x64
+
+
+def test_the_autotune_space_is_pruned_to_configs_that_do_not_spill():
+    """What a GPU build times: each kernel's configs that compile there without spills,
+    in the space's order (here every one of them: none spills on sm_90)."""
+    x, w = gc.input("x", (64, 300)), gc.input("w", (300, 96))
+    program = programs.generate(Graph([gc.relu(x @ w)]), {}, Settings(precision="tf32"))
+    kept = aot.spill_free_configs(program, "sm_90")
+    assert kept == host.kernel_configs(program)
+    source = host.module_source(program, "cuda", autotune=True, configs=kept)
+    assert source.count("triton.Config(") == sum(map(len, kept.values()))
+    assert "num_stages=5" in source
