@@ -5,7 +5,7 @@
     f = gc.compile(gc.relu(x @ W), backend="numpy"); f(x=X)
 """
 
-from graphc import nn, optim, parallel, testing
+from graphc import nn, optim, parallel, random, testing
 from graphc.autodiff import grad, vjp
 from graphc.checkpoint import load, save
 from graphc.compile import Function, compile, load_function
@@ -32,7 +32,7 @@ from graphc.viz import render
 __all__ = [
     "Function", "Graph", "Node", "TensorType", "compile", "grad", "vjp", "render", "nn",
     "explore", "scope", "save", "load", "load_function",
-    "optim", "parallel", "testing", "abs", "add", "all_reduce", "broadcast_to", "cast", "concat", "const", "conv",
+    "optim", "parallel", "random", "testing", "abs", "add", "all_reduce", "broadcast_to", "cast", "concat", "const", "conv",
     "div", "eq",
     "exp", "expand_dims", "ge", "getitem", "gt", "input", "le", "lift", "log", "log1p", "lt",
     "matmul", "max", "maximum", "max_pool", "mean", "minimum", "mul", "ne", "neg", "one_hot",

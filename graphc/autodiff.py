@@ -515,6 +515,7 @@ RULES = {
     # matmul (batch dims broadcast; _fit sums a broadcast operand's batch axes)
     "matmul": _matmul,
     "one_hot": _zero,
+    "philox": _zero,   # a random draw: a function of its key's integer bits only
     # collectives: their own transpose (see the module docstring)
     "all_reduce": lambda n, g, i: _op("all_reduce", g, op=n.attrs["op"]),
     # indexing by data (h-index)

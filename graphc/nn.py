@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc import dsl
+from graphc import dsl, random
 from graphc import initializers as init  # noqa: F401  (gc.nn.init)
 from graphc.dsl import exp, log, log1p, maximum, where
 from graphc.errors import DtypeError, ShapeError, UsageError
@@ -135,6 +135,35 @@ def gelu(x, approximate="none"):
         return 0.5 * x * (1.0 + dsl.erf(x * (1.0 / np.sqrt(2.0))))
     inner = np.sqrt(2.0 / np.pi) * (x + 0.044715 * (x * x * x))
     return 0.5 * x * (1.0 + dsl.tanh(inner))
+
+
+@composite
+def dropout(x, p: float, key: Node, training=True):
+    """Inverted dropout, as torch's F.dropout: while training, each element is zeroed with
+    probability p and the others are scaled by 1/(1-p), so the expected value keeps;
+    otherwise x itself. The mask is one draw from `key` (gc.random: put {key:
+    gc.random.next(key)} in the step's updates for a fresh mask each step, and give each
+    dropout a key of its own, gc.random.split). training: a Python bool (the graph is
+    built for one mode) or a scalar bool node (a gc.input fed at each call), so one model
+    serves a training step and an evaluation function over the same params. The gradient
+    goes through the same mask node as the forward value (one draw, stored once)."""
+    x = dsl.lift(x)
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise dsl.user_error(UsageError, f"dropout: p must be a number in [0, 1), got {p!r} "
+                             "(p is the probability of zeroing an element)", [("x", x)])
+    if not is_float(x.dtype):
+        raise dsl.user_error(DtypeError, f"dropout: x must be float, got {x.dtype}",
+                             [("x", x)])
+    if not isinstance(training, (bool, Node)) or (isinstance(training, Node) and (
+            training.dtype != "bool" or training.shape != ())):
+        raise dsl.user_error(UsageError, "dropout: training must be a Python bool or a "
+                             "scalar bool node (gc.input('training', (), 'bool')), got "
+                             f"{training!r}", [("x", x)])
+    if training is False or p == 0:
+        return x
+    keep = random.bernoulli(key, 1.0 - p, x.shape)
+    dropped = where(keep, x * (1.0 / (1.0 - p)), 0.0)
+    return dropped if training is True else where(training, dropped, x)
 
 
 def _same_shape(loss: str, prediction, target, names=("prediction", "target")) -> tuple:

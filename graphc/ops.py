@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from graphc import windows
+from graphc import philox, windows
 from graphc.errors import DtypeError, GraphcError, ShapeError
 from graphc.types import (
     DTYPES, TensorType, broadcast_shapes, canonical_dtype, format_shape, is_float,
@@ -59,6 +59,10 @@ TRAITS = {
                   "(graphc/parallel.py): every worker must run it, in the same order, so it "
                   "is never folded at build time; backends run it through "
                   "backends/collectives.py (no NumPy impl here)",
+    "random": "draws from a counter-based generator (graphc/philox.py): a pure function of "
+              "its key, yet each draw is its own: never merged with another (cse), folded "
+              "at build time (fold) or computed in more than one kernel (fusion holds it "
+              "in none: its kind is other)",
     "in_place": "element k of its result depends on element k of its operand only: it may "
                 "take its operand's buffer when the operand dies there (an elementwise op "
                 "may anyway)",
@@ -414,6 +418,18 @@ def _index_raises(shapes, attrs) -> bool:
     return 0 not in shapes[1]
 
 
+# --- randomness (graphc/random.py): the Philox draw -------------------------------------
+
+def _infer_philox(types, attrs):
+    (key,), dtype = types, canonical_dtype(attrs["dtype"])
+    if key.dtype != "int64" or key.shape != (2,):
+        raise ShapeError(f"philox: the key must be int64[2] (seed, stream), got {key}; make "
+                         "one with gc.random.key(seed, name=...)")
+    if dtype not in philox.CONVERT:
+        raise DtypeError(f"philox: draws {', '.join(philox.CONVERT)}, not {dtype}")
+    return TensorType(attrs["shape"], dtype)
+
+
 # --- reference semantics ---------------------------------------------------------------
 
 def _sigmoid(x):
@@ -599,6 +615,10 @@ OPS: dict[str, OpDef] = dict(
         _row("max_pool", "other", 1, _POOL_ATTRS, windows.infer_max_pool, windows.max_pool),
         _row("max_pool_grad", "other", 2, _POOL_ATTRS, windows.infer_max_pool_grad,
              windows.max_pool_grad),
+        # --- randomness (graphc/random.py): uniform [0, 1) floats or raw int64 bits of a
+        # Philox-4x32-10 draw (graphc/philox.py says which bits), shape from the attrs
+        _row("philox", "other", 1, {"shape": "shape", "dtype": "dtype"}, _infer_philox,
+             lambda a, at, s: philox.draw(a[0], s, at["dtype"]), ("random",)),
         # A kernel: its body (Node.body) says what it computes; the reference backend runs
         # the body, so the row has no impl of its own.
         _row("fused", "fused", None, {"kind": "name"}, _infer_fused, None),

@@ -3,13 +3,15 @@
 Two nodes merge when they apply the same op with the same attrs and type to the very same
 input nodes (operands of commutative ops in either order), or when both are consts
 holding identical arrays (same dtype, shape and bytes). Equal VALUES never merge two
-nodes otherwise: two inputs or params are always distinct, however alike. The walk is
+nodes otherwise: two inputs or params are always distinct, however alike, and so are two
+random draws (the "random" trait: each draw is its own, even from one key). The walk is
 topological, so inputs are already merged when a node's key is formed: one pass, linear.
 The first node of a class in the graph's order is kept, with its name, loc and tags.
 """
 
 from __future__ import annotations
 
+from graphc import ops
 from graphc.ir import Graph, Node
 
 from .rewrite import rewrite
@@ -18,7 +20,7 @@ from .simplify import COMMUTATIVE
 
 def structural_key(node: Node):
     """A hashable key equal for interchangeable nodes; None for nodes that never merge."""
-    if node.op in ("input", "param"):
+    if node.op in ("input", "param") or ops.has(node.op, "random"):
         return None
     if node.op == "const":
         return ("const", node.type, node.value.tobytes())

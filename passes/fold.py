@@ -24,6 +24,8 @@ MAX_FOLD_BYTES = 1 << 16
 def _foldable(node: Node) -> bool:
     if node.op not in ops.OPS or not node.type.is_static or ops.has(node.op, "collective"):
         return False  # (a collective's value is known only when the workers run it)
+    if ops.has(node.op, "random"):
+        return False  # a draw is computed when the step runs, never baked into the graph
     if node.type.nbytes() > MAX_FOLD_BYTES:
         return False
     if node.op == "size":

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from graphc import ops
+from graphc import ops, philox as philox_bits
 from graphc.backends.base import label_error
 from graphc.errors import GraphcError
 
@@ -47,6 +47,12 @@ def erf(x, out):
     out[...] = ops.erf(np.asarray(x))
 
 
+def philox(key, out, dtype):
+    """out = the Philox draw from key of out's shape (graphc/philox.py: the bits every
+    backend computes)."""
+    out[...] = philox_bits.draw(key, out.shape, dtype)
+
+
 def run_chunks(kernel, total: int, rows: int, scratch: tuple):
     """Run kernel(lo, hi, *scratch arrays) over the rows [0, total), split into one range
     of whole chunks per scratch set: the first on this thread, the others on the pool's.
@@ -82,5 +88,6 @@ def address(array: np.ndarray) -> int:
 
 
 HELPERS = {"_one_hot": one_hot, "_erf": erf, "_gather": gather, "_scatter_add": scatter_add,
+           "_philox": philox,
            "_run_chunks": run_chunks, "_address": address, "_label_error": label_error,
            **windows.HELPERS}

@@ -211,6 +211,9 @@ EMIT = {
     **{op: (lambda name: lambda node, args, out, dims: [f"{name}({args[0]}, out={out})"])(name)
        for op, name in (("isnan", "np.isnan"), ("isinf", "np.isinf"),
                         ("isfinite", "np.isfinite"), ("logical_not", "np.logical_not"))},
+    # randomness (issue 15): the NumPy-vectorized Philox of graphc/philox.py, runtime.py
+    "philox": lambda node, args, out, dims: [
+        f"_philox({args[0]}, {out}, {node.attrs['dtype']!r})"],
     # sliding windows (h-conv): strided windows + BLAS, backends/numpy/windows.py
     "conv": _window("_conv", _CONV),
     "conv_input_grad": _window("_conv_input_grad", _CONV),

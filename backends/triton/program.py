@@ -35,6 +35,7 @@ from graphc.types import format_shape
 
 from . import blocks as bl
 from .indexing import KERNELS as INDEXING_KERNELS
+from .philox import KERNELS as PHILOX_KERNELS
 from .render import TritonKernel, render
 
 
@@ -157,7 +158,7 @@ class _Planner:
             return []
         name = (f"k{len(self.launches)}_{kernel.kind}_" + "_".join(dict.fromkeys(
             n.op for n in kernel.steps if not ops.has(n.op, "view")))[:40]).rstrip("_")
-        by_hand = INDEXING_KERNELS.get(kernel.result.op)
+        by_hand = {**INDEXING_KERNELS, **PHILOX_KERNELS}.get(kernel.result.op)
         if by_hand is not None:   # reads or writes at data-dependent places: no loop nest
             rendered = by_hand(name, kernel, shapes)
         else:

@@ -221,6 +221,10 @@ ROUND_TRIP = {
     "all_reduce": lambda v: gc.all_reduce(v["x"], op="mean"),
     "gather": lambda v: gc.take(v["y"], v["labels"] - 1),
     "scatter_add": lambda v: gc.scatter_add(v["y"], 0, np.array([2, -3, 2]), v["y"] * 2),
+    # randomness (issue 15): a draw of a symbolic shape from a const key
+    "philox": lambda v: gc.random.normal(gc.const(np.array([5, 2], np.int64)),
+                                         v["x"].shape) * v["x"]
+    + gc.cast(gc.random.bits(gc.const(np.array([1, 0], np.int64)), (3,)), "float32"),
     # sliding windows (h-conv): x as (n, 1, 3) signals
     "conv": lambda v: gc.conv(_signal(v), _FILTERS, padding=((1, 0),), dilation=2),
     "conv_input_grad": lambda v: gc.vjp(gc.conv(_signal(v), _FILTERS, padding=1), v["x"],

@@ -115,6 +115,11 @@ EXAMPLES = {
                                           + gc.cast(gc.min(i, axis=1, keepdims=True), "float32")),
     "prod": lambda x, y, w, i, b, labels: (gc.prod(x, axis=0) + gc.prod(y[:, :9] * 0.5, axis=1,
                                                                         keepdims=True)),
+    # randomness (issue 15): a float32 and a float64 draw from a const key, the bits
+    # (the same on every backend) mixed with x, NaN and inf passing through
+    "philox": lambda x, y, w, i, b, labels: (
+        gc.random.uniform(_KEY, x.shape) * x
+        + gc.random.normal(_KEY, (x.shape[1],), "float64")),
     # sliding windows (h-conv): x as a 1-D signal of one channel
     "conv": lambda x, y, w, i, b, labels: gc.conv(_signal(x), _FILTERS, stride=2, padding=1),
     "conv_input_grad": lambda x, y, w, i, b, labels: gc.vjp(
@@ -128,6 +133,7 @@ EXAMPLES = {
         gc.stop_gradient(gc.max_pool(_signal(y), 3, stride=2, padding=1))),
 }
 _FILTERS = gc.const(np.linspace(-1.0, 1.0, 6).reshape(2, 1, 3))
+_KEY = gc.const(np.array([2**40 + 9, 3], np.int64))
 # Ops a backend refuses at build time, naming the op (the test checks the refusal).
 REFUSED = {"triton": {"conv", "conv_input_grad", "conv_weight_grad", "max_pool",
                       "max_pool_grad"}}
