@@ -36,6 +36,12 @@ BENCHMARKS = {
                      "fan-outs (growth exponents)"),
     "cnn_step": ("bench.cnn_step",
                  "E: LeNet-style CNN Adam step at batch 256 vs torch eager on the CPU"),
+    "gpu": ("bench.gpu",
+            "F: on a CUDA GPU, the triton tests, then the MLP step at batch 256 and 8192 "
+            "vs torch.compile (inductor); without one, says so"),
+    "triton_host": ("bench.triton_host",
+                    "G: host time of a triton MLP step with the kernel launches stubbed out "
+                    "(CPU, no GPU)"),
 }
 
 # The bench extra: threadpoolctl reads and limits the BLAS's threads, torch is a peer row.
@@ -52,6 +58,8 @@ def add_arguments(parser):
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
     parser.add_argument("--repeats", type=int, default=50, help="timed runs per row")
+    parser.add_argument("--quick", action="store_true",
+                        help="few timed runs per row (5), for a check rather than a measurement")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS (and torch) threads; default: the BLAS's own choice")
     parser.add_argument("--keep-blas-env", action="store_true",
@@ -84,7 +92,7 @@ def run(args) -> int:
         for name in args.names or BENCHMARKS:
             module, what = BENCHMARKS[name]
             print(f"\n=== {name}: {what}")
-            importlib.import_module(module).run(args.repeats)
+            importlib.import_module(module).run(5 if args.quick else args.repeats)
     return 0
 
 
@@ -97,6 +105,7 @@ def _rerun_without(variables, args) -> int:
     print(f"(running with {' and '.join(variables)} unset, as on a user's machine)",
           flush=True)
     argv = [sys.executable, "-m", "bench", *args.names, "--repeats", str(args.repeats)]
+    argv += ["--quick"] if args.quick else []
     argv += ["--threads", str(args.threads)] if args.threads else []
     return subprocess.run(argv, env=env, cwd=root).returncode
 

@@ -15,6 +15,11 @@ from hypothesis import settings  # noqa: E402
 
 import graphc as gc  # noqa: E402
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than 10 s (run by default; "
+                                       "-m 'not slow' leaves it out)")
+
+
 settings.register_profile("graphc", deadline=None, max_examples=40, derandomize=True)
 settings.load_profile("graphc")
 

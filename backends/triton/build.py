@@ -19,6 +19,7 @@ import numpy as np
 from graphc import ops
 from graphc.backends.base import KernelInfo, label_error
 from graphc.backends.collectives import Collectives
+from graphc.errors import GraphcError
 from graphc.ir import Graph
 from graphc.passes.schedule import format_plan
 
@@ -32,6 +33,15 @@ class Options:
     # the largest reduction row held in one block; longer rows take the looped path
     max_row_block: int = blocks.MAX_ROW_BLOCK
     autotune: bool | None = None    # time several block sizes (None: on a CUDA device)
+    # float32 matmuls: "ieee" (exact), "tf32" or "bf16" operands, float32 sums in each;
+    # None follows torch.backends.cuda.matmul.allow_tf32 when the build is made
+    precision: str | None = None
+    sms: int | None = None          # SMs a matmul grid should fill (None: the device's)
+
+    def __post_init__(self):
+        if self.precision not in (None,) + blocks.PRECISIONS:
+            raise GraphcError(f"triton option precision must be one of "
+                              f"{', '.join(blocks.PRECISIONS)} or None, got {self.precision!r}")
 
 
 def build(graph: Graph, dims: dict, options: Options | None = None) -> "TritonExecutable":
@@ -39,15 +49,28 @@ def build(graph: Graph, dims: dict, options: Options | None = None) -> "TritonEx
     options = options or Options()
     torch, where = device.check()  # TRITON_INTERPRET may have been unset since gc.compile
     autotune = where == "cuda" if options.autotune is None else options.autotune
-    program = programs.generate(graph, dims, options.max_row_block)
+    program = programs.generate(graph, dims, settings(options, torch, where))
     return TritonExecutable(program, dims, torch, where, autotune)
+
+
+def settings(options: Options, torch, where: str) -> blocks.Settings:
+    """What the kernels are generated for: the options, with torch's tf32 switch and the
+    device's SM count where they are left to None."""
+    precision = options.precision or (
+        "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee")
+    sms = options.sms or (torch.cuda.get_device_properties(0).multi_processor_count
+                          if where == "cuda" else blocks.H100_SMS)
+    return blocks.Settings(options.max_row_block, precision, sms)
 
 
 class TritonExecutable:
     def __init__(self, program: programs.Program, dims: dict, torch, where: str,
                  autotune: bool):
         self.program, self.dims, self.torch, self.device = program, dict(dims), torch, where
-        self.source = host.module_source(program, where, autotune)
+        # on a GPU, the autotuner times only the configs that compile there without spills
+        configs = aot.spill_free_configs(program, device.arch(torch)) if (
+            autotune and where == "cuda") else None
+        self.source = host.module_source(program, where, autotune, configs)
         self.module = host.load_module(self.source)
         self.kernels = [kernel_info(launch) for launch in program.launches]
         plan = program.plan
@@ -60,6 +83,7 @@ class TritonExecutable:
         self.values = self._value_buffers()
         self.checks = [torch.zeros(c.size, dtype=self._dtype(c.dtype), device=where)
                        for c in host.check_buffers(program)]
+        self.workspace = torch.empty(program.workspace, dtype=torch.float32, device=where)
         # consts never change: convert them once
         self._consts = {n: self._tensor(n.value) for n in program.sources if n.op == "const"}
         self.collectives = Collectives(program.graph, dims, device=where)
@@ -93,7 +117,8 @@ class TritonExecutable:
         # The interpreter runs kernels with NumPy, which warns where a tl.where's unused
         # branch divides by zero; inf and nan are values here, as in the reference.
         with np.errstate(all="ignore"):
-            self.module.run(sources, self.values, self.checks, self.collectives)
+            self.module.run(sources, self.values, self.checks, self.workspace,
+                            self.collectives)
         for check, found in zip(host.check_buffers(self.program), self.checks):
             found = found.cpu().numpy()
             if found.any():
@@ -115,9 +140,10 @@ class TritonExecutable:
         return array
 
     def compile_for(self, arch="sm_90") -> list:
-        """Compile every kernel ahead of time for `arch` (no GPU needed); one dict of
-        stats per kernel: registers, spill bytes, shared memory, PTX/cubin sizes."""
-        return aot.compile_program(self.program, arch)
+        """Compile every kernel in every autotune config ahead of time for `arch` (no
+        GPU needed); one dict of stats per kernel and config (the heuristic's config
+        first): registers, spill bytes, shared memory, PTX/cubin sizes, config."""
+        return aot.compile_program(self.program, arch, every_config=True)
 
 
 def kernel_info(launch: programs.Launch) -> KernelInfo:
@@ -126,6 +152,7 @@ def kernel_info(launch: programs.Launch) -> KernelInfo:
         name=k.name, kind=k.kind, nodes=tuple(f"{n.op}@{n.loc}" for n in launch.nodes),
         strategy="triton", reason=launch.note, source=k.source,
         extra={"grid": k.grid, "blocks": dict(k.blocks), "num_warps": k.num_warps,
+               "num_stages": k.num_stages, "workspace": k.workspace,
                "index_dtype": k.index_dtype, "node": launch.node})
 
 

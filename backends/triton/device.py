@@ -45,3 +45,9 @@ def check() -> tuple:
         "CUDA device here, and TRITON_INTERPRET=1 was not set (set it in the environment "
         "before starting Python, or before triton is first imported). Use backend='numpy' "
         "on a CPU; `graphc kernels FILE` still generates and compiles kernels for sm_90.")
+
+
+def arch(torch) -> str:
+    """The CUDA device's arch, as ahead-of-time compiles name it ('sm_90')."""
+    major, minor = torch.cuda.get_device_capability()
+    return f"sm_{major}{minor}"

@@ -1,16 +1,19 @@
-"""The generated module: the kernels, and a host function `run(s, b, c, collectives)`
+"""The generated module: the kernels, and a host function `run(s, b, c, w, collectives)`
 that launches them in order.
 
 `s` holds the source tensors (inputs, params, consts: Program.sources, in order), `b`
 the values' buffers (`Buffers.values`: a view of the plan's arena for each value that
-needs storage), `c` the one_hot check buffers (zeroed by the caller), `collectives` the
+needs storage), `c` the one_hot check buffers (zeroed by the caller), `w` the float32
+workspace of the split-K matmuls (Program.workspace elements), `collectives` the
 executable's Collectives (backends/collectives.py), whose methods run the graph's
 collectives between the launches. Every launch's arguments are fixed when the program
 is made, so `run` is a list of launches and calls, no allocation: the buffers come from
 the plan and live as long as the executable.
 
-With `autotune`, each kernel is wrapped in triton.autotune over blocks.autotune_configs
-and launched with a grid lambda of the chosen config (a GPU's choice, timed there).
+With `autotune`, each kernel is wrapped in triton.autotune over its configs (`configs`:
+kernel name -> [blocks.Config], by default blocks.autotune_configs; build.py passes them
+pruned of those that spill on the device, aot.py) and launched with a grid lambda of
+the chosen config (a GPU's choice, timed there).
 Nothing here imports triton or torch: the module is text until `load_module` imports
 it (torch and triton are imported by the module itself).
 """
@@ -28,6 +31,7 @@ from graphc.backends.collectives import call_source
 from .blocks import autotune_configs
 from .elementwise import PRELUDE
 from .program import HostCall, Program
+from .render import BF16_DOT
 
 
 def argument_names(program: Program) -> dict:
@@ -39,30 +43,37 @@ def argument_names(program: Program) -> dict:
     return names
 
 
-def module_source(program: Program, device: str, autotune: bool) -> str:
+def module_source(program: Program, device: str, autotune: bool, configs=None) -> str:
     header = ("import torch\nimport triton\nimport triton.language as tl\n\n"
-              f"DEVICE = {device!r}\n\n\n" + PRELUDE)
-    kernels = "\n\n".join(_decorated(launch, program, autotune) for launch in program.launches)
+              f"DEVICE = {device!r}\n\n\n" + PRELUDE + "\n\n" + BF16_DOT[device])
+    configs = configs or kernel_configs(program)
+    kernels = "\n\n".join(_decorated(launch, program, configs[launch.kernel.name] if autotune
+                                      else None) for launch in program.launches)
     return header + "\n\n" + kernels + "\n\n" + _host_function(program, autotune)
 
 
-def _decorated(launch, program: Program, autotune: bool) -> str:
+def kernel_configs(program: Program) -> dict:
+    """kernel name -> the configs the autotuner may time, the heuristic's first."""
+    return {k.name: autotune_configs(k.kind, k.config) for k in program.kernels}
+
+
+def _decorated(launch, program: Program, configs) -> str:
     kernel = launch.kernel
-    if not autotune:
+    if configs is None:
         return kernel.source
-    configs = ", ".join(f"triton.Config({blocks!r}, num_warps={warps})" for blocks, warps
-                        in autotune_configs(kernel.kind, kernel.blocks, kernel.num_warps))
+    listed = ", ".join(f"triton.Config({c.blocks!r}, num_warps={c.num_warps}, "
+                       f"num_stages={c.num_stages})" for c in configs)
     # a kernel that overwrites its operand in place must see it again for each config
     restore = ", restore_value=['out_ptr']" if launch.node in program.plan.in_place else ""
-    return f"@triton.autotune(configs=[{configs}], key=[]{restore})\n" + kernel.source
+    return f"@triton.autotune(configs=[{listed}], key=[]{restore})\n" + kernel.source
 
 
 def _host_function(program: Program, autotune: bool) -> str:
     names = argument_names(program)
-    lines = ["def run(s, b, c, collectives):",
+    lines = ["def run(s, b, c, w, collectives):",
              '    """Launch every kernel: s holds the sources, b the values\' buffers, c the',
-             '    one_hot check buffers, in the program\'s order; collectives run the',
-             '    collectives."""']
+             '    one_hot check buffers, in the program\'s order, w the split-K workspace;',
+             '    collectives run the collectives."""']
     checks = 0
     for launch in program.steps:
         if isinstance(launch, HostCall):
@@ -72,13 +83,14 @@ def _host_function(program: Program, autotune: bool) -> str:
         k = launch.kernel
         args = [names[o] for o in launch.operands] + [names[launch.node]]
         args += [f"c[{checks + j}]" for j in range(len(k.checks))]
+        args += ["w"] if k.workspace else []
         checks += len(k.checks)
         if autotune:
             lines.append(f"    {k.name}[{k.grid_source}]({', '.join(args)})")
         else:
             blocks = "".join(f", {name}={v}" for name, v in k.blocks.items())
             lines.append(f"    {k.name}[{k.grid}]({', '.join(args)}{blocks}, "
-                         f"num_warps={k.num_warps})")
+                         f"num_warps={k.num_warps}, num_stages={k.num_stages})")
     if not program.steps:
         lines.append("    pass")
     return "\n".join(lines) + "\n"

@@ -73,15 +73,21 @@ class Program:
     def kernels(self) -> list:
         return [launch.kernel for launch in self.launches]
 
+    @property
+    def workspace(self) -> int:
+        """float32 elements of scratch the split-K matmuls need: one buffer serves them
+        all, since kernels run one after another."""
+        return max([k.workspace for k in self.kernels], default=0)
+
 
 def view_of(node: Node) -> Node | None:
     """The node whose memory `node` is a view of (every view reads its first operand)."""
     return node.inputs[0] if ops.has(node.op, "view") else None
 
 
-def generate(graph: Graph, dims: dict, max_row_block: int = bl.MAX_ROW_BLOCK) -> Program:
+def generate(graph: Graph, dims: dict, settings: bl.Settings = bl.Settings()) -> Program:
     """The program of `graph` at concrete `dims`."""
-    planner = _Planner(dims, max_row_block)
+    planner = _Planner(dims, settings)
     new = {}
     for node in graph.nodes:
         new[node] = planner.add(rebuild(node, tuple(new[i] for i in node.inputs)))
@@ -97,8 +103,8 @@ def generate(graph: Graph, dims: dict, max_row_block: int = bl.MAX_ROW_BLOCK) ->
 class _Planner:
     """Walks the graph in order: each node is a source, a view or kernel(s)."""
 
-    def __init__(self, dims, max_row_block):
-        self.dims, self.max_row_block = dims, max_row_block
+    def __init__(self, dims, settings: bl.Settings):
+        self.dims, self.settings = dims, settings
         self.order, self.launches, self.notes = [], [], []
         self.steps = []            # the launches and host calls, in order
         self.placed = set()        # the nodes of `order`
@@ -156,8 +162,8 @@ class _Planner:
         if by_hand is not None:   # reads or writes at data-dependent places: no loop nest
             rendered = by_hand(name, kernel, shapes)
         else:
-            rendered = [render(name, lower(kernel, shapes), [shapes[p] for p in kernel.params],
-                               self.max_row_block)]
+            rendered = render(name, lower(kernel, shapes), [shapes[p] for p in kernel.params],
+                              self.settings)
         self.body_consts.update((o, None) for o in kernel.operands
                                 if o.op == "const" and o not in self.placed)
         return [Launch(r, kernel.node, kernel.operands, tuple(kernel.steps)) for r in rendered]

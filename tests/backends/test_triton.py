@@ -239,7 +239,7 @@ def test_compile_exposes_kernels_source_and_stats():
     fn = gc.compile([gc.nn.softmax(gc.relu(x @ W))], backend="triton")
     (got,) = fn(x=randn(4, 5))
     assert got.shape == (4, 3) and np.allclose(got.sum(axis=1), 1, atol=1e-6)
-    assert "def run(s, b, c, collectives)" in fn.source and "@triton.jit" in fn.source
+    assert "def run(s, b, c, w, collectives)" in fn.source and "@triton.jit" in fn.source
     for k in fn.kernels:
         assert k.strategy == "triton" and k.nodes and {"grid", "blocks"} <= set(k.extra)
         assert k.source in fn.source
