@@ -20,8 +20,10 @@ input's buffer (`in_place`); so does a pointwise fused kernel over an operand th
 body reads only through elementwise ops, all the way to its result. Values that are
 outputs or update values live to the end of the call. An alias (a view of its input, as
 the backend reports through `alias_of`) takes no buffer and keeps its base's buffer
-alive while it lives. Buffers, once made, stay for the whole call (they are
-preallocated arenas), so the plan's peak is the total of the buffer sizes; the naive
+alive while it lives. Shapes are compared as written (symbolic dims by name), so a plan
+made at one binding of the symbolic dims is valid at every other (`held` lists each
+buffer's values: its size there is their largest). Buffers, once made, stay for the
+whole call (they are preallocated arenas), so the plan's peak is the total of the buffer sizes; the naive
 plan gives every non-source value its own.
 
 Everything here is a loop over the order with dicts, heaps and a free list kept in a

@@ -1,11 +1,17 @@
 """The numpy backend's build: one generated Python function for a graph and its dims.
 
-build(graph, dims) does, once per input-shape signature:
+The function is generic over every symbolic dim but those `fixed_dims` names (zero-size
+ones, collectives'): their sizes are read from the inputs' shapes at each call, shapes
+in the source name them (`_dim_batch`), and what depends on them is the frame, made
+once per binding (namespace.py, runtime.Frames). build(graph, dims) does, once per
+binding of the fixed dims:
   1. plan the buffers of the graph in its order (the O2 pipeline ends with the schedule
-     pass; a graph at O0 or O1 runs in the order it came in): each computed value gets
-     a byte arena, shared with values whose lives do not overlap; views (reshape,
-     transpose, ...) are NumPy views and get none;
-  2. view every arena as the (dtype, shape) of each value stored in it, once;
+     pass; a graph at O0 or O1 runs in the order it came in), symbolic dims at the
+     schedule's estimate: each computed value gets a byte arena, shared with values
+     whose lives do not overlap; views (reshape, transpose, ...) are NumPy views and
+     get none; an arena of a symbolic size is one of the frame's, grown on demand;
+  2. view every arena as the (dtype, shape) of each value stored in it, once (in the
+     frame, once per binding, where the shape is symbolic);
   3. make one Job a kernel (job.py), choose its strategy from THE table (strategy.py: C
      loops, gemm + C epilogue, chunked ufuncs, ufuncs) and render it (c.py, ufuncs.py);
   4. compile the function's C kernels (c.Library, ccompile.py: units of bounded size,
@@ -390,8 +396,7 @@ class FunctionWriter:
         for name, k, axis in input_axes(self.graph, self.binding):
             lines.append(f"    {name} = {inputs[k]}.shape[{axis}]")
         if self.ns.frame:  # this binding's arrays (made at its first call)
-            lines.append(f"    ({''.join(n + ', ' for n, _ in self.ns.frame)}) = "
-                         f"_frames.get({', '.join(self.ns.sizes)})")
+            lines.append(f"    {self.ns.frame_unpacking()}")
         for node in params:
             lines.append(f"    {self.values[node].expr} = {self.ns.bind('param', node)}.value")
         for array, address in self.ns.per_call.items():  # for C kernels

@@ -41,10 +41,16 @@ class NumpyExecutable:
                  collectives, frames):
         self.fn, self.inputs, self.collectives = fn, inputs, collectives
         self.frames = frames  # runtime.Frames: a generic function's arrays per binding
-        self.source, self.kernels, self.stats = source, kernels, stats
+        self.source, self.kernels, self._stats = source, kernels, stats
         self.plan_text = plan_text
         self._errors = errors
         self.libraries = ()   # the paths of its C kernels' libraries (a saved Function's)
+
+    @property
+    def stats(self) -> dict:
+        """The build's (its plan's peak at the schedule's estimate of symbolic dims),
+        and `arena_bytes`: what the arenas of a generic function's frames hold now."""
+        return {**self._stats, "arena_bytes": self.frames.nbytes}
 
     def __call__(self, feeds: dict, begin_commit=lambda: None) -> list:
         """The outputs and update values for {input node: array}; `begin_commit()` is

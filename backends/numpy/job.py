@@ -119,7 +119,7 @@ class Job:
     dims: dict                  # Binding.symbolic
     title: str                  # the node's IR line, without its type
     overwrites_elsewhere: bool  # writes over an operand it reads in another layout
-    binding: Binding = None
+    binding: Binding            # how the build sees the dims (symbolic, probe, estimate)
 
     @property
     def shape(self) -> tuple:

@@ -96,12 +96,17 @@ class Namespace:
 
     def frame_source(self, fn_name: str) -> list:
         """The frame function's lines: the arenas at the sizes, then every entry."""
-        names = [name for name, _ in self.frame]
         lines = [f"def {fn_name}({', '.join(self.sizes)}):",
-                 f"    _a = _frames.arenas(({''.join(b + ', ' for b in self.arena_bytes)}))"]
+                 f"    _a = _frames.arenas({tuple_source(self.arena_bytes)})"]
         lines += [f"    {name} = {source}" for name, source in self.frame]
-        lines.append(f"    return ({''.join(n + ', ' for n in names)})")
+        lines.append(f"    return {tuple_source([name for name, _ in self.frame])}")
         return lines
+
+    def frame_unpacking(self) -> str:
+        """The statement that binds the frame's names at a call (its sizes' frame)."""
+        names = [name for name, _ in self.frame]
+        return f"{', '.join(names)}{',' if len(names) == 1 else ''} = " \
+               f"_frames.get({', '.join(self.sizes)})"
 
     def user(self, name: str | None, prefix: str) -> str:
         """The user's name of an input or param, or a generated one (see the module)."""
@@ -170,8 +175,9 @@ class ScratchPool:
         if is_symbolic(shape):
             name = self._namespace.frame_array("s", shape, dtype)
         else:
-            self.arrays[name := self._namespace.fresh("s")] = np.empty(shape, dtype)
-            self._namespace.globals[name] = self.arrays[name]
+            array = np.empty(shape, dtype)
+            name = self._namespace.bind("s", array)
+            self.arrays[name] = array
         self.kinds[name] = (shape, dtype)
         self.by_kind.setdefault((shape, dtype), []).append(name)
         return name
@@ -189,7 +195,12 @@ def is_symbolic(shape: tuple) -> bool:
 
 def shape_source(shape: tuple) -> str:
     """A shape as Python source: `(_dim_batch, 8)`, `(3,)`."""
-    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    return tuple_source([str(d) for d in shape])
+
+
+def tuple_source(items: list) -> str:
+    """A tuple of source items as source: `(a, b)`, `(a,)`, `()`."""
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
 def size_text(shape: tuple) -> str:
